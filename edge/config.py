@@ -1,0 +1,153 @@
+"""The gateway's config: one TOML file, parsed once into frozen dataclasses, checked as a whole.
+
+Each section is parsed by the module that uses it (`[broker]` in mqtt/config.py,
+`[simulate]` in peripherals/simulator); this module owns the station-wide sections,
+assembles the rest and rejects sections nobody knows. What it returns is passed onward;
+no module ever sees the raw dict.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.configfile import ConfigError, Section
+from mqtt.config import BrokerConfig, parse_broker
+from peripherals.simulator import SimulateConfig, parse_simulate
+
+ID_PATTERN = r"[a-z0-9-]{1,32}"
+
+
+@dataclass(frozen=True)
+class StationConfig:
+    id: str
+    county: str
+    name: str
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    path: Path
+    max_mb: int = 512
+    # Delivered events are kept this long so the county can ask for a replay.
+    retention_days: float = 7.0
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.path / "outbox.db"
+
+    @property
+    def max_bytes(self) -> int:
+        return self.max_mb * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ClockConfig:
+    """How the gateway learns that the wall clock can be trusted (a Pi has no RTC).
+
+    `kernel` asks adjtimex (synced once NTP has disciplined the clock), `assume` trusts it
+    always (a machine with an RTC), `file` trusts it once `sync_file` exists
+    (systemd-timesyncd writes /run/systemd/timesync/synchronized).
+    """
+
+    sync: str = "kernel"
+    sync_file: Path | None = None
+    poll_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    interval_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class Config:
+    source: Path
+    station: StationConfig
+    broker: BrokerConfig
+    storage: StorageConfig
+    clock: ClockConfig
+    telemetry: TelemetryConfig
+    simulate: SimulateConfig | None
+
+
+def _station(section: Section) -> StationConfig:
+    cfg = StationConfig(
+        id=section.get_str("id", pattern=ID_PATTERN),
+        county=section.get_str("county", pattern=ID_PATTERN),
+        name=section.get_str("name", ""),
+    )
+    section.done()
+    return cfg
+
+
+def _storage(section: Section) -> StorageConfig:
+    cfg = StorageConfig(
+        path=section.get_path("path"),
+        max_mb=section.get_int("max_mb", StorageConfig.max_mb, minval=1),
+        retention_days=section.get_float("retention_days", StorageConfig.retention_days, minval=0),
+    )
+    section.done()
+    return cfg
+
+
+def _clock(section: Section) -> ClockConfig:
+    cfg = ClockConfig(
+        sync=section.get_str("sync", ClockConfig.sync, choices=("kernel", "assume", "file")),
+        sync_file=section.get_path("sync_file", None),
+        poll_s=section.get_float("poll_s", ClockConfig.poll_s, minval=0.1),
+    )
+    section.done()
+    if (cfg.sync == "file") != (cfg.sync_file is not None):
+        raise section.error("sync_file", 'give sync_file exactly when sync = "file"')
+    return cfg
+
+
+def _telemetry(section: Section) -> TelemetryConfig:
+    cfg = TelemetryConfig(interval_s=section.get_float("interval_s", TelemetryConfig.interval_s, minval=1))
+    section.done()
+    return cfg
+
+
+def parse(doc: dict, source: str) -> Config:
+    """Build the Config from a parsed TOML document; raises ConfigError naming the bad key."""
+    top = Section("", doc, source=source)
+
+    def sec(name: str) -> Section:
+        return top.section(name)
+
+    station = _station(sec("station")) if top.has("station") else None
+    if station is None:
+        raise ConfigError(f"{source}: [station] missing: id and county are required")
+    if not top.has("storage"):
+        raise ConfigError(f"{source}: [storage] missing: path is required")
+    cfg = Config(
+        source=Path(source),
+        station=station,
+        broker=parse_broker(sec("broker")),
+        storage=_storage(sec("storage")),
+        clock=_clock(sec("clock")),
+        telemetry=_telemetry(sec("telemetry")),
+        simulate=parse_simulate(sec("simulate")) if top.has("simulate") else None,
+    )
+    unknown = top.unread()
+    if unknown:
+        raise ConfigError(f"{source}: [{unknown[0]}]: unknown section (check the spelling; see README)")
+    return cfg
+
+
+def load(path: str | Path) -> Config:
+    """Read and check a config file; every problem is a ConfigError a person can act on."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse(doc, str(path))

@@ -1,0 +1,1 @@
+"""The county link: topic contract, payload codec, uplink (outbox to broker) and downlink."""

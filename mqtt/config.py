@@ -1,0 +1,60 @@
+"""The `[broker]` section: where the county's broker is and how to talk to it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.configfile import ConfigError, Section
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    protocol: str = "5"  # "5" or "3.1.1"
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    keepalive_s: int = 60
+    # Our own in-flight window; the broker's Receive Maximum caps it further at connect.
+    inflight: int = 20
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 5.0
+    connect_timeout_s: float = 5.0
+
+
+def parse_broker(section: Section) -> BrokerConfig:
+    cfg = BrokerConfig(
+        host=section.get_str("host", BrokerConfig.host),
+        port=section.get_int("port", BrokerConfig.port, minval=1, maxval=65535),
+        protocol=section.get_str("protocol", BrokerConfig.protocol, choices=("5", "3.1.1")),
+        username=section.get_str("username", None),
+        password=section.get_str("password", None),
+        tls=section.get_bool("tls", False),
+        ca_file=section.get_path("ca_file", None),
+        cert_file=section.get_path("cert_file", None),
+        key_file=section.get_path("key_file", None),
+        keepalive_s=section.get_int("keepalive_s", BrokerConfig.keepalive_s, minval=2, maxval=3600),
+        inflight=section.get_int("inflight", BrokerConfig.inflight, minval=1, maxval=65535),
+        reconnect_min_s=section.get_float("reconnect_min_s", BrokerConfig.reconnect_min_s, minval=0.05),
+        reconnect_max_s=section.get_float("reconnect_max_s", BrokerConfig.reconnect_max_s, minval=0.1),
+        connect_timeout_s=section.get_float("connect_timeout_s", BrokerConfig.connect_timeout_s, minval=0.5),
+    )
+    section.done()
+    if cfg.password is not None and cfg.username is None:
+        raise section.error("password", "given without username")
+    if (cfg.cert_file is None) != (cfg.key_file is None):
+        raise section.error("cert_file", "cert_file and key_file go together: give both or neither")
+    if not cfg.tls and (cfg.ca_file or cfg.cert_file):
+        raise section.error("tls", "ca_file/cert_file are set but tls is false: set tls = true")
+    for key in ("ca_file", "cert_file", "key_file"):
+        path = getattr(cfg, key)
+        if path is not None and not path.is_file():
+            raise ConfigError(f"{section.source}: [{section.name}] {key}: {path} does not exist")
+    if cfg.reconnect_max_s < cfg.reconnect_min_s:
+        raise section.error("reconnect_max_s", "must not be below reconnect_min_s")
+    return cfg

@@ -1,0 +1,1 @@
+"""First-boot enrolment of a station, and the county-side registrar."""
