@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
-from typing import Any, Callable
+from typing import Any
 
 KIND_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 

@@ -1,0 +1,580 @@
+"""The durable outbox: every event is on disk before anyone is told it exists.
+
+One SQLite database in WAL mode. Appends are group-committed by one named thread with
+`synchronous=FULL`: producers that arrive together share one fsync, and `append` returns only
+after that fsync, so an acknowledged button press survives `kill -9` or a power cut.
+Delivery marks are committed with `synchronous=NORMAL`: a lost mark costs one byte-identical
+re-send, while an fsync per PUBACK would cost milliseconds on an SD card.
+
+Seqs are never reused. Besides the rows, a high-water mark file outside the database
+reserves seqs in blocks (one extra fsync per block); if the database is ever found corrupt
+and renamed aside, the new one continues above both the last readable seq and that mark.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import sqlite_utils
+
+from edge import eviction
+from edge.clock import ClockSource, boot_id
+from edge.events import Clock, Event, NewEvent, Priority, format_ts
+
+log = logging.getLogger("yimen.outbox")
+
+SEQ_BLOCK = 1000
+_BATCH_MAX = 512
+# The database file and the high-water mark file sit side by side in the storage path.
+HWM_NAME = "seq.hwm"
+
+
+class OutboxError(RuntimeError):
+    """The outbox cannot do what was asked; the message says why and what to do."""
+
+
+class OutboxFull(OutboxError):
+    """Refused: the disk budget is spent on undelivered events that may not be evicted."""
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An undelivered event as the uplink needs it: the stored bytes, never re-rendered."""
+
+    seq: int
+    kind: str
+    priority: Priority
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Incident:
+    """What went wrong with the database found at start, for the first event to report."""
+
+    reason: str
+    renamed_to: str
+    last_readable_seq: int
+    high_water_mark: int
+    resumed_at: int
+
+
+@dataclass
+class _Append:
+    new: NewEvent
+    done: threading.Event = field(default_factory=threading.Event)
+    event: Event | None = None
+    error: Exception | None = None
+
+
+_SCHEMA = {
+    "seq": int,
+    "kind": str,
+    "priority": int,
+    "payload": bytes,
+    "size": int,
+    "created": float,  # unix time of the append, by the local clock
+    "clock": str,  # synced | unsynced | unsynced-sent | corrected (unsynced-sent: never correct)
+    "mono_ns": int,
+    "boot": str,
+    "delivered": float,  # unix time of the PUBACK; NULL while undelivered
+    "parked": str,  # why the broker refused it; NULL unless refused
+}
+
+
+def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    return conn
+
+
+def _probe(path: Path) -> str | None:
+    """Return why the database at `path` cannot be used, or None if it can."""
+    try:
+        conn = _connect(path)
+        try:
+            rows = conn.execute("PRAGMA quick_check").fetchall()
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return f"SQLite cannot open it: {exc}"
+    if rows != [("ok",)]:
+        return "PRAGMA quick_check failed: " + "; ".join(str(r[0]) for r in rows[:5])
+    if tables and "events" not in tables:
+        return "it is not a yimen outbox (no events table)"
+    return None
+
+
+def _salvage_max_seq(path: Path) -> int:
+    """The highest seq still readable in a damaged database, 0 if none can be read."""
+    best = 0
+    try:
+        conn = _connect(path, readonly=True)
+        try:
+            for sql in ("SELECT max(seq) FROM events", "SELECT value FROM meta WHERE key='last_seq'"):
+                try:
+                    value = conn.execute(sql).fetchone()
+                except sqlite3.DatabaseError:
+                    continue
+                if value and value[0] is not None:
+                    best = max(best, int(value[0]))
+        finally:
+            conn.close()
+    except (sqlite3.DatabaseError, ValueError):
+        pass
+    return best
+
+
+class Outbox:
+    """The durable, prioritised queue between station logic and the uplink.
+
+    Thread model: any thread may call `append` (it hands over to the commit thread and waits);
+    the uplink thread calls `pending`, `mark_delivered` and `park`; a short lock serialises use
+    of the one connection.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        station: str,
+        *,
+        clock: ClockSource,
+        max_bytes: int,
+        extra_usage: Callable[[], int] = lambda: 0,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self.station = station
+        self._clock = clock
+        self._max_bytes = max_bytes
+        self._extra_usage = extra_usage
+        self._now = now
+        self._boot = boot_id()
+        self._lock = threading.Lock()
+        self._requests: queue.SimpleQueue[_Append | None] = queue.SimpleQueue()
+        self._listeners: list[Callable[[], None]] = []
+        self.commits = 0  # group commits made: fewer than appends when producers arrive together
+        self.incident: Incident | None = None
+        self._prepare_storage()
+        self._conn = _connect(path)
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute("PRAGMA synchronous = FULL")
+        # Keep the WAL small on an SD card: checkpoint often, truncate what is left over.
+        self._conn.execute("PRAGMA wal_autocheckpoint = 256")
+        self._conn.execute("PRAGMA journal_size_limit = 1048576")
+        self.db = sqlite_utils.Database(self._conn)
+        self._create_schema()
+        self._last_seq = self._read_last_seq()
+        self._reserved = max(self._read_hwm(), self._last_seq)
+        if self.incident is not None:
+            self._last_seq = max(self._last_seq, self.incident.resumed_at - 1)
+        self._thread = threading.Thread(target=self._commit_loop, name="yimen-outbox-commit", daemon=True)
+        self._thread.start()
+        if self.incident is not None:
+            self._report_incident(self.incident)
+
+    # ----- opening -------------------------------------------------------------------------
+
+    def _prepare_storage(self) -> None:
+        directory = self.path.parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutboxError(f"storage path {directory}: cannot create it: {exc.strerror}") from None
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise OutboxError(
+                f"storage path {directory}: not writable by this user; fix its owner or mode, "
+                "or point [storage] path elsewhere"
+            )
+        if not self.path.exists():
+            return
+        reason = _probe(self.path)
+        if reason is None:
+            return
+        stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        last_readable = _salvage_max_seq(self.path)
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(str(self.path) + suffix)
+            if src.exists():
+                src.rename(str(aside) + suffix)
+        hwm = self._read_hwm()
+        resumed = max(last_readable, hwm) + 1
+        self.incident = Incident(reason, aside.name, last_readable, hwm, resumed)
+        log.error(
+            "outbox %s is unusable (%s); renamed aside to %s, resuming at seq %d",
+            self.path,
+            reason,
+            aside.name,
+            resumed,
+        )
+
+    def _create_schema(self) -> None:
+        events = self.db.table("events")
+        if not events.exists():
+            events.create(_SCHEMA, pk="seq", not_null={"kind", "priority", "payload", "size", "created", "clock"})
+            self._conn.execute(
+                "CREATE INDEX pending ON events(priority DESC, seq) WHERE delivered IS NULL AND parked IS NULL"
+            )
+            self._conn.execute("CREATE INDEX delivered_at ON events(delivered) WHERE delivered IS NOT NULL")
+        if not self.db.table("meta").exists():
+            self.db.table("meta").create({"key": str, "value": str}, pk="key")
+        if not self.db.table("outages").exists():
+            self.db.table("outages").create({"id": int, "start": float, "end": float, "cause": str}, pk="id")
+
+    def _read_last_seq(self) -> int:
+        row = self._conn.execute("SELECT max(seq) FROM events").fetchone()
+        stored = self.get_meta("last_seq")
+        return max(row[0] or 0, int(stored or 0))
+
+    def _hwm_path(self) -> Path:
+        return self.path.with_name(HWM_NAME)
+
+    def _read_hwm(self) -> int:
+        try:
+            return int(self._hwm_path().read_text().strip() or 0)
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError) as exc:
+            log.warning("seq high-water mark %s unreadable (%s); relying on the database", self._hwm_path(), exc)
+            return 0
+
+    def _reserve(self, upto: int) -> None:
+        """Durably reserve seqs up to at least `upto` before any of them is committed."""
+        if upto <= self._reserved:
+            return
+        target = upto + SEQ_BLOCK
+        tmp = self._hwm_path().with_suffix(".tmp")
+        with open(tmp, "w") as fh:
+            fh.write(f"{target}\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self._hwm_path())
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        self._reserved = target
+
+    # ----- appending -----------------------------------------------------------------------
+
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        """`listener` is called (on the commit thread) after each commit; it must only hand over."""
+        self._listeners.append(listener)
+
+    def append(self, new: NewEvent) -> Event:
+        """Commit one event durably and return it with its seq; raises OutboxFull or OutboxError."""
+        request = _Append(new)
+        self._requests.put(request)
+        request.done.wait()
+        if request.error is not None:
+            raise request.error
+        assert request.event is not None
+        return request.event
+
+    def _commit_loop(self) -> None:
+        while True:
+            first = self._requests.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < _BATCH_MAX:
+                try:
+                    nxt = self._requests.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            try:
+                self._commit(batch)
+            except Exception as exc:
+                log.exception("outbox commit failed")
+                error = (
+                    exc if isinstance(exc, OutboxError) else OutboxError(f"outbox {self.path}: commit failed: {exc}")
+                )
+                for request in batch:
+                    if request.event is None and request.error is None:
+                        request.error = error
+            for request in batch:
+                request.done.set()
+            for listener in self._listeners:
+                listener()
+            if stop:
+                return
+
+    def _commit(self, batch: list[_Append]) -> None:
+        now = self._now()
+        synced = self._clock.synced()
+        mono = time.monotonic_ns()
+        ts = format_ts(datetime.fromtimestamp(now).astimezone())
+        clock = Clock.SYNCED if synced else Clock.UNSYNCED
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                accepted, report = self._make_room(batch)
+                rows = []
+                seq = self._last_seq
+                news = ([report] if report is not None else []) + [r.new for r in accepted]
+                self._reserve(seq + len(news))
+                events = []
+                for new in news:
+                    seq += 1
+                    event = Event(self.station, seq, new.kind, ts, clock, new.priority, new.data)
+                    payload = event.to_bytes()
+                    rows.append((seq, new.kind, int(new.priority), payload, len(payload), now, clock, mono, self._boot))
+                    events.append(event)
+                self._conn.executemany(
+                    "INSERT INTO events (seq, kind, priority, payload, size, created, clock, mono_ns, boot)"
+                    " VALUES (?,?,?,?,?,?,?,?,?)",
+                    rows,
+                )
+                self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (str(seq),))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._last_seq = seq
+            self.commits += 1
+        for request, event in zip(accepted, events[len(events) - len(accepted) :], strict=True):
+            request.event = event
+
+    def _make_room(self, batch: list[_Append]) -> tuple[list[_Append], NewEvent | None]:
+        """Evict to fit the batch in the budget; refuse bulk work that still does not fit."""
+        incoming = sum(len(json.dumps(r.new.data)) + 300 for r in batch)
+        result = eviction.make_room(self._conn, self.used_bytes, incoming, self._max_bytes)
+        accepted = []
+        for request in batch:
+            if result.still_over and request.new.priority == Priority.BULK:
+                request.error = OutboxFull(
+                    f"outbox {self.path}: disk budget [storage] max_mb is spent on undelivered critical and "
+                    f"normal events; refusing {request.new.kind!r} (bulk) until the county link drains them"
+                )
+                log.error("%s", request.error)
+            else:
+                accepted.append(request)
+        if result.still_over and accepted:
+            log.error(
+                "outbox %s is over its disk budget with only undelivered critical/normal events left; "
+                "keeping %d new events anyway (critical events are never dropped)",
+                self.path,
+                len(accepted),
+            )
+        return accepted, result.report()
+
+    def used_bytes(self) -> int:
+        """Bytes counted against [storage] max_mb: live database pages plus media."""
+        page_count = self._conn.execute("PRAGMA page_count").fetchone()[0]
+        free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
+        page_size = self._conn.execute("PRAGMA page_size").fetchone()[0]
+        return (page_count - free) * page_size + self._extra_usage()
+
+    def _report_incident(self, incident: Incident) -> None:
+        self.append(
+            NewEvent(
+                "incident",
+                Priority.CRITICAL,
+                {
+                    "what": "outbox-corrupt",
+                    "reason": incident.reason,
+                    "renamed_to": incident.renamed_to,
+                    "last_readable_seq": incident.last_readable_seq,
+                    "high_water_mark": incident.high_water_mark,
+                    "resumed_at": incident.resumed_at,
+                    "possibly_lost": [incident.last_readable_seq + 1, incident.resumed_at - 1]
+                    if incident.resumed_at - 1 > incident.last_readable_seq
+                    else None,
+                },
+            )
+        )
+
+    # ----- delivering ----------------------------------------------------------------------
+
+    def pending(self, limit: int, exclude: Collection[int] = ()) -> list[Pending]:
+        """Undelivered, unparked events in send order: priority first, then seq."""
+        with self._lock:
+            if exclude:
+                marks = ",".join("?" * len(exclude))
+                cur = self._conn.execute(
+                    "SELECT seq, kind, priority, payload, clock FROM events INDEXED BY pending "
+                    f"WHERE delivered IS NULL AND parked IS NULL AND seq NOT IN ({marks}) "
+                    "ORDER BY priority DESC, seq LIMIT ?",
+                    (*exclude, limit),
+                )
+            else:
+                cur = self._conn.execute(
+                    "SELECT seq, kind, priority, payload, clock FROM events INDEXED BY pending "
+                    "WHERE delivered IS NULL AND parked IS NULL ORDER BY priority DESC, seq LIMIT ?",
+                    (limit,),
+                )
+            rows = cur.fetchall()
+            unsynced = [r[0] for r in rows if r[4] == Clock.UNSYNCED]
+            if unsynced:
+                # Once sent, a stamp is frozen: a re-send must be byte-identical to the first.
+                self._write_relaxed(
+                    f"UPDATE events SET clock='unsynced-sent' WHERE seq IN ({','.join('?' * len(unsynced))})",
+                    unsynced,
+                )
+        return [Pending(r[0], r[1], Priority(r[2]), r[3]) for r in rows]
+
+    def _write_relaxed(self, sql: str, params: Iterable) -> None:
+        """A write whose loss only causes a re-send: committed without waiting for fsync."""
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            self._conn.execute(sql, tuple(params))
+        finally:
+            self._conn.execute("PRAGMA synchronous = FULL")
+
+    def mark_delivered(self, seqs: Collection[int]) -> None:
+        if not seqs:
+            return
+        now = self._now()
+        with self._lock:
+            self._write_relaxed(
+                f"UPDATE events SET delivered = ? WHERE seq IN ({','.join('?' * len(seqs))})", (now, *seqs)
+            )
+            self._write_relaxed("INSERT OR REPLACE INTO meta VALUES ('last_delivery', ?)", (str(now),))
+
+    def park(self, seq: int, reason: str) -> None:
+        """The broker refused this event: keep it, stop sending it, remember why."""
+        with self._lock:
+            self._write_relaxed("UPDATE events SET parked = ? WHERE seq = ?", (reason, seq))
+
+    def replay(self, first: int, last: int) -> list[Pending]:
+        """Events still held with first <= seq <= last, delivered or not, in seq order."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT seq, kind, priority, payload FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq",
+                (first, last),
+            ).fetchall()
+        return [Pending(r[0], r[1], Priority(r[2]), r[3]) for r in rows]
+
+    def correct_unsynced(self, wall_now: float, mono_now_ns: int) -> int:
+        """The clock is synced now: re-stamp this boot's never-sent unsynced events from the
+        monotonic clock, marking them `corrected`. Returns how many were corrected."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT seq, payload, mono_ns FROM events WHERE clock = 'unsynced' AND boot = ?", (self._boot,)
+            ).fetchall()
+            updates = []
+            for seq, payload, mono_ns in rows:
+                event = Event.from_bytes(payload)
+                moment = datetime.fromtimestamp(wall_now - (mono_now_ns - mono_ns) / 1e9).astimezone()
+                fixed = Event(
+                    event.station, event.seq, event.kind, format_ts(moment), Clock.CORRECTED, event.priority, event.data
+                )
+                body = fixed.to_bytes()
+                updates.append((body, len(body), seq))
+            if updates:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.executemany(
+                    "UPDATE events SET payload = ?, size = ?, clock = 'corrected' WHERE seq = ?", updates
+                )
+                self._conn.execute("COMMIT")
+        return len(updates)
+
+    # ----- session and outage log -----------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self._write_relaxed("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def next_session(self) -> int:
+        """The connection counter (Sparkplug's bdSeq): +1 per connection, never repeated."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            row = self._conn.execute("SELECT value FROM meta WHERE key='session'").fetchone()
+            session = int(row[0]) + 1 if row else 1
+            self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('session', ?)", (str(session),))
+            self._conn.execute("COMMIT")
+        return session
+
+    def outage_started(self, cause: str) -> None:
+        with self._lock:
+            open_row = self._conn.execute("SELECT id FROM outages WHERE end IS NULL").fetchone()
+            if open_row is None:
+                self._write_relaxed("INSERT INTO outages (start, cause) VALUES (?, ?)", (self._now(), cause))
+
+    def outage_ended(self) -> None:
+        with self._lock:
+            self._write_relaxed("UPDATE outages SET end = ? WHERE end IS NULL", (self._now(),))
+
+    def outages_since(self, after_id: int) -> list[dict]:
+        """Closed outages with id > after_id, for the telemetry event to report once each."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, start, end, cause FROM outages WHERE id > ? AND end IS NOT NULL ORDER BY id",
+                (after_id,),
+            ).fetchall()
+        return [{"id": r[0], "start": r[1], "end": r[2], "cause": r[3]} for r in rows]
+
+    # ----- retention -----------------------------------------------------------------------
+
+    def delete_delivered_before(self, cutoff: float) -> int:
+        """Forget events delivered before `cutoff` (unix time); returns how many."""
+        with self._lock:
+            cur = self._conn.execute("DELETE FROM events WHERE delivered IS NOT NULL AND delivered < ?", (cutoff,))
+        return cur.rowcount
+
+    # ----- status --------------------------------------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    def stats(self) -> dict:
+        with self._lock:
+            return read_stats(self._conn, self._now())
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._requests.put(None)
+            self._thread.join()
+        with self._lock:
+            self._conn.close()
+
+
+def read_stats(conn: sqlite3.Connection, now: float) -> dict:
+    """Backlog by priority, oldest undelivered, parked, last seq and delivery: for status,
+    telemetry and `yimen status` (which runs it on a read-only connection of its own)."""
+    backlog = {p.label: 0 for p in sorted(Priority, reverse=True)}
+    for prio, count in conn.execute(
+        "SELECT priority, count(*) FROM events WHERE delivered IS NULL AND parked IS NULL GROUP BY priority"
+    ):
+        backlog[Priority(prio).label] = count
+    oldest = conn.execute(
+        "SELECT seq, created FROM events WHERE delivered IS NULL AND parked IS NULL ORDER BY seq LIMIT 1"
+    ).fetchone()
+    parked = conn.execute("SELECT seq, kind, parked FROM events WHERE parked IS NOT NULL ORDER BY seq").fetchall()
+    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    max_seq = conn.execute("SELECT max(seq) FROM events").fetchone()[0] or 0
+    return {
+        "last_seq": max(max_seq, int(meta.get("last_seq", 0))),
+        # Parked events were refused by the broker: not delivered, but no longer being sent.
+        "undelivered": sum(backlog.values()) + len(parked),
+        "backlog": backlog,
+        "oldest_undelivered": None if oldest is None else {"seq": oldest[0], "age_s": round(now - oldest[1], 3)},
+        "parked": {"count": len(parked), "events": [{"seq": s, "kind": k, "reason": r} for s, k, r in parked[:20]]},
+        "last_delivery": float(meta["last_delivery"]) if "last_delivery" in meta else None,
+        "session": int(meta.get("session", 0)),
+    }

@@ -1,0 +1,81 @@
+"""`yimen status`: the station's state read from its files, never from the running process.
+
+It opens the outbox read-only (WAL lets it read beside a running gateway without blocking
+it) and works just as well while the gateway is stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from datetime import datetime
+from typing import Any
+
+from edge.config import Config
+from edge.outbox import read_stats
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read(config: Config) -> dict[str, Any]:
+    path = config.storage.outbox_path
+    if not path.exists():
+        return {
+            "station": config.station.id,
+            "gateway": "never run",
+            "last_seq": 0,
+            "undelivered": 0,
+            "outbox": str(path),
+        }
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        stats = read_stats(conn, time.time())
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    finally:
+        conn.close()
+    pid = int(meta.get("pid") or 0)
+    running = pid > 0 and _alive(pid)
+    state, since, cause = (meta.get("connection") or "unknown|0|").split("|", 2)
+    return {
+        "station": config.station.id,
+        "county": config.station.county,
+        "gateway": f"running (pid {pid})" if running else "stopped",
+        **stats,
+        "broker": {
+            "address": f"{config.broker.host}:{config.broker.port}",
+            "connection": state if running else f"{state} (as last recorded; the gateway is stopped)",
+            "since": float(since or 0) or None,
+            "cause": cause,
+        },
+    }
+
+
+def _when(ts: float | None) -> str:
+    return "never" if not ts else datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
+
+
+def render(status: dict[str, Any]) -> str:
+    if status.get("gateway") == "never run":
+        return f"station {status['station']}: no outbox yet at {status['outbox']} (the gateway has never run)"
+    backlog = ", ".join(f"{k} {v}" for k, v in status["backlog"].items())
+    oldest = status["oldest_undelivered"]
+    lines = [
+        f"station {status['station']} (county {status['county']}): gateway {status['gateway']}",
+        f"broker {status['broker']['address']}: {status['broker']['connection']} since "
+        f"{_when(status['broker']['since'])} ({status['broker']['cause']})",
+        f"last seq {status['last_seq']}; undelivered {status['undelivered']} ({backlog}; parked "
+        f"{status['parked']['count']})",
+        "oldest undelivered: " + ("none" if oldest is None else f"seq {oldest['seq']}, {oldest['age_s']:.0f} s old"),
+        f"last delivery: {_when(status['last_delivery'])}",
+    ]
+    lines += [f"  parked seq {p['seq']} ({p['kind']}): {p['reason']}" for p in status["parked"]["events"]]
+    return "\n".join(lines)

@@ -1,0 +1,87 @@
+"""A private Mosquitto for the demo, the tests and the benchmarks.
+
+Never the machine's own broker on 1883: each instance gets a free loopback port, its own
+config and data directory, so a test can stop, restart or misconfigure it at will.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Mosquitto:
+    """One mosquitto process on 127.0.0.1:<port>; `extra` lines are appended to its config."""
+
+    def __init__(self, workdir: Path, *, port: int | None = None, persistence: bool = False, extra: str = "") -> None:
+        self.binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(self.binary).exists():
+            raise BrokerError("mosquitto is not installed: run `apt-get install mosquitto` (see README)")
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.persistence = persistence
+        self.extra = extra
+        self.proc: subprocess.Popen | None = None
+        workdir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def conf_path(self) -> Path:
+        return self.workdir / "mosquitto.conf"
+
+    def write_config(self) -> None:
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous true",
+            f"persistence {'true' if self.persistence else 'false'}",
+            f"persistence_location {self.workdir}/",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+            self.extra,
+        ]
+        self.conf_path.write_text("\n".join(lines) + "\n")
+
+    def start(self, timeout: float = 10.0) -> Mosquitto:
+        self.write_config()
+        log = open(self.workdir / "mosquitto.log", "ab")  # noqa: SIM115 - kept open for the process
+        self.proc = subprocess.Popen([self.binary, "-c", str(self.conf_path)], stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BrokerError(f"mosquitto exited with {self.proc.returncode}; see {self.workdir}/mosquitto.log")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.02)
+        self.stop()
+        raise BrokerError(f"mosquitto did not listen on 127.0.0.1:{self.port} within {timeout} s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def __enter__(self) -> Mosquitto:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

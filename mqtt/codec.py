@@ -1,0 +1,43 @@
+"""Payloads that are not events: the station's retained status (birth and last will).
+
+Event payloads are the outbox's stored envelope bytes (edge/events.py) and are never
+re-encoded here: a re-send is the same bytes as the first send.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+
+def _dump(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def online(session: int, **fields: Any) -> bytes:
+    """Birth message, retained: published first on every connection."""
+    return _dump({"state": "online", "session": session, **fields})
+
+
+def offline(session: int, cause: str) -> bytes:
+    """Last will (cause `lost`), or what a clean shutdown publishes itself (cause `shutdown`).
+
+    `session` lets the county ignore a will that arrives after a newer connection's birth."""
+    return _dump({"state": "offline", "session": session, "cause": cause})
+
+
+def decode_status(payload: bytes) -> dict[str, Any]:
+    doc = json.loads(payload)
+    if not isinstance(doc, dict) or doc.get("state") not in ("online", "offline") or "session" not in doc:
+        raise ValueError(f"not a yimen status payload: {payload[:80]!r}")
+    return doc
+
+
+def replay_properties() -> Properties:
+    """MQTT 5 user property replay=1: marks a re-send without changing the payload bytes."""
+    props = Properties(PacketTypes.PUBLISH)
+    props.UserProperty = ("replay", "1")
+    return props

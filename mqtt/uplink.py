@@ -1,0 +1,341 @@
+"""The uplink: outbox to county broker, at QoS 1, until each event's PUBACK says it arrived.
+
+One named thread ("yimen-uplink") owns all state: the connection, the in-flight map
+(mid -> seq), the window and the backoff. paho's callbacks run on paho's network thread
+and only put tuples on this thread's queue, so no lock is taken inside a callback and
+paho's own mutexes cannot deadlock with ours.
+
+Delivery is the PUBACK, matched by mid, with a reason code below 0x80 (0x10 "no matching
+subscribers" is delivered). A reason code >= 0x80 parks the event with its reason. The
+client session lives only in memory: on any disconnect the in-flight map is dropped and
+every unacknowledged event is sent again from the outbox. paho's own reconnect is off
+(it has no jitter); we reconnect with capped exponential backoff and jitter.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge import __version__
+from edge.events import NewEvent, Priority
+from edge.outbox import Outbox
+from mqtt import codec, topics
+from mqtt.config import BrokerConfig
+
+log = logging.getLogger("yimen.uplink")
+
+# CONNACK reasons that no amount of retrying will fix: the station must be (re-)enrolled.
+# MQTT 5: 0x86 bad user name or password, 0x87 not authorized, 0x8C bad authentication method;
+# MQTT 3.1.1 return codes 4 and 5 mean the same and paho maps them onto those.
+_CREDENTIAL_REFUSALS = {0x86, 0x87, 0x8C, 4, 5}
+
+
+class Backoff:
+    """Capped exponential backoff with equal jitter: a delay in [d/2, d], d doubling to the cap.
+
+    Jitter spreads 3,000 stations that lost the county together across the cap instead of
+    letting them reconnect in lock-step; the cap bounds how long a station stays away after
+    the broker returns."""
+
+    def __init__(self, min_s: float, max_s: float, rand: Callable[[], float] = random.random) -> None:
+        self._min = min_s
+        self._max = max_s
+        self._rand = rand
+        self._attempt = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self._max, self._min * (2**self._attempt))
+        self._attempt += 1
+        return ceiling / 2 + self._rand() * ceiling / 2
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+
+class Uplink:
+    def __init__(
+        self,
+        config: BrokerConfig,
+        county: str,
+        station: str,
+        outbox: Outbox,
+        *,
+        status_fields: Callable[[], dict[str, Any]] = dict,
+    ) -> None:
+        self._config = config
+        self._county = county
+        self._station = station
+        self._outbox = outbox
+        self._status_fields = status_fields
+        self._queue: queue.SimpleQueue[tuple] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="yimen-uplink", daemon=True)
+        self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
+        self._client: paho.Client | None = None
+        self._gen = 0  # which connection a callback belongs to; stale ones are ignored
+        self._session = 0
+        self._state = "disconnected"
+        self._state_since = time.time()
+        self._cause = "not yet connected"
+        self._window = config.inflight
+        self._inflight: dict[int, int] = {}  # mid -> seq
+        self._control_mids: set[int] = set()  # birth/offline publishes, not outbox events
+        self._attempted: set[int] = set()  # seqs published by this process and not yet acked
+        self._first_live_seq = outbox.last_seq + 1
+        self._next_attempt = 0.0
+        self._stopping = False
+        self._delivered = 0
+        self._parked = 0
+        outbox.subscribe(self.wake)
+
+    # ----- public, any thread ----------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        """New events were committed: look for work. Cheap; safe from any thread."""
+        self._queue.put(("wake",))
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._queue.put(("stop",))
+        self._thread.join(timeout)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "state": self._state,
+            "since": self._state_since,
+            "cause": self._cause,
+            "session": self._session,
+            "broker": f"{self._config.host}:{self._config.port}",
+            "window": self._window,
+            "inflight": len(self._inflight),
+            "delivered": self._delivered,
+            "parked": self._parked,
+        }
+
+    # ----- the uplink thread -------------------------------------------------------------------
+
+    def _set_state(self, state: str, cause: str) -> None:
+        if state != self._state:
+            log.info("broker %s:%d: %s (%s)", self._config.host, self._config.port, state, cause)
+            self._state_since = time.time()
+        self._state = state
+        self._cause = cause
+        self._outbox.set_meta("connection", f"{state}|{self._state_since}|{cause}")
+
+    def _run(self) -> None:
+        self._set_state("disconnected", "not yet connected")
+        while True:
+            if self._client is None and self._state != "needs_enrolment" and time.monotonic() >= self._next_attempt:
+                self._connect()
+            timeout = None
+            if self._client is None and self._state != "needs_enrolment":
+                timeout = max(0.0, self._next_attempt - time.monotonic())
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                continue
+            items = [item]
+            while True:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if any(i[0] == "stop" for i in items):
+                self._shutdown()
+                return
+            self._handle(items)
+            if self._state == "connected":
+                self._fill()
+
+    def _handle(self, items: list[tuple]) -> None:
+        delivered: list[int] = []
+        for item in items:
+            what = item[0]
+            if what == "wake":
+                continue
+            if item[1] != self._gen:
+                continue  # from a connection that is already gone
+            if what == "puback":
+                self._on_ack(item[2], item[3], delivered)
+            elif what == "connack":
+                self._on_connack(item[2], item[3])
+            elif what == "disconnect":
+                self._mark(delivered)
+                delivered = []
+                self._on_lost(item[2])
+        self._mark(delivered)
+
+    def _mark(self, seqs: list[int]) -> None:
+        if seqs:
+            self._outbox.mark_delivered(seqs)
+            self._delivered += len(seqs)
+            self._attempted.difference_update(seqs)
+
+    def _on_ack(self, mid: int, reason: ReasonCode | int, delivered: list[int]) -> None:
+        code = reason.value if isinstance(reason, ReasonCode) else int(reason)
+        if mid in self._control_mids:
+            self._control_mids.discard(mid)
+            return
+        seq = self._inflight.pop(mid, None)
+        if seq is None:
+            return
+        if code < 0x80:
+            delivered.append(seq)
+            return
+        why = f"0x{code:02X} {reason}"
+        log.error("broker refused event seq %d: %s; parked (see `yimen status`)", seq, why)
+        self._outbox.park(seq, why)
+        self._attempted.discard(seq)
+        self._parked += 1
+        self._report_parked(seq, why)
+
+    def _report_parked(self, seq: int, why: str) -> None:
+        """Tell the county, on another topic, that an event was refused: never a silent drop."""
+        kinds = [p.kind for p in self._outbox.replay(seq, seq)]
+        if kinds and kinds[0] == "parked":
+            return  # the report itself was refused: logged above, not reported again
+        # append() waits only for the commit thread, which never waits for us: no deadlock.
+        self._outbox.append(
+            NewEvent("parked", Priority.NORMAL, {"seq": seq, "kind": kinds[0] if kinds else None, "reason": why})
+        )
+
+    def _connect(self) -> None:
+        cfg = self._config
+        self._gen += 1
+        gen = self._gen
+        self._session = self._outbox.next_session()
+        v5 = cfg.protocol == "5"
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"yimen-{self._county}-{self._station}",
+            protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+            clean_session=None if v5 else True,
+            reconnect_on_failure=False,
+        )
+        client.connect_timeout = cfg.connect_timeout_s
+        if cfg.username is not None:
+            client.username_pw_set(cfg.username, cfg.password)
+        if cfg.tls:
+            client.tls_set(
+                ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
+                certfile=str(cfg.cert_file) if cfg.cert_file else None,
+                keyfile=str(cfg.key_file) if cfg.key_file else None,
+            )
+        client.will_set(
+            topics.status_topic(self._county, self._station), codec.offline(self._session, "lost"), qos=1, retain=True
+        )
+        put = self._queue.put
+        client.on_connect = lambda _c, _u, _f, rc, props: put(("connack", gen, rc, props))
+        client.on_disconnect = lambda _c, _u, _f, rc, _p: put(("disconnect", gen, rc))
+        client.on_publish = lambda _c, _u, mid, rc, _p: put(("puback", gen, mid, rc))
+        self._set_state("connecting", self._cause)
+        try:
+            # paho's keepalive logic notices silence after 2 x its keepalive; half ours detects
+            # a silently dead link within one of ours (+1 s of loop granularity): under 1.5 x.
+            client.connect(
+                cfg.host,
+                cfg.port,
+                keepalive=max(1, cfg.keepalive_s // 2),
+                **({"clean_start": True} if v5 else {}),
+            )
+        except OSError as exc:
+            self._retry_later(f"cannot reach {cfg.host}:{cfg.port}: {exc}")
+            return
+        self._client = client
+        client.loop_start()
+
+    def _retry_later(self, cause: str) -> None:
+        self._outbox.outage_started(cause)
+        self._set_state("disconnected", cause)
+        delay = self._backoff.next_delay()
+        self._next_attempt = time.monotonic() + delay
+        log.debug("reconnecting in %.2f s", delay)
+
+    def _on_connack(self, reason: ReasonCode, props: Any) -> None:
+        if reason.is_failure:
+            code = reason.value
+            self._drop_client()
+            if code in _CREDENTIAL_REFUSALS:
+                cause = f"broker refused our credentials: {reason} (0x{code:02X})"
+                self._outbox.outage_started(cause)
+                self._set_state("needs_enrolment", cause)
+                log.error("%s; not retrying: this station must be enrolled again", cause)
+            else:
+                self._retry_later(f"broker refused the connection: {reason} (0x{code:02X})")
+            return
+        receive_max = getattr(props, "ReceiveMaximum", None)
+        self._window = min(self._config.inflight, receive_max or self._config.inflight)
+        self._backoff.reset()
+        self._outbox.outage_ended()
+        self._set_state("connected", f"session {self._session}")
+        self._publish_control(codec.online(self._session, version=__version__, **self._status_fields()))
+
+    def _publish_control(self, payload: bytes) -> None:
+        assert self._client is not None
+        info = self._client.publish(topics.status_topic(self._county, self._station), payload, qos=1, retain=True)
+        self._control_mids.add(info.mid)
+
+    def _on_lost(self, reason: ReasonCode) -> None:
+        self._drop_client()
+        self._retry_later(f"connection lost: {reason}")
+
+    def _drop_client(self) -> None:
+        """Forget the connection: its mids mean nothing to the next one; the outbox resends."""
+        if self._client is not None:
+            self._client.loop_stop()
+        self._client = None
+        self._inflight.clear()
+        self._control_mids.clear()
+
+    def _fill(self) -> None:
+        """Keep the window full: priority first, then seq; each event's stored bytes."""
+        room = self._window - len(self._inflight)
+        if room <= 0 or self._client is None:
+            return
+        client = self._client
+        v5 = self._config.protocol == "5"
+        for item in self._outbox.pending(room, exclude=self._inflight.values()):
+            late = item.seq < self._first_live_seq or item.seq in self._attempted
+            props = codec.replay_properties() if (late and v5) else None
+            info = client.publish(
+                topics.event_topic(self._county, self._station, item.kind),
+                item.payload,
+                qos=1,
+                properties=props,
+            )
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                # The connection went away under us; the disconnect item will follow.
+                break
+            self._inflight[info.mid] = item.seq
+            self._attempted.add(item.seq)
+
+    def _shutdown(self) -> None:
+        """Clean stop: say offline ourselves (a clean DISCONNECT suppresses the will)."""
+        client = self._client
+        if client is not None and self._state == "connected":
+            info = client.publish(
+                topics.status_topic(self._county, self._station),
+                codec.offline(self._session, "shutdown"),
+                qos=1,
+                retain=True,
+            )
+            deadline = time.monotonic() + 2.0
+            while not info.is_published() and time.monotonic() < deadline and client.is_connected():
+                time.sleep(0.01)
+            client.disconnect()
+        if client is not None:
+            client.loop_stop()
+        self._client = None
+        self._outbox.outage_started("gateway stopped")
+        self._set_state("stopped", "gateway stopped")
