@@ -97,7 +97,8 @@ class Section:
     def section(self, key: str) -> Section:
         """A nested table, e.g. `[window_unit.w1]` read from `[window_unit]`."""
         self._read.add(key)
-        return Section(f"{self.name}.{key}", self._raw.get(key, {}), source=self.source)
+        name = f"{self.name}.{key}" if self.name else key
+        return Section(name, self._raw.get(key, {}), source=self.source)
 
     def _bounded(self, key: str, value: T, minval: Any, maxval: Any) -> T:
         if minval is not None and value < minval:

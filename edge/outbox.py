@@ -223,6 +223,11 @@ class Outbox:
         )
 
     def _create_schema(self) -> None:
+        # The events table comes last: a reader (`yimen status`) that sees it sees the rest.
+        if not self.db.table("meta").exists():
+            self.db.table("meta").create({"key": str, "value": str}, pk="key")
+        if not self.db.table("outages").exists():
+            self.db.table("outages").create({"id": int, "start": float, "end": float, "cause": str}, pk="id")
         events = self.db.table("events")
         if not events.exists():
             events.create(_SCHEMA, pk="seq", not_null={"kind", "priority", "payload", "size", "created", "clock"})
@@ -230,10 +235,6 @@ class Outbox:
                 "CREATE INDEX pending ON events(priority DESC, seq) WHERE delivered IS NULL AND parked IS NULL"
             )
             self._conn.execute("CREATE INDEX delivered_at ON events(delivered) WHERE delivered IS NOT NULL")
-        if not self.db.table("meta").exists():
-            self.db.table("meta").create({"key": str, "value": str}, pk="key")
-        if not self.db.table("outages").exists():
-            self.db.table("outages").create({"id": int, "start": float, "end": float, "cause": str}, pk="id")
 
     def _read_last_seq(self) -> int:
         row = self._conn.execute("SELECT max(seq) FROM events").fetchone()

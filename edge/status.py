@@ -28,15 +28,13 @@ def _alive(pid: int) -> bool:
 
 def read(config: Config) -> dict[str, Any]:
     path = config.storage.outbox_path
-    if not path.exists():
-        return {
-            "station": config.station.id,
-            "gateway": "never run",
-            "last_seq": 0,
-            "undelivered": 0,
-            "outbox": str(path),
-        }
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True) if path.exists() else None
+    if conn is None or not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'events'").fetchone():
+        # A new station (or one starting this instant): same shape as a real answer, all zero.
+        conn = sqlite3.connect(":memory:")
+        conn.execute("CREATE TABLE events (seq, kind, priority, created, delivered, parked)")
+        conn.execute("CREATE TABLE meta (key, value)")
+        conn.execute("INSERT INTO meta VALUES ('connection', 'never run||the gateway has not run here yet')")
     try:
         stats = read_stats(conn, time.time())
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
@@ -49,6 +47,7 @@ def read(config: Config) -> dict[str, Any]:
         "station": config.station.id,
         "county": config.station.county,
         "gateway": f"running (pid {pid})" if running else "stopped",
+        "outbox": str(path),
         **stats,
         "broker": {
             "address": f"{config.broker.host}:{config.broker.port}",
@@ -64,8 +63,6 @@ def _when(ts: float | None) -> str:
 
 
 def render(status: dict[str, Any]) -> str:
-    if status.get("gateway") == "never run":
-        return f"station {status['station']}: no outbox yet at {status['outbox']} (the gateway has never run)"
     backlog = ", ".join(f"{k} {v}" for k, v in status["backlog"].items())
     oldest = status["oldest_undelivered"]
     lines = [

@@ -6,6 +6,8 @@ config and data directory, so a test can stop, restart or misconfigure it at wil
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -48,6 +50,9 @@ class Mosquitto:
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.workdir}/",
             "log_dest stderr",
+            # Started as root, mosquitto would drop to the `mosquitto` user and lose access to
+            # this private directory; it stays whoever started it.
+            f"user {pwd.getpwuid(os.geteuid()).pw_name}",
             "log_type error",
             "log_type warning",
             self.extra,

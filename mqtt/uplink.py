@@ -295,6 +295,7 @@ class Uplink:
         if self._client is not None:
             self._client.loop_stop()
         self._client = None
+        self._gen += 1  # whatever this connection's callbacks still say is now stale
         self._inflight.clear()
         self._control_mids.clear()
 
@@ -323,6 +324,13 @@ class Uplink:
     def _shutdown(self) -> None:
         """Clean stop: say offline ourselves (a clean DISCONNECT suppresses the will)."""
         client = self._client
+        deadline = time.monotonic() + 2.0
+        while self._inflight and self._state == "connected" and time.monotonic() < deadline:
+            # Collect the PUBACKs already on their way, so a clean stop leaves no needless re-sends.
+            try:
+                self._handle([self._queue.get(timeout=max(0.0, deadline - time.monotonic()))])
+            except queue.Empty:
+                break
         if client is not None and self._state == "connected":
             info = client.publish(
                 topics.status_topic(self._county, self._station),

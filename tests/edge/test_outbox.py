@@ -1,0 +1,262 @@
+"""The outbox as a station's events see it: durable, ordered, never reusing a seq."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from edge import retention
+from edge.clock import ClockSource
+from edge.config import ClockConfig
+from edge.events import Event, NewEvent, Priority
+from edge.outbox import Outbox, OutboxError, OutboxFull
+
+DAY = 86400.0
+
+
+def make(path: Path, *, max_bytes: int = 64 << 20, sync_file: Path | None = None, now=time.time) -> Outbox:
+    clock = ClockSource(ClockConfig(sync="file", sync_file=sync_file) if sync_file else ClockConfig(sync="assume"))
+    return Outbox(path / "outbox.db", "st-0001", clock=clock, max_bytes=max_bytes, now=now)
+
+
+def ev(kind: str = "rating", priority: Priority = Priority.CRITICAL, **data: object) -> NewEvent:
+    return NewEvent(kind, priority, dict(data))
+
+
+def test_seqs_start_at_one_increase_and_survive_reopen(tmp_path: Path) -> None:
+    box = make(tmp_path)
+    first = [box.append(ev(n=i)) for i in range(3)]
+    box.close()
+    box = make(tmp_path)
+    later = box.append(ev(n=3))
+    assert [e.seq for e in first] == [1, 2, 3]
+    assert later.seq == 4
+    assert later.id == "st-0001-4"
+    box.close()
+
+
+def test_envelope_fields(tmp_path: Path) -> None:
+    box = make(tmp_path)
+    event = box.append(ev(window=2, verdict="good"))
+    stored = box.pending(10)[0]
+    parsed = Event.from_bytes(stored.payload)
+    assert parsed == event
+    doc = json.loads(stored.payload)
+    assert doc["id"] == "st-0001-1" and doc["station"] == "st-0001" and doc["priority"] == "critical"
+    assert doc["clock"] == "synced"
+    # ISO 8601, millisecond precision, with a UTC offset
+    assert len(doc["ts"].split("T")[1].split(".")[1]) == 3 + 6
+    box.close()
+
+
+def test_pending_is_priority_first_then_seq(tmp_path: Path) -> None:
+    box = make(tmp_path)
+    for prio in (Priority.BULK, Priority.NORMAL, Priority.CRITICAL, Priority.BULK, Priority.CRITICAL):
+        box.append(ev("x", prio))
+    assert [p.seq for p in box.pending(10)] == [3, 5, 2, 1, 4]
+    assert [p.seq for p in box.pending(2, exclude=[3])] == [5, 2]
+    box.close()
+
+
+def test_delivered_leave_the_backlog_and_status_counts(tmp_path: Path) -> None:
+    box = make(tmp_path)
+    for prio in (Priority.CRITICAL, Priority.NORMAL, Priority.BULK):
+        box.append(ev("x", prio))
+    box.mark_delivered([1, 3])
+    stats = box.stats()
+    assert stats["last_seq"] == 3 and stats["undelivered"] == 1
+    assert stats["backlog"] == {"critical": 0, "normal": 1, "bulk": 0}
+    assert stats["oldest_undelivered"]["seq"] == 2
+    assert stats["last_delivery"] is not None
+    box.close()
+
+
+def test_appends_arriving_together_share_commits(tmp_path: Path) -> None:
+    box = make(tmp_path)
+    barrier = threading.Barrier(40)
+    seqs: list[int] = []
+
+    def producer() -> None:
+        barrier.wait()
+        for _ in range(10):
+            seqs.append(box.append(ev()).seq)
+
+    threads = [threading.Thread(target=producer) for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(seqs) == list(range(1, 401))
+    assert box.commits < 400, "every append paid its own fsync: no group commit"
+    box.close()
+
+
+def test_retention_forgets_only_old_delivered(tmp_path: Path) -> None:
+    now = time.time()
+    clock = [now - 10 * DAY]
+    box = make(tmp_path, now=lambda: clock[0])
+    box.append(ev())  # appended and delivered 10 days ago
+    box.mark_delivered([1])
+    clock[0] = now - 6 * DAY
+    box.append(ev())  # delivered 6 days ago
+    box.mark_delivered([2])
+    clock[0] = now - 30 * DAY
+    box.append(ev())  # 30 days old but never delivered
+    clock[0] = now
+    assert retention.expire(box, 7, now=lambda: now) == 1
+    assert [p.seq for p in box.replay(1, 10)] == [2, 3]
+    box.close()
+
+
+def test_replay_returns_the_stored_bytes(tmp_path: Path) -> None:
+    box = make(tmp_path)
+    for i in range(5):
+        box.append(ev(n=i))
+    first = {p.seq: p.payload for p in box.pending(10)}
+    box.mark_delivered([1, 2, 3, 4, 5])
+    assert {p.seq: p.payload for p in box.replay(2, 4)} == {s: first[s] for s in (2, 3, 4)}
+    box.close()
+
+
+def test_parked_events_are_not_resent_but_counted(tmp_path: Path) -> None:
+    box = make(tmp_path)
+    box.append(ev("queue", Priority.NORMAL))
+    box.append(ev())
+    box.park(1, "0x87 Not authorized")
+    assert [p.seq for p in box.pending(10)] == [2]
+    stats = box.stats()
+    assert stats["parked"]["count"] == 1 and stats["parked"]["events"][0]["reason"] == "0x87 Not authorized"
+    assert stats["undelivered"] == 2
+    box.close()
+
+
+def test_eviction_order_and_report(tmp_path: Path) -> None:
+    budget = 400 * 1024
+    box = make(tmp_path, max_bytes=budget)
+    pad = "x" * 2000
+    delivered = [box.append(ev("old", Priority.NORMAL, pad=pad)).seq for _ in range(30)]
+    box.mark_delivered(delivered)
+    bulk = [box.append(ev("tele", Priority.BULK, pad=pad)).seq for _ in range(40)]
+    [box.append(ev("queue", Priority.NORMAL, pad=pad)).seq for _ in range(40)]
+    critical = [box.append(ev("rating", Priority.CRITICAL, pad=pad)).seq for _ in range(60)]
+    held = {p.seq for p in box.replay(1, 10_000)}
+    # Delivered go first, then bulk; critical are all still there.
+    assert not held & set(delivered)
+    assert set(critical) <= held
+    assert not held & set(bulk[: len(bulk) // 2]), "bulk should have been evicted before normal"
+    reports = [json.loads(p.payload) for p in box.replay(1, 10_000) if p.kind == "eviction"]
+    assert reports, "evicting undelivered events must be reported"
+    assert all(r["priority"] == "critical" for r in reports)
+    reported = {s for r in reports for lo, hi in r["data"]["evicted"].get("bulk", []) for s in range(lo, hi + 1)}
+    lost_bulk = set(bulk) - held
+    assert lost_bulk <= reported
+    assert box.used_bytes() <= budget * 1.05
+    box.close()
+
+
+def test_only_critical_left_refuses_bulk_keeps_critical(tmp_path: Path) -> None:
+    box = make(tmp_path, max_bytes=200 * 1024)
+    pad = "x" * 2000
+    critical = [box.append(ev("rating", Priority.CRITICAL, pad=pad)).seq for _ in range(150)]
+    with pytest.raises(OutboxFull, match="max_mb"):
+        box.append(ev("tele", Priority.BULK, pad=pad))
+    late = box.append(ev("rating", Priority.CRITICAL, pad=pad))
+    held = {p.seq for p in box.replay(1, 10_000)}
+    assert set(critical) | {late.seq} <= held
+    box.close()
+
+
+def test_corrupt_database_is_renamed_aside_and_seqs_continue(tmp_path: Path) -> None:
+    box = make(tmp_path)
+    for _ in range(5):
+        box.append(ev())
+    box.close()
+    db = tmp_path / "outbox.db"
+    with open(db, "r+b") as fh:  # damage the middle of the file, keep the header
+        fh.seek(4096)
+        fh.write(os.urandom(8192))
+    box = make(tmp_path)
+    aside = [p for p in tmp_path.glob("outbox.db.corrupt-*") if not p.name.endswith(("-wal", "-shm"))]
+    assert aside, "the damaged database must be kept, renamed aside"
+    pending = box.pending(10)
+    incident = json.loads(pending[0].payload)
+    assert incident["kind"] == "incident" and incident["priority"] == "critical"
+    assert incident["seq"] > 5, "a seq was reused after corruption"
+    assert incident["data"]["renamed_to"] == aside[0].name
+    nxt = box.append(ev())
+    assert nxt.seq == incident["seq"] + 1
+    box.close()
+
+
+def test_garbage_file_is_renamed_aside(tmp_path: Path) -> None:
+    (tmp_path / "outbox.db").write_bytes(b"this is not a database" * 100)
+    box = make(tmp_path)
+    assert box.incident is not None and "SQLite cannot open it" in box.incident.reason
+    assert box.pending(10)[0].kind == "incident"
+    box.close()
+
+
+def test_corruption_with_unreadable_rows_resumes_above_high_water_mark(tmp_path: Path) -> None:
+    box = make(tmp_path)
+    for _ in range(3):
+        box.append(ev())
+    box.close()
+    (tmp_path / "outbox.db").write_bytes(b"\0" * 10000)  # nothing readable at all
+    box = make(tmp_path)
+    assert box.pending(10)[0].seq > 3
+    box.close()
+
+
+def test_unwritable_storage_is_a_clear_error(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user that can write anywhere (root): covered by the file-in-the-way case")
+        with pytest.raises(OutboxError, match="not writable"):
+            make(locked)
+    finally:
+        locked.chmod(0o700)
+
+
+def test_storage_path_blocked_by_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the storage directory should be")
+    with pytest.raises(OutboxError, match="cannot create it"):
+        make(blocker / "sub")
+
+
+def test_unsynced_stamps_are_corrected_unless_already_sent(tmp_path: Path) -> None:
+    marker = tmp_path / "synced"
+    box = make(tmp_path, sync_file=marker)
+    sent = box.append(ev())
+    unsent = box.append(ev())
+    assert sent.clock == "unsynced"
+    first_send = box.pending(1)[0]  # the uplink takes seq 1 and publishes it
+    marker.touch()
+    time.sleep(0.01)
+    assert box.correct_unsynced(time.time() + 3600, time.monotonic_ns()) == 1
+    by_seq = {p.seq: p.payload for p in box.pending(10)}
+    assert by_seq[sent.seq] == first_send.payload, "a sent event changed: re-send would not be byte-identical"
+    fixed = json.loads(by_seq[unsent.seq])
+    assert fixed["clock"] == "corrected"
+    assert fixed["ts"] != unsent.ts
+    assert box.append(ev()).clock == "synced"
+    box.close()
+
+
+def test_status_reads_beside_a_writer(tmp_path: Path) -> None:
+    box = make(tmp_path)
+    box.append(ev())
+    conn = sqlite3.connect(f"file:{tmp_path / 'outbox.db'}?mode=ro", uri=True)
+    assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 1
+    box.append(ev())  # a reader does not block the writer
+    conn.close()
+    box.close()
