@@ -97,10 +97,10 @@ def run(config: Config) -> int:
         config.broker.port,
         config.storage.path,
     )
-    gateway = Gateway(config)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    gateway = Gateway(config)
     gateway.start()
     try:
         stop.wait()

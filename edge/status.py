@@ -10,6 +10,7 @@ import os
 import sqlite3
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from edge.config import Config
@@ -26,20 +27,32 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _read_outbox(path: Path | None) -> tuple[dict[str, Any], dict[str, str]]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True) if path and path.exists() else None
+    try:
+        if conn is None or not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'events'").fetchone():
+            # A new station (or one starting this instant): same shape as a real answer, all zero.
+            if conn is not None:
+                conn.close()
+            conn = sqlite3.connect(":memory:")
+            conn.execute("CREATE TABLE events (seq, kind, priority, created, delivered, parked)")
+            conn.execute("CREATE TABLE meta (key, value)")
+            conn.execute("INSERT INTO meta VALUES ('connection', 'never run||the gateway has not run here yet')")
+        return read_stats(conn, time.time()), dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    finally:
+        if conn is not None:
+            conn.close()
+
+
 def read(config: Config) -> dict[str, Any]:
     path = config.storage.outbox_path
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True) if path.exists() else None
-    if conn is None or not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'events'").fetchone():
-        # A new station (or one starting this instant): same shape as a real answer, all zero.
-        conn = sqlite3.connect(":memory:")
-        conn.execute("CREATE TABLE events (seq, kind, priority, created, delivered, parked)")
-        conn.execute("CREATE TABLE meta (key, value)")
-        conn.execute("INSERT INTO meta VALUES ('connection', 'never run||the gateway has not run here yet')")
+    problem = None
     try:
-        stats = read_stats(conn, time.time())
-        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-    finally:
-        conn.close()
+        stats, meta = _read_outbox(path)
+    except sqlite3.DatabaseError as exc:
+        # SD cards corrupt; the gateway renames such a file aside at its next start.
+        problem = f"outbox {path} is unreadable ({exc}); the gateway moves it aside and starts anew when it starts"
+        stats, meta = _read_outbox(None)
     pid = int(meta.get("pid") or 0)
     running = pid > 0 and _alive(pid)
     state, since, cause = (meta.get("connection") or "unknown|0|").split("|", 2)
@@ -48,6 +61,7 @@ def read(config: Config) -> dict[str, Any]:
         "county": config.station.county,
         "gateway": f"running (pid {pid})" if running else "stopped",
         "outbox": str(path),
+        "outbox_problem": problem,
         **stats,
         "broker": {
             "address": f"{config.broker.host}:{config.broker.port}",
@@ -74,5 +88,7 @@ def render(status: dict[str, Any]) -> str:
         "oldest undelivered: " + ("none" if oldest is None else f"seq {oldest['seq']}, {oldest['age_s']:.0f} s old"),
         f"last delivery: {_when(status['last_delivery'])}",
     ]
+    if status["outbox_problem"]:
+        lines.insert(1, "PROBLEM: " + status["outbox_problem"])
     lines += [f"  parked seq {p['seq']} ({p['kind']}): {p['reason']}" for p in status["parked"]["events"]]
     return "\n".join(lines)

@@ -98,7 +98,13 @@ class GatewayProcess:
         return self
 
     def stop(self, timeout: float = 15) -> int:
+        """SIGTERM once the gateway is up (as systemd would stop it); returns its exit code."""
         assert self.proc is not None
+        wait_until(
+            lambda: self.proc.poll() is not None or self.status()["gateway"].startswith("running"),
+            15,
+            "the gateway to be running",
+        )
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
 

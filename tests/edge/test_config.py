@@ -91,3 +91,25 @@ def test_gateway_exits_nonzero_when_storage_is_unusable(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "storage path" in result.stderr and "cannot create it" in result.stderr
+
+
+def test_gateway_exits_nonzero_when_storage_is_not_writable(tmp_path: Path) -> None:
+    """As an installer would meet it: the gateway's user cannot write the storage directory."""
+    import os
+
+    locked = tmp_path / "state"
+    locked.mkdir()
+    # Root writes through any mode bits, but not into an immutable directory.
+    lock, unlock = (["chattr", "+i"], ["chattr", "-i"]) if os.geteuid() == 0 else (["chmod", "500"], ["chmod", "700"])
+    if subprocess.run([*lock, str(locked)], capture_output=True).returncode != 0:
+        pytest.skip(f"cannot make {locked} unwritable here ({' '.join(lock)} failed)")
+    try:
+        path = tmp_path / "station.toml"
+        path.write_text(GOOD.replace('"/var/lib/yimen"', f'"{locked}"'), encoding="utf-8")
+        result = subprocess.run(
+            [sys.executable, "-m", "edge.cli", "run", "--config", str(path)], capture_output=True, text=True, timeout=30
+        )
+        assert result.returncode == 1, result.stderr
+        assert f"storage path {locked}: not writable" in result.stderr
+    finally:
+        subprocess.run([*unlock, str(locked)], check=True)
