@@ -108,6 +108,21 @@ class GatewayProcess:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
 
+    def stop_and_drain(self) -> dict:
+        """Stop cleanly, then run once more without the simulator until the outbox is empty,
+        so that the county can be checked against a final, fixed last_seq. Returns the status."""
+        assert self.stop() == 0
+        quiet = self.config.with_name("quiet.toml")
+        quiet.write_text(self.config.read_text().split("\n[simulate]")[0], encoding="utf-8")
+        again = GatewayProcess(quiet).start()
+        try:
+            wait_until(lambda: again.status()["backlog"] == {"critical": 0, "normal": 0, "bulk": 0}, 60, "a drain")
+            assert again.stop() == 0
+        finally:
+            if again.proc is not None and again.proc.poll() is None:
+                again.kill()
+        return again.status()
+
     def kill(self) -> None:
         assert self.proc is not None
         self.proc.kill()
