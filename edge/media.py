@@ -133,14 +133,25 @@ class MediaWriter:
         self.size += len(data)
 
     def commit(self, *, started: float, ended: float, frames: int) -> Event:
-        """Make the file durable under its final name, then emit and return the media event."""
+        """Make the file durable under its final name, then emit and return the media event.
+
+        On any failure nothing is left behind: not the tmp file, not a file without its event.
+        """
+        try:
+            return self._commit(started, ended, frames)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _commit(self, started: float, ended: float, frames: int) -> Event:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
         sha256 = self._hash.hexdigest()
         prefix = "evidence" if self.media_type is MediaType.CLIP and self.caused_by else str(self.media_type)
-        stamp = datetime.fromtimestamp(started, UTC)
-        stem = f"{prefix}-w{self.window}-{stamp:%Y%m%d-%H%M%S}-{stamp.microsecond // 1000:03d}-{sha256[:8]}"
+        ms = round(started * 1000)
+        stamp = datetime.fromtimestamp(ms // 1000, UTC)
+        stem = f"{prefix}-w{self.window}-{stamp:%Y%m%d-%H%M%S}-{ms % 1000:03d}-{sha256[:8]}"
         final = self._store._claim(self._tmp, stem, _EXTENSION[self.media_type])
         data = {
             "media_id": final.stem,

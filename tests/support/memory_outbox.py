@@ -1,16 +1,14 @@
-"""Fixtures shared by every test folder."""
+"""An in-memory stand-in for the outbox, for tests of producers that only need `emit`."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-import pytest
-
 from edge.events import Clock, Event, NewEvent, format_ts
 
 
 class MemoryOutbox:
-    """Stands in for the outbox where a test needs `emit`: assigns seqs, keeps events in order."""
+    """Assigns seqs and keeps events in order; `emit` is what a driver is given."""
 
     def __init__(self, station: str = "st1") -> None:
         self.station = station
@@ -28,8 +26,3 @@ class MemoryOutbox:
         )
         self.events.append(event)
         return event
-
-
-@pytest.fixture
-def outbox() -> MemoryOutbox:
-    return MemoryOutbox()
