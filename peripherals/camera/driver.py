@@ -27,13 +27,14 @@ QUEUE_FRAMES = 8
 STALL_S = 5.0
 
 
-def _output(base: type, frames: queue.Queue[Frame], dropped: list[int]) -> Any:
+def _queue_output(base: type, frames: queue.Queue[Frame]) -> Any:
     """An instance of a picamera2 `Output` subclass (the encoder insists on one) feeding `frames`."""
 
     class QueueOutput(base):  # type: ignore[misc, valid-type]
         """Runs on picamera2's encoder thread, so it only copies and enqueues."""
 
         offset: float | None = None
+        dropped = 0
 
         def outputframe(
             self,
@@ -51,7 +52,7 @@ def _output(base: type, frames: queue.Queue[Frame], dropped: list[int]) -> Any:
             try:
                 frames.put_nowait(Frame(self.offset + sensor_s, bytes(frame)))
             except queue.Full:
-                dropped[0] += 1
+                self.dropped += 1
 
     return QueueOutput()
 
@@ -60,6 +61,7 @@ class Picamera2Camera(FrameCamera):
     backend = "picamera2"
 
     _picam2: Any = None
+    _output: Any = None
 
     def _open(self) -> None:
         try:
@@ -73,7 +75,6 @@ class Picamera2Camera(FrameCamera):
             ) from None
         cfg = self.config
         self._frames: queue.Queue[Frame] = queue.Queue(maxsize=QUEUE_FRAMES)
-        self._dropped = [0]
         self._picam2 = Picamera2(cfg.camera)
         video = self._picam2.create_video_configuration(
             main={"size": (cfg.width, cfg.height), "format": "XBGR8888"},
@@ -87,7 +88,9 @@ class Picamera2Camera(FrameCamera):
                     mask_array(mapped.array, cfg.mask, cfg.mask_style)
 
             self._picam2.pre_callback = apply_mask
-        self._picam2.start_recording(JpegEncoder(q=cfg.quality), _output(Output, self._frames, self._dropped))
+        self._output = _queue_output(Output, self._frames)
+        # A few frames a second need no parallel encoding; one thread keeps memory down.
+        self._picam2.start_recording(JpegEncoder(num_threads=1, q=cfg.quality), self._output)
         self._last_arrival = time.monotonic()
 
     def _next_frame(self, stopping: threading.Event) -> Frame | None:
@@ -97,7 +100,7 @@ class Picamera2Camera(FrameCamera):
             except queue.Empty:
                 silent = time.monotonic() - self._last_arrival
                 if silent > STALL_S:
-                    self._fail(f"no frames from picamera2 camera {self.config.camera} for {silent:.0f} s")
+                    self._fail(f"no frames from picamera2 camera {self.config.camera} for over {STALL_S:g} s")
                 continue
             self._last_arrival = time.monotonic()
             return frame
@@ -112,5 +115,5 @@ class Picamera2Camera(FrameCamera):
                 self._picam2 = None
 
     def status(self) -> dict[str, Any]:
-        dropped = getattr(self, "_dropped", [0])[0]
+        dropped = self._output.dropped if self._output is not None else 0
         return {**super().status(), "camera": self.config.camera, "frames_dropped": dropped}
