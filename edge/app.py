@@ -55,6 +55,12 @@ class Gateway:
             Periodic("yimen-retention", 3600.0, self._expire, run_first=True),
             Periodic("yimen-clock", config.clock.poll_s, self._watch_clock),
         ]
+        if config.cameras:
+            from edge.media import MediaStore
+            from peripherals.camera import make_camera
+
+            media = MediaStore(config.storage.path, self.outbox.append)
+            self.parts += [make_camera(cam, media) for cam in config.cameras]
         if config.simulate is not None:
             from peripherals.simulator.sim import SimulatedStation
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from edge.configfile import ConfigError, Section
 from mqtt.config import BrokerConfig, parse_broker
+from peripherals.camera import CameraConfig, parse_cameras
 from peripherals.simulator import SimulateConfig, parse_simulate
 
 ID_PATTERN = r"[a-z0-9-]{1,32}"
@@ -70,6 +71,7 @@ class Config:
     clock: ClockConfig
     telemetry: TelemetryConfig
     simulate: SimulateConfig | None
+    cameras: tuple[CameraConfig, ...] = ()
 
 
 def _station(section: Section) -> StationConfig:
@@ -130,6 +132,7 @@ def parse(doc: dict, source: str) -> Config:
         clock=_clock(sec("clock")),
         telemetry=_telemetry(sec("telemetry")),
         simulate=parse_simulate(sec("simulate")) if top.has("simulate") else None,
+        cameras=parse_cameras(top),
     )
     unknown = top.unread()
     if unknown:

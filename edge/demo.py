@@ -47,6 +47,11 @@ interval_s = 10
 [simulate]
 events_per_second = {rate}
 windows = 3
+
+[[cameras]]
+window = 1
+backend = "sim"
+snapshot_interval_s = 10
 """,
         encoding="utf-8",
     )

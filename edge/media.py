@@ -42,9 +42,7 @@ _EXTENSION = {MediaType.SNAPSHOT: "jpg", MediaType.CLIP: "mjpeg"}
 
 # Deletion rank by id prefix: lower goes first when the disk budget is short.
 _RANK = {"snapshot": 0, "clip": 1, "evidence": 2}
-_NAME_RE = re.compile(
-    r"^(snapshot|clip|evidence)-w\d+-(\d{8}-\d{6}-\d{3})-[0-9a-f]{8}(?:-\d+)?\.(jpg|mjpeg)$"
-)
+_NAME_RE = re.compile(r"^(snapshot|clip|evidence)-w\d+-(\d{8}-\d{6}-\d{3})-[0-9a-f]{8}(?:-\d+)?\.(jpg|mjpeg)$")
 
 
 def _local_ts(seconds: float) -> str:

@@ -127,8 +127,7 @@ def parse_cameras(top: Section) -> tuple[CameraConfig, ...]:
                 raise ConfigError(f"{top.source}: [cameras[{i}]] window: {cam.window} is also cameras[{j}]'s")
             if cam.backend == other.backend == "picamera2" and cam.camera == other.camera:
                 raise ConfigError(
-                    f"{top.source}: [cameras[{i}]] camera: picamera2 camera {cam.camera} "
-                    f"is also cameras[{j}]'s"
+                    f"{top.source}: [cameras[{i}]] camera: picamera2 camera {cam.camera} is also cameras[{j}]'s"
                 )
     return cameras
 

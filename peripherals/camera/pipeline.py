@@ -272,14 +272,10 @@ class FrameCamera(ABC):
     def _begin_clip(self, frame: Frame, request: _Request) -> None:
         if len(self._clips) >= MAX_PENDING_CLIPS:
             self._counts["clips_refused"] += 1
-            self.log.warning(
-                "clip for %s refused: %d clips already recording", request.caused_by, MAX_PENDING_CLIPS
-            )
+            self.log.warning("clip for %s refused: %d clips already recording", request.caused_by, MAX_PENDING_CLIPS)
             request.future.set_exception(RuntimeError(f"{MAX_PENDING_CLIPS} clips already recording"))
             return
-        writer = self._guarded(
-            request.future, self.media.begin, MediaType.CLIP, self.config.window, request.caused_by
-        )
+        writer = self._guarded(request.future, self.media.begin, MediaType.CLIP, self.config.window, request.caused_by)
         if writer is None:
             return
         clip = _Clip(writer, request.at + self.config.clip_after_s, request.future)
@@ -302,9 +298,7 @@ class FrameCamera(ABC):
             clip.writer.abort()
             clip.future.set_exception(CameraStopped("no frames were captured for the clip"))
             return
-        event = self._guarded(
-            clip.future, clip.writer.commit, started=clip.first, ended=clip.last, frames=clip.frames
-        )
+        event = self._guarded(clip.future, clip.writer.commit, started=clip.first, ended=clip.last, frames=clip.frames)
         if event is not None:
             self._counts["clips"] += 1
             clip.future.set_result(event)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,17 +11,19 @@ import pytest
 
 from edge.events import Event, NewEvent, Priority
 from edge.media import MediaStore, MediaType, deletion_order
-from tests.support.memory_outbox import MemoryOutbox
+from tests.support.recording_outbox import RecordingOutbox
 
 T0 = datetime(2026, 11, 25, 8, 30, 0, 123000).astimezone().timestamp()
 
 
 @pytest.fixture
-def outbox() -> MemoryOutbox:
-    return MemoryOutbox()
+def outbox(tmp_path: Path) -> Iterator[RecordingOutbox]:
+    recorder = RecordingOutbox(tmp_path / "outbox")
+    yield recorder
+    recorder.close()
 
 
-def test_snapshot_file_matches_its_event(tmp_path: Path, outbox: MemoryOutbox) -> None:
+def test_snapshot_file_matches_its_event(tmp_path: Path, outbox: RecordingOutbox) -> None:
     store = MediaStore(tmp_path, outbox.emit)
     data = b"\xff\xd8 not really a jpeg \xff\xd9"
     event = store.put(MediaType.SNAPSHOT, 2, data, started=T0, ended=T0)
@@ -39,7 +42,7 @@ def test_snapshot_file_matches_its_event(tmp_path: Path, outbox: MemoryOutbox) -
     assert outbox.events == [event]
 
 
-def test_clip_written_in_pieces_and_caused_by_an_event(tmp_path: Path, outbox: MemoryOutbox) -> None:
+def test_clip_written_in_pieces_and_caused_by_an_event(tmp_path: Path, outbox: RecordingOutbox) -> None:
     store = MediaStore(tmp_path, outbox.emit)
     writer = store.begin(MediaType.CLIP, 1, caused_by="st1-41")
     pieces = [bytes([i]) * 1000 for i in range(5)]
@@ -55,7 +58,7 @@ def test_clip_written_in_pieces_and_caused_by_an_event(tmp_path: Path, outbox: M
     assert duration.total_seconds() == pytest.approx(30)
 
 
-def test_file_is_whole_under_its_name_before_the_event(tmp_path: Path, outbox: MemoryOutbox) -> None:
+def test_file_is_whole_under_its_name_before_the_event(tmp_path: Path, outbox: RecordingOutbox) -> None:
     seen: list[bytes] = []
 
     def emit(new: NewEvent) -> Event:
@@ -77,7 +80,7 @@ def test_failed_emit_leaves_no_orphan_file(tmp_path: Path) -> None:
     assert list((tmp_path / "media").iterdir()) == []
 
 
-def test_abort_and_crash_leftovers_leave_nothing(tmp_path: Path, outbox: MemoryOutbox) -> None:
+def test_abort_and_crash_leftovers_leave_nothing(tmp_path: Path, outbox: RecordingOutbox) -> None:
     store = MediaStore(tmp_path, outbox.emit)
     writer = store.begin(MediaType.CLIP, 1)
     writer.write(b"half a clip")
@@ -91,7 +94,7 @@ def test_abort_and_crash_leftovers_leave_nothing(tmp_path: Path, outbox: MemoryO
     assert outbox.events == []
 
 
-def test_identical_items_at_the_same_moment_get_two_files(tmp_path: Path, outbox: MemoryOutbox) -> None:
+def test_identical_items_at_the_same_moment_get_two_files(tmp_path: Path, outbox: RecordingOutbox) -> None:
     store = MediaStore(tmp_path, outbox.emit)
     first = store.put(MediaType.SNAPSHOT, 1, b"same", started=T0, ended=T0)
     second = store.put(MediaType.SNAPSHOT, 1, b"same", started=T0, ended=T0)
@@ -100,9 +103,7 @@ def test_identical_items_at_the_same_moment_get_two_files(tmp_path: Path, outbox
     assert all((tmp_path / e.data["path"]).read_bytes() == b"same" for e in (first, second))
 
 
-def test_deletion_order_snapshots_oldest_first_bad_rating_clips_last(
-    tmp_path: Path, outbox: MemoryOutbox
-) -> None:
+def test_deletion_order_snapshots_oldest_first_bad_rating_clips_last(tmp_path: Path, outbox: RecordingOutbox) -> None:
     store = MediaStore(tmp_path, outbox.emit)
 
     def clip(started: float, caused_by: str | None) -> Path:
@@ -131,7 +132,7 @@ def test_deletion_order_of_an_empty_storage(tmp_path: Path) -> None:
     assert deletion_order(tmp_path) == []
 
 
-def test_media_id_names_kind_window_and_utc_start(tmp_path: Path, outbox: MemoryOutbox) -> None:
+def test_media_id_names_kind_window_and_utc_start(tmp_path: Path, outbox: RecordingOutbox) -> None:
     event = MediaStore(tmp_path, outbox.emit).put(MediaType.SNAPSHOT, 3, b"x", started=T0, ended=T0)
     utc = datetime.fromtimestamp(T0, UTC)
     assert event.data["media_id"].startswith(f"snapshot-w3-{utc:%Y%m%d-%H%M%S}-123-")

@@ -11,7 +11,7 @@ from edge.media import MediaStore
 from peripherals.camera import CameraConfig, make_camera
 from peripherals.camera.pipeline import FrameCamera
 from tests.support.manual_clock import ManualClock
-from tests.support.memory_outbox import MemoryOutbox
+from tests.support.recording_outbox import RecordingOutbox
 
 
 @pytest.fixture
@@ -20,12 +20,14 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def outbox() -> MemoryOutbox:
-    return MemoryOutbox()
+def outbox(tmp_path: Path) -> Iterator[RecordingOutbox]:
+    recorder = RecordingOutbox(tmp_path / "outbox")
+    yield recorder
+    recorder.close()
 
 
 @pytest.fixture
-def store(tmp_path: Path, outbox: MemoryOutbox) -> MediaStore:
+def store(tmp_path: Path, outbox: RecordingOutbox) -> MediaStore:
     return MediaStore(tmp_path, outbox.emit)
 
 

@@ -93,9 +93,7 @@ def test_two_cameras_on_one_window() -> None:
 
 
 def test_two_windows_on_one_sensor() -> None:
-    with pytest.raises(
-        ConfigError, match=r"\[cameras\[1\]\] camera: picamera2 camera 0 is also cameras\[0\]'s"
-    ):
+    with pytest.raises(ConfigError, match=r"\[cameras\[1\]\] camera: picamera2 camera 0 is also cameras\[0\]'s"):
         cameras("[[cameras]]\nwindow = 1\n[[cameras]]\nwindow = 2\n")
 
 

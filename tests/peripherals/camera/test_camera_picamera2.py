@@ -17,14 +17,14 @@ from PIL import Image
 from edge.media import MediaStore
 from peripherals.camera import CameraConfig, MaskRegion, make_camera
 from peripherals.camera.frames import split_mjpeg
-from tests.support.memory_outbox import MemoryOutbox
+from tests.support.recording_outbox import RecordingOutbox
 
 HAVE_PICAMERA2 = importlib.util.find_spec("picamera2") is not None
 
 
 def test_on_a_pi_snapshot_and_clip(tmp_path: Path) -> None:
     pytest.importorskip("picamera2", reason="picamera2 is not installed: not a Raspberry Pi OS machine")
-    outbox = MemoryOutbox()
+    outbox = RecordingOutbox(tmp_path / "outbox")
     config = CameraConfig(
         window=1,
         width=640,
@@ -56,7 +56,7 @@ def test_on_a_pi_snapshot_and_clip(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(HAVE_PICAMERA2, reason="picamera2 is installed here: the real camera test covers it")
 def test_without_picamera2_the_camera_fails_alone(tmp_path: Path) -> None:
-    camera = make_camera(CameraConfig(window=1), MediaStore(tmp_path, MemoryOutbox().emit))
+    camera = make_camera(CameraConfig(window=1), MediaStore(tmp_path, RecordingOutbox(tmp_path / "outbox").emit))
     camera.start()
     camera.stop()
     status = camera.status()

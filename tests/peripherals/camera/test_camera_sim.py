@@ -23,7 +23,7 @@ from peripherals.camera.frames import encode_jpeg, split_mjpeg
 from peripherals.camera.pipeline import CameraStopped, WallClock
 from peripherals.camera.sim import draw_scene, read_timestamp
 from tests.support.manual_clock import START, ManualClock
-from tests.support.memory_outbox import MemoryOutbox
+from tests.support.recording_outbox import RecordingOutbox
 
 MAX_SNAPSHOT_BYTES = 60 * 1024
 
@@ -46,7 +46,7 @@ def frame_times(data: bytes) -> list[float]:
     return times
 
 
-def media_events(outbox: MemoryOutbox, media_type: str) -> list[Event]:
+def media_events(outbox: RecordingOutbox, media_type: str) -> list[Event]:
     return [e for e in outbox.events if e.kind == "media" and e.data["type"] == media_type]
 
 
@@ -68,7 +68,7 @@ def test_unreadable_code_is_reported_not_guessed() -> None:
 
 
 def test_snapshots_every_interval_and_under_the_size_limit(
-    sim_camera, clock: ManualClock, outbox: MemoryOutbox, tmp_path: Path
+    sim_camera, clock: ManualClock, outbox: RecordingOutbox, tmp_path: Path
 ) -> None:
     sim_camera()  # defaults: 640x480, every 60 s
     clock.advance(10 * 60)
@@ -85,7 +85,7 @@ def test_snapshots_every_interval_and_under_the_size_limit(
 
 
 def test_snapshot_size_and_quality_follow_config(
-    sim_camera, clock: ManualClock, outbox: MemoryOutbox, tmp_path: Path
+    sim_camera, clock: ManualClock, outbox: RecordingOutbox, tmp_path: Path
 ) -> None:
     sim_camera(width=320, height=240, quality=30, snapshot_interval_s=5)
     clock.advance(5)
@@ -95,7 +95,7 @@ def test_snapshot_size_and_quality_follow_config(
     assert max(map(len, small)) < 15 * 1024
 
 
-def test_snapshot_on_demand(sim_camera, clock: ManualClock, outbox: MemoryOutbox, tmp_path: Path) -> None:
+def test_snapshot_on_demand(sim_camera, clock: ManualClock, outbox: RecordingOutbox, tmp_path: Path) -> None:
     camera = sim_camera(snapshot_interval_s=0)
     clock.advance(30)
     assert media_events(outbox, "snapshot") == []
@@ -110,7 +110,7 @@ def test_snapshot_on_demand(sim_camera, clock: ManualClock, outbox: MemoryOutbox
 
 
 def test_clip_holds_20_s_before_to_10_s_after_the_trigger(
-    sim_camera, clock: ManualClock, outbox: MemoryOutbox, tmp_path: Path
+    sim_camera, clock: ManualClock, outbox: RecordingOutbox, tmp_path: Path
 ) -> None:
     camera = sim_camera(snapshot_interval_s=0)
     clock.advance(45.2)
@@ -143,9 +143,7 @@ def test_clip_lengths_follow_config(sim_camera, clock: ManualClock, tmp_path: Pa
     assert len(times) == 8 * 4 + 1
 
 
-def test_overlapping_triggers_each_get_their_whole_clip(
-    sim_camera, clock: ManualClock, tmp_path: Path
-) -> None:
+def test_overlapping_triggers_each_get_their_whole_clip(sim_camera, clock: ManualClock, tmp_path: Path) -> None:
     camera = sim_camera(snapshot_interval_s=0)
     clock.advance(40)
     first = camera.clip(caused_by="st1-1")
@@ -195,7 +193,7 @@ def _region_stats(image: Image.Image, box: tuple[int, int, int, int]) -> ImageSt
 
 @pytest.mark.parametrize("style", ["fill", "blur"])
 def test_privacy_mask_changes_only_the_masked_region(
-    style: str, sim_camera, outbox: MemoryOutbox, tmp_path: Path
+    style: str, sim_camera, outbox: RecordingOutbox, tmp_path: Path
 ) -> None:
     region = MaskRegion(x=0.0, y=0.6, w=1.0, h=0.4)  # the citizen's side of the counter
     sim_camera(mask=(region,), mask_style=style)
@@ -218,7 +216,7 @@ def test_privacy_mask_changes_only_the_masked_region(
 
 
 def test_a_store_failure_fails_the_request_not_the_camera(
-    tmp_path: Path, clock: ManualClock, outbox: MemoryOutbox
+    tmp_path: Path, clock: ManualClock, outbox: RecordingOutbox
 ) -> None:
     failing = {"on": True}
 
