@@ -16,10 +16,11 @@ from typing import Any, Protocol
 
 from edge import __version__, retention
 from edge.clock import ClockSource
-from edge.config import Config
+from edge.config import Config, config_commands
 from edge.health import Health
 from edge.outbox import Outbox
 from edge.periodic import Periodic
+from mqtt.downlink import Downlink
 from mqtt.uplink import Uplink
 
 log = logging.getLogger("yimen.app")
@@ -41,15 +42,22 @@ class Gateway:
             max_bytes=config.storage.max_bytes,
         )
         self.health = Health(self.outbox, config.storage.path, config.storage.max_bytes, self.clock.synced)
+        self.downlink = Downlink(config.station.county, config.station.id)
         self.uplink = Uplink(
             config.broker,
             config.station.county,
             config.station.id,
             self.outbox,
             status_fields=self.health.status_fields,
+            subscriptions=self.downlink.subscriptions(),
+            on_message=self.downlink.on_message,
         )
+        self.downlink.bind(self.uplink.publish_control)
+        for command in [*self.uplink.commands(), config_commands(config)]:
+            self.downlink.register(command)
         self._was_synced = self.clock.synced()
         self.parts: list[Part] = [
+            self.downlink,
             self.uplink,
             Periodic("yimen-telemetry", config.telemetry.interval_s, self.health.report),
             Periodic("yimen-retention", 3600.0, self._expire, run_first=True),

@@ -8,11 +8,13 @@ no module ever sees the raw dict.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from edge.configfile import ConfigError, Section
+from mqtt.commands import Command
 from mqtt.config import BrokerConfig, parse_broker
 from peripherals.camera import CameraConfig, parse_cameras
 from peripherals.simulator import SimulateConfig, parse_simulate
@@ -154,3 +156,17 @@ def load(path: str | Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return parse(doc, str(path))
+
+
+def redacted_text(config: Config) -> str:
+    """The config file as it is on disk, with secrets blanked: safe to send to the county."""
+    text = config.source.read_text(encoding="utf-8")
+    return re.sub(r"(?m)^(\s*password\s*=\s*).*$", r'\1"<redacted>"', text)
+
+
+def config_commands(config: Config) -> Command:
+    return Command(
+        "config-get",
+        lambda _args: {"source": str(config.source), "toml": redacted_text(config)},
+        doc="the running config file, passwords blanked",
+    )

@@ -1,7 +1,9 @@
 """The topic contract, in one place: topics are built and parsed here and nowhere else.
 
-    yimen/v1/<county>/<station>/events/<kind>   one event, its JSON envelope, QoS 1
-    yimen/v1/<county>/<station>/status          retained online/offline, QoS 1
+    yimen/v1/<county>/<station>/events/<kind>     one event, its JSON envelope, QoS 1
+    yimen/v1/<county>/<station>/status            retained online/offline, QoS 1
+    yimen/v1/<county>/<station>/cmd/<name>        a command to the station
+    yimen/v1/<county>/<station>/cmd-reply/<name>  its reply, where the request named no response topic
 See mqtt/TOPICS.md for the payloads.
 """
 
@@ -14,12 +16,16 @@ ROOT = "yimen/v1"
 _SEGMENT = re.compile(r"^[a-z0-9-]{1,32}$")
 
 
+# channel -> how many segments follow it
+CHANNELS = {"status": 0, "events": 1, "cmd": 1, "cmd-reply": 1}
+
+
 @dataclass(frozen=True)
 class Topic:
     county: str
     station: str
-    channel: str  # "events" or "status"
-    kind: str | None = None  # for events
+    channel: str  # a key of CHANNELS
+    kind: str | None = None  # the event kind or command name
 
 
 def _check(name: str, value: str) -> str:
@@ -40,6 +46,19 @@ def status_topic(county: str, station: str) -> str:
     return f"{station_root(county, station)}/status"
 
 
+def command_topic(county: str, station: str, name: str) -> str:
+    return f"{station_root(county, station)}/cmd/{name}"
+
+
+def command_filter(county: str, station: str) -> str:
+    """What a station subscribes to: its own commands, and no other station's."""
+    return f"{station_root(county, station)}/cmd/+"
+
+
+def reply_topic(county: str, station: str, name: str) -> str:
+    return f"{station_root(county, station)}/cmd-reply/{name}"
+
+
 def county_filter(county: str) -> str:
     """Everything from every station of a county: what a county-side subscriber takes."""
     return f"{ROOT}/{_check('county', county)}/+/#"
@@ -53,8 +72,6 @@ def parse(topic: str) -> Topic:
     county, station, channel = parts[2], parts[3], parts[4]
     _check("county", county)
     _check("station", station)
-    if channel == "status" and len(parts) == 5:
-        return Topic(county, station, "status")
-    if channel == "events" and len(parts) == 6:
-        return Topic(county, station, "events", parts[5])
-    raise ValueError(f"unknown yimen topic: {topic!r}")
+    if CHANNELS.get(channel) != len(parts) - 5:
+        raise ValueError(f"unknown yimen topic: {topic!r}")
+    return Topic(county, station, channel, parts[5] if len(parts) > 5 else None)

@@ -30,6 +30,7 @@ from edge import __version__
 from edge.events import NewEvent, Priority
 from edge.outbox import Outbox
 from mqtt import codec, topics
+from mqtt.commands import Arg, Command, CommandError
 from mqtt.config import BrokerConfig
 
 log = logging.getLogger("yimen.uplink")
@@ -38,6 +39,7 @@ log = logging.getLogger("yimen.uplink")
 # MQTT 5: 0x86 bad user name or password, 0x87 not authorized, 0x8C bad authentication method;
 # MQTT 3.1.1 return codes 4 and 5 mean the same and paho maps them onto those.
 _CREDENTIAL_REFUSALS = {0x86, 0x87, 0x8C, 4, 5}
+MAX_REPLAY = 10_000
 
 
 class Backoff:
@@ -71,12 +73,16 @@ class Uplink:
         outbox: Outbox,
         *,
         status_fields: Callable[[], dict[str, Any]] = dict,
+        subscriptions: list[tuple[str, int]] = (),  # type: ignore[assignment]
+        on_message: Callable[[str, bytes, Any], None] | None = None,
     ) -> None:
         self._config = config
         self._county = county
         self._station = station
         self._outbox = outbox
         self._status_fields = status_fields
+        self._subscriptions = list(subscriptions)
+        self._on_message = on_message
         self._queue: queue.SimpleQueue[tuple] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="yimen-uplink", daemon=True)
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
@@ -105,6 +111,38 @@ class Uplink:
     def wake(self) -> None:
         """New events were committed: look for work. Cheap; safe from any thread."""
         self._queue.put(("wake",))
+
+    def publish_control(self, topic: str, payload: bytes, properties: Any = None) -> None:
+        """Publish a message that is not an outbox event (a command reply) on the current
+        connection, QoS 1; while disconnected it is dropped and logged: replies are transient."""
+        self._queue.put(("control", topic, payload, properties))
+
+    def rebirth(self) -> None:
+        """Publish the retained online status again (the county asked for a fresh picture)."""
+        self._queue.put(("rebirth",))
+
+    def replay(self, first: int, last: int) -> int:
+        """Send again the retained events first..last, stored bytes, marked replay=1.
+        Returns how many the outbox still holds; those are queued for sending."""
+        if last < first or last - first >= MAX_REPLAY:
+            raise CommandError("bad-request", f"replay range {first}..{last}: give first <= last, at most {MAX_REPLAY}")
+        items = self._outbox.replay(first, last)
+        props = codec.replay_properties() if self._config.protocol == "5" else None
+        for item in items:
+            self.publish_control(topics.event_topic(self._county, self._station, item.kind), item.payload, props)
+        return len(items)
+
+    def commands(self) -> list[Command]:
+        """The commands this part answers, for the downlink."""
+        return [
+            Command(
+                "replay",
+                lambda a: {"first": a["first"], "last": a["last"], "count": self.replay(a["first"], a["last"])},
+                args={"first": Arg("int", required=True, min=1), "last": Arg("int", required=True, min=1)},
+                doc="send retained events first..last again (at most 10,000 at a time)",
+            ),
+            Command("rebirth", lambda _a: (self.rebirth(), {"session": self._session})[1], doc="publish status again"),
+        ]
 
     def stop(self, timeout: float = 5.0) -> None:
         self._queue.put(("stop",))
@@ -163,6 +201,13 @@ class Uplink:
         for item in items:
             what = item[0]
             if what == "wake":
+                continue
+            if what == "control":
+                self._publish_control(*item[1:])
+                continue
+            if what == "rebirth":
+                if self._state == "connected":
+                    self._publish_birth()
                 continue
             if item[1] != self._gen:
                 continue  # from a connection that is already gone
@@ -239,6 +284,9 @@ class Uplink:
         client.on_connect = lambda _c, _u, _f, rc, props: put(("connack", gen, rc, props))
         client.on_disconnect = lambda _c, _u, _f, rc, _p: put(("disconnect", gen, rc))
         client.on_publish = lambda _c, _u, mid, rc, _p: put(("puback", gen, mid, rc))
+        if self._on_message is not None:
+            deliver = self._on_message
+            client.on_message = lambda _c, _u, msg: deliver(msg.topic, msg.payload, getattr(msg, "properties", None))
         self._set_state("connecting", self._cause)
         try:
             # paho's keepalive logic notices silence after 2 x its keepalive; half ours detects
@@ -279,11 +327,21 @@ class Uplink:
         self._backoff.reset()
         self._outbox.outage_ended()
         self._set_state("connected", f"session {self._session}")
-        self._publish_control(codec.online(self._session, version=__version__, **self._status_fields()))
-
-    def _publish_control(self, payload: bytes) -> None:
         assert self._client is not None
-        info = self._client.publish(topics.status_topic(self._county, self._station), payload, qos=1, retain=True)
+        # Subscriptions first, then birth: a county that sees us online can command us at once.
+        for topic, qos in self._subscriptions:
+            self._client.subscribe(topic, qos=qos)
+        self._publish_birth()
+
+    def _publish_birth(self) -> None:
+        payload = codec.online(self._session, version=__version__, **self._status_fields())
+        self._publish_control(topics.status_topic(self._county, self._station), payload, None, retain=True)
+
+    def _publish_control(self, topic: str, payload: bytes, properties: Any, retain: bool = False) -> None:
+        if self._client is None or self._state != "connected":
+            log.warning("not connected: dropped a %d-byte message for %s", len(payload), topic)
+            return
+        info = self._client.publish(topic, payload, qos=1, retain=retain, properties=properties)
         self._control_mids.add(info.mid)
 
     def _on_lost(self, reason: ReasonCode) -> None:

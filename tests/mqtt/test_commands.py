@@ -1,0 +1,171 @@
+"""Remote commands: schema checks, and round trips with a running gateway over a real broker."""
+
+from __future__ import annotations
+
+import base64
+import json
+import queue
+import time
+import uuid
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from mqtt import topics
+from mqtt.commands import MAX_REQUEST_BYTES, Arg, Command, CommandError, parse_request
+from tests.conftest import COUNTY, STATION, GatewayProcess, station_config, wait_until
+
+ECHO = Command("echo", lambda a: a, args={"n": Arg("int", required=True, min=1, max=10), "s": Arg("str")})
+
+
+@pytest.mark.parametrize(
+    ("command", "payload", "code", "message"),
+    [
+        (None, b"{}", "unknown-command", "no command 'nope'"),
+        (ECHO, b"{not json", "bad-request", "not UTF-8 JSON"),
+        (ECHO, b"[1, 2]", "bad-request", "must be a JSON object"),
+        (ECHO, b"{}", "bad-request", "'n' is required"),
+        (ECHO, b'{"n": "3"}', "bad-request", "'n' must be of type int"),
+        (ECHO, b'{"n": true}', "bad-request", "'n' must be of type int"),
+        (ECHO, b'{"n": 11}', "bad-request", "above the maximum 10"),
+        (ECHO, b'{"n": 1, "x": 2}', "bad-request", "unknown argument 'x'"),
+        (ECHO, b'{"n": 1, "expires_at": 1000}', "expired", "expired at"),
+        (ECHO, b'{"n": 1, "s": "' + b"x" * MAX_REQUEST_BYTES + b'"}', "too-large", "the limit is"),
+    ],
+)
+def test_bad_requests_are_refused_with_a_reason(command, payload, code, message) -> None:
+    with pytest.raises(CommandError, match=message) as info:
+        parse_request(command, "nope" if command is None else command.name, payload)
+    assert info.value.code == code
+
+
+def test_a_good_request_passes() -> None:
+    assert parse_request(ECHO, "echo", b'{"n": 3, "expires_at": 9999999999}') == {"n": 3, "expires_at": 9999999999}
+
+
+class Requester:
+    """The county's side of a command: MQTT 5 request/response with correlation data."""
+
+    def __init__(self, port: int, protocol: int = paho.MQTTv5) -> None:
+        self.replies: queue.Queue = queue.Queue()
+        self.reply_topic = f"county/replies/{uuid.uuid4().hex[:8]}"
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=protocol)
+        self.client.on_message = lambda _c, _u, msg: self.replies.put(msg)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        wait_until(self.client.is_connected, 5, "the requester to connect")
+        for topic in (self.reply_topic, f"yimen/v1/{COUNTY}/{STATION}/cmd-reply/+"):
+            self.client.subscribe(topic, qos=1)
+        time.sleep(0.2)
+
+    def request(self, name: str, payload: bytes, *, correlation: bytes | None = b"c-1", v5: bool = True):
+        props = None
+        if v5:
+            props = Properties(PacketTypes.PUBLISH)
+            props.ResponseTopic = self.reply_topic
+            if correlation is not None:
+                props.CorrelationData = correlation
+        self.client.publish(topics.command_topic(COUNTY, STATION, name), payload, qos=1, properties=props)
+        msg = self.replies.get(timeout=10)
+        return msg, json.loads(msg.payload)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def running(tmp_path: Path, broker, subscriber, gateways):
+    gw = GatewayProcess(station_config(tmp_path, broker.port, rate=50)).start()
+    gateways.append(gw)
+    wait_until(lambda: gw.status()["broker"]["connection"] == "connected", 15, "the gateway to connect")
+    req = Requester(broker.port)
+    yield gw, req
+    req.close()
+
+
+def test_ping_round_trip_with_correlation(running) -> None:
+    _gw, req = running
+    msg, reply = req.request("ping", b"{}", correlation=b"abc-123")
+    assert msg.topic == req.reply_topic
+    assert msg.properties.CorrelationData == b"abc-123"
+    assert reply["ok"] is True and "version" in reply["result"]
+
+
+def test_unknown_malformed_and_expired_commands_get_errors_not_crashes(running) -> None:
+    gw, req = running
+    for name, payload, code in [
+        ("self-destruct", b"{}", "unknown-command"),
+        ("replay", b"\xff\xfe", "bad-request"),
+        ("replay", b'{"first": 1}', "bad-request"),
+        ("ping", json.dumps({"expires_at": time.time() - 5}).encode(), "expired"),
+        ("ping", b"{" + b" " * (MAX_REQUEST_BYTES + 1) + b"}", "too-large"),
+    ]:
+        _msg, reply = req.request(name, payload)
+        assert reply["ok"] is False and reply["error"]["code"] == code, (name, reply)
+    _msg, reply = req.request("ping", b"{}")
+    assert reply["ok"] is True, "the gateway must still answer after bad requests"
+    assert gw.proc.poll() is None
+
+
+def test_replay_fills_a_gap_made_at_the_county(running) -> None:
+    gw, req = running
+    sub_events = lambda: running_subscriber_events(gw)  # noqa: E731
+    wait_until(lambda: len(sub_events()) >= 30, 15, "30 events at the county")
+    first_copies = sub_events()
+    lost = set(range(10, 20))  # the county lost these (say, a failed disk at the centre)
+    _msg, reply = req.request("replay", json.dumps({"first": 10, "last": 19}).encode())
+    assert reply == {"ok": True, "result": {"first": 10, "last": 19, "count": 10}}
+    wait_until(lambda: all(len(running_subscriber_events(gw).get(s, [])) >= 2 for s in lost), 10, "the replay")
+    replayed = [m for m in _messages(gw) if m["replay"]]
+    again = {json.loads(base64.b64decode(m["payload"]))["seq"] for m in replayed}
+    assert lost <= again
+    for seq in lost:
+        copies = running_subscriber_events(gw)[seq]
+        assert all(c == first_copies[seq][0] for c in copies), "a replay must be byte-identical"
+
+
+def _messages(gw: GatewayProcess) -> list[dict]:
+    out = gw.config.parent / "county.jsonl"
+    return [json.loads(line) for line in out.read_text().splitlines() if '"topic"' in line and "/events/" in line]
+
+
+def running_subscriber_events(gw: GatewayProcess) -> dict[int, list[bytes]]:
+    events: dict[int, list[bytes]] = {}
+    for m in _messages(gw):
+        payload = base64.b64decode(m["payload"])
+        events.setdefault(json.loads(payload)["seq"], []).append(payload)
+    return events
+
+
+def test_config_get_blanks_passwords(tmp_path: Path, broker, gateways) -> None:
+    config = station_config(tmp_path, broker.port)
+    config.write_text(config.read_text().replace("[storage]", "[storage]\n"), encoding="utf-8")
+    gw = GatewayProcess(config).start()
+    gateways.append(gw)
+    wait_until(lambda: gw.status()["broker"]["connection"] == "connected", 15, "connect")
+    req = Requester(broker.port)
+    try:
+        _msg, reply = req.request("config-get", b"{}")
+    finally:
+        req.close()
+    assert reply["ok"] and f'id = "{STATION}"' in reply["result"]["toml"]
+
+
+def test_mqtt_311_fallback_reply_topic_and_correlation(tmp_path: Path, broker, gateways) -> None:
+    gw = GatewayProcess(station_config(tmp_path, broker.port, broker_extra='protocol = "3.1.1"')).start()
+    gateways.append(gw)
+    wait_until(lambda: gw.status()["broker"]["connection"] == "connected", 15, "connect")
+    req = Requester(broker.port, protocol=paho.MQTTv311)
+    try:
+        msg, reply = req.request("ping", json.dumps({"correlation": "req-77"}).encode(), v5=False)
+        assert msg.topic == topics.reply_topic(COUNTY, STATION, "ping")
+        assert reply["ok"] and reply["correlation"] == "req-77"
+        msg, reply = req.request("replay", json.dumps({"correlation": "req-78", "first": 5}).encode(), v5=False)
+        assert not reply["ok"] and reply["correlation"] == "req-78"
+    finally:
+        req.close()
