@@ -3,15 +3,19 @@ CDC-ACM: /dev/ttyUSB0, /dev/ttyACM0), through python-escpos's `Serial` printer.
 
 One thread, `printer`, owns the port: it polls the real-time status every `poll_s` and prints
 the tickets that `print_ticket` hands it through a queue, so a status query and a ticket never
-interleave on the wire and no lock is held across I/O. Every wait is bounded by `timeout_s`; a
-printer that is unplugged, silent or out of paper is a state to report, never an exception
-that escapes to the queue.
+interleave on the wire and no lock is held across I/O. A state is reported once two polls in a
+row agree: a poll asks four questions, and a cover closed between them, or the FEED button held
+(offline while feeding), would otherwise be reported as a state the printer was never really in.
+
+Every wait is bounded by `timeout_s`; a printer that is unplugged, silent or out of paper is a
+state to report, never an exception that escapes to the queue.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +35,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 DLE_EOT = b"\x10\x04"
+# What a port whose device vanished raises: pyserial wraps reads and writes in SerialException,
+# but its buffer resets (tcflush) let termios.error through, which is not an OSError.
+PORT_ERRORS = (serial.SerialException, OSError, termios.error)
 _STOP = None
 
 
@@ -49,6 +56,7 @@ class SerialPrinter:
         self._thread: threading.Thread | None = None
         self._printer: Serial | None = None  # open port; touched only by the printer thread
         self._polls = 0
+        self._last: frozenset[str] | None = None  # the previous poll's conditions
         # A poll asks four questions and waits at most 2 x timeout_s for each (see _ask). A ticket
         # waits for the poll under way, then for its own; if the thread has not taken it by then,
         # it is withdrawn. Once taken, its poll and write are bounded by the port's timeouts.
@@ -151,7 +159,9 @@ class SerialPrinter:
     def _poll(self) -> Reading:
         self._polls += 1
         reading = self._read_status()
-        self._tracker.update(reading)
+        if reading.conditions == self._last:
+            self._tracker.update(reading)
+        self._last = reading.conditions
         return reading
 
     def _read_status(self) -> Reading:
@@ -168,7 +178,7 @@ class SerialPrinter:
                 elif n == PRINTER:
                     break  # a printer that does not answer the first question answers none
             return Reading(decode(answers))
-        except serial.SerialException as exc:
+        except PORT_ERRORS as exc:
             return self._lost(exc)
 
     def _ask(self, printer: Serial, n: int) -> int | None:
@@ -198,11 +208,12 @@ class SerialPrinter:
             device.write_timeout = self._cfg.timeout_s + len(data) * 10 / self._cfg.baudrate
             self._printer._raw(data)
         except serial.SerialTimeoutException:
-            # The printer holds the line (flow control): drop what it has not taken, so the rest
-            # of this ticket does not come out later glued to the next one.
-            device.reset_output_buffer()
+            # The printer holds the line (flow control). Close the port, discarding what it has
+            # not taken, so the rest of this ticket does not come out later glued to the next
+            # one; the next poll reopens it and says what state the printer is in.
+            self._close(discard=True)
             return PrintOutcome.declined("write_failed", f"printer {self._port_path} took no data")
-        except serial.SerialException as exc:
+        except PORT_ERRORS as exc:
             self._tracker.update(self._lost(exc))
             return PrintOutcome.declined("write_failed", str(exc))
         return PrintOutcome(printed=True, reason="printed")
@@ -221,7 +232,7 @@ class SerialPrinter:
         self._log.info("printer port %s open", self._port_path)
         return printer
 
-    def _lost(self, exc: Exception) -> Reading:
+    def _lost(self, exc: BaseException) -> Reading:
         self._log.warning("printer port %s failed: %s", self._port_path, exc)
         self._close(discard=True)
         return Reading(frozenset({ABSENT}), detail=str(exc))
@@ -239,5 +250,5 @@ class SerialPrinter:
             if discard:
                 device.reset_output_buffer()
             device.close()
-        except (serial.SerialException, OSError) as exc:
+        except PORT_ERRORS as exc:
             self._log.debug("closing printer port %s: %s", self._port_path, exc)
