@@ -92,7 +92,7 @@ class NoPrinter:
         pass
 
     def status(self) -> dict[str, Any]:
-        return {"state": "disabled", "conditions": [], "port": None}
+        return {"state": "disabled", "conditions": [], "port": None, "detail": None}
 
     def print_ticket(self, ticket: Ticket) -> PrintOutcome:
         return PrintOutcome.declined("disabled", "this station has no ticket printer")

@@ -45,7 +45,7 @@ class SerialPrinter:
     """The real printer. Construct, `start()`, hand it tickets, `stop()`."""
 
     def __init__(self, cfg: PrinterConfig, *, station_name: str, emit: Emit) -> None:
-        assert cfg.port is not None, "build() gives a printer without a port NoPrinter"
+        assert cfg.port is not None, "a printer without a port is a NoPrinter (see build)"
         self._cfg = cfg
         self._port_path = cfg.port
         self._station_name = station_name
@@ -60,8 +60,7 @@ class SerialPrinter:
         # A poll asks four questions and waits at most 2 x timeout_s for each (see _ask). A ticket
         # waits for the poll under way, then for its own; if the thread has not taken it by then,
         # it is withdrawn. Once taken, its poll and write are bounded by the port's timeouts.
-        self._poll_bound_s = 4 * 2 * cfg.timeout_s
-        self._wait_s = 2 * self._poll_bound_s + cfg.timeout_s
+        self._wait_s = 2 * (4 * 2 * cfg.timeout_s) + cfg.timeout_s
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -90,9 +89,9 @@ class SerialPrinter:
     # -- the caller's side ----------------------------------------------------------------------
 
     def print_ticket(self, ticket: Ticket) -> PrintOutcome:
-        """Print one ticket, or say why not; returns within about 25 x timeout_s at worst (a
-        device that answers with garbage), in milliseconds when the printer answers or is known
-        to be out.
+        """Print one ticket, or say why not. Returns in milliseconds when the printer answers or
+        is known to be out, within about 26 x timeout_s (13 s by default) at the very worst: a
+        device that dribbles garbage slower than the timeout, on every question.
 
         A printer already known to be out is answered at once from the last poll. Otherwise the
         ticket goes to the printer thread, which re-checks the status first (paper may have run
