@@ -1,19 +1,23 @@
 """The gateway's config: one TOML file, parsed once into frozen dataclasses, checked as a whole.
 
 Each section is parsed by the module that uses it (`[broker]` in mqtt/config.py,
-`[simulate]` in peripherals/simulator); this module owns the station-wide sections,
-assembles the rest and rejects sections nobody knows. What it returns is passed onward;
+`[simulate]` in peripherals/simulator, `[printer]` in peripherals/printer, the queue, ratings
+and clerks in edge/station/config.py); this module owns the station-wide sections, assembles
+the rest and rejects sections nobody knows. `[[windows]]` tables are shared: each owner reads
+its own keys from every table, then this module rejects the keys nobody read. What it returns is passed onward;
 no module ever sees the raw dict.
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge.configfile import ConfigError, Section
+from edge.station.config import StationSettings, parse_station
 from mqtt.config import BrokerConfig, parse_broker
+from peripherals.printer import PrinterConfig, parse_printer
 from peripherals.simulator import SimulateConfig, parse_simulate
 
 ID_PATTERN = r"[a-z0-9-]{1,32}"
@@ -70,6 +74,9 @@ class Config:
     clock: ClockConfig
     telemetry: TelemetryConfig
     simulate: SimulateConfig | None
+    printer: PrinterConfig = field(default_factory=PrinterConfig)
+    # The queue, ratings and clerks; None when the config has none of their sections.
+    service: StationSettings | None = None
 
 
 def _station(section: Section) -> StationConfig:
@@ -122,6 +129,7 @@ def parse(doc: dict, source: str) -> Config:
         raise ConfigError(f"{source}: [station] missing: id and county are required")
     if not top.has("storage"):
         raise ConfigError(f"{source}: [storage] missing: path is required")
+    windows = top.tables("windows")
     cfg = Config(
         source=Path(source),
         station=station,
@@ -130,7 +138,11 @@ def parse(doc: dict, source: str) -> Config:
         clock=_clock(sec("clock")),
         telemetry=_telemetry(sec("telemetry")),
         simulate=parse_simulate(sec("simulate")) if top.has("simulate") else None,
+        printer=parse_printer(sec("printer")) if top.has("printer") else PrinterConfig(),
+        service=parse_station(top, windows),
     )
+    for window in windows:
+        window.done()
     unknown = top.unread()
     if unknown:
         raise ConfigError(f"{source}: [{unknown[0]}]: unknown section (check the spelling; see README)")
