@@ -1,13 +1,13 @@
 """Ratings: one per service (一次一评), tied to the ticket, clerk and service item it rates.
 
 A rating key press is, in this order of checks:
-- a repeat, counted and not published: a bad rating is still waiting for its reason, the
-  service it would rate was rated already (until its rating window ends), or the window's
-  last rating is less than `repeat_s` old;
+- a repeat, counted and not published, when a bad rating is still waiting for its reason, or
+  the service it would rate was rated already (until that service's rating window ends);
 - linked: queue mode, a service is in progress (the rating ends it) or ended less than
   `window_s` ago unrated; no-queue mode, a clerk is signed in at the window;
 - abuse, counted and not published: unlinked, and less than `abuse_interval_s` after the
   previous press on that window (a child hammering the buttons);
+- a repeat, when it rates no service and the window's last rating is less than `repeat_s` old;
 - otherwise unlinked: published with `linked: false`, for the county to weigh.
 
 A bad rating on a unit with reason keys waits `reason_wait_s` for one. The wait is held in
@@ -63,8 +63,6 @@ class Ratings:
         None when it rates none. Raises _Repeat when that service has its rating already."""
         if window.pending_bad is not None:
             raise _Repeat
-        if window.last_rating is not None and now < self._later(window.last_rating, self._cfg.repeat_s):
-            raise _Repeat
         if not self._settings.queue:
             return None
         active = active_ticket(state, window)
@@ -89,15 +87,19 @@ class Ratings:
         change.window(window)
         try:
             ticket = self._target(state, change, now, window, source)
+            linked = ticket is not None if self._settings.queue else window.clerk is not None
+            if not linked and previous is not None and now < self._later(previous, self._cfg.abuse_interval_s):
+                state.counts["abuse"] += 1
+                change.day_state = True
+                return None
+            # Without a service to tie it to, a press soon after a rating is taken as more of it.
+            last = window.last_rating
+            if ticket is None and last is not None and now < self._later(last, self._cfg.repeat_s):
+                raise _Repeat
         except _Repeat:
             state.counts["repeat"] += 1
             change.day_state = True
             return Feedback.READY if window.pending_bad is not None else Feedback.THANKS
-        linked = ticket is not None if self._settings.queue else window.clerk is not None
-        if not linked and previous is not None and now < self._later(previous, self._cfg.abuse_interval_s):
-            state.counts["abuse"] += 1
-            change.day_state = True
-            return None
         data = self._record(window, ticket, verdict, linked, now, source)
         if ticket is not None:
             ticket.rated = True
