@@ -254,6 +254,8 @@ class Station:
                 answer = request.run(now, change)
             except Refused as exc:
                 log.info("refused: %s", exc)
+                self._state.counts["refused"] += 1
+                change.day_state = True
                 answer = Outcome(Feedback.ERROR, ok=False, detail=str(exc))
             if change:
                 self._commit(change)
@@ -413,13 +415,8 @@ class Station:
         self._require_queue()
         if window is not None:
             self._window(window)
-        try:
-            category = self._queue.category_for(window, code)
-            ticket = self._queue.issue(self._state, change, now, category, green)
-        except Refused:
-            self._state.counts["ticket_refused"] += 1
-            change.day_state = True
-            raise
+        category = self._queue.category_for(window, code)
+        ticket = self._queue.issue(self._state, change, now, category, green)
         printed = PrintedTicket(
             id=ticket.id,
             number=ticket.number,

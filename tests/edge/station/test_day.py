@@ -96,7 +96,7 @@ class Script:
     unlinked: int = 0
     repeats: int = 0
     abuse: int = 0
-    refused_tickets: int = 0
+    refused: int = 0  # presses and commands the station must refuse
     pause_wanted: dict[int, bool] = field(default_factory=dict)
 
     @property
@@ -301,7 +301,7 @@ def run_day(script: Script) -> None:
     script.desks[3].clerk = "c03"
     arrivals = iter(script.citizens)
     upcoming = next(arrivals, None)
-    restarted = child = refused = False
+    restarted = child = lunch_ticket = False
     clock.at(8, 30)
     while clock.now < at("17:35"):
         now = clock.now
@@ -317,6 +317,7 @@ def run_day(script: Script) -> None:
                     script.requeue(citizen, citizen.category)
                 else:
                     assert not outcome.ok and "closed" in outcome.detail
+                    script.refused += 1
         # Clerks' day: window 1 pauses for a break and for lunch (signing out), window 2
         # changes clerk in the afternoon, window 3 pauses by command from a panel.
         if now == at("10:00"):
@@ -325,10 +326,10 @@ def run_day(script: Script) -> None:
             script.pause_wanted[1] = False
         if now == at("12:00"):
             script.pause_wanted[1] = True
-        if now == at("12:10") and not refused:
+        if now == at("12:10") and not lunch_ticket:
             assert script.press(1, "ticket") == "error"  # category A is closed for lunch
-            script.refused_tickets += 1
-            refused = True
+            script.refused += 1
+            lunch_ticket = True
         if now == at("13:55"):
             script.swipe(1, "c01")  # signs out
             script.desks[1].clerk = None
@@ -357,7 +358,7 @@ def run_day(script: Script) -> None:
                 script.serve(desk)
         clock.advance(STEP_S - (clock.now - now).total_seconds())  # the desks may have moved it a little
     station.station.tick()
-    assert restarted and child and refused
+    assert restarted and child and lunch_ticket
     for citizen in script.citizens:
         if citizen.fate == "waiting" and citizen.number:
             citizen.fate = "expired"  # both categories close at 17:30
@@ -402,7 +403,7 @@ def reconcile(script: Script) -> None:
     assert len(unlinked) == script.unlinked and all(r["ticket"] is None for r in unlinked)
     counts = harness.station.snapshot()["counts"]
     assert counts.get("repeat", 0) == script.repeats and counts.get("abuse", 0) == script.abuse
-    assert counts.get("ticket_refused", 0) == script.refused_tickets
+    assert counts.get("refused", 0) == script.refused
 
     # Calls carry the clerk signed in at the time; clerk events carry clerk ids.
     calls = [e for e in queue if e["action"] == "call"]
