@@ -6,6 +6,7 @@ from __future__ import annotations
 import tomllib
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from edge.clock import ClockSource
@@ -156,8 +157,10 @@ class Harness:
         self.station.stop()
         self.outbox.close()
 
-    def restart(self) -> None:
+    def restart(self, meanwhile: Callable[[], object] = lambda: None) -> None:
+        """Close station and outbox, run `meanwhile` (the power is off), open both again."""
         self.close()
+        meanwhile()
         self._open()
 
     def events(self, kind: str | None = None) -> list[Event]:
