@@ -4,9 +4,9 @@ that can be closed and reopened on the same files, as after a power cut."""
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 from edge.clock import ClockSource

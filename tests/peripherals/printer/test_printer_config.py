@@ -12,9 +12,7 @@ from edge.configfile import ConfigError, Section
 from peripherals.printer import NoPrinter, Printer, PrinterConfig, Ticket, build, parse_printer
 from peripherals.printer.sim import SimPrinter
 
-TICKET = Ticket(
-    id="s1-B012", number="B012", category="民政事务", ahead=5, issued_at=datetime(2026, 3, 2, 14, 5)
-)
+TICKET = Ticket(id="s1-B012", number="B012", category="民政事务", ahead=5, issued_at=datetime(2026, 3, 2, 14, 5))
 
 
 def parse(raw: dict[str, Any]) -> PrinterConfig:

@@ -60,13 +60,9 @@ def test_ticket_text_as_the_printer_decodes_it(
     assert printer.status()["tickets"] == {"printed": 1}
 
 
-def test_green_channel_ticket_says_so(
-    make_printer: MakePrinter, recorder: Recorder, fake: FakePrinter
-) -> None:
+def test_green_channel_ticket_says_so(make_printer: MakePrinter, recorder: Recorder, fake: FakePrinter) -> None:
     printer = started(make_printer, recorder, fake)
-    ticket = Ticket(
-        id="s1-P001", number="P001", category="民政", ahead=0, issued_at=TICKET.issued_at, priority=True
-    )
+    ticket = Ticket(id="s1-P001", number="P001", category="民政", ahead=0, issued_at=TICKET.issued_at, priority=True)
     assert printer.print_ticket(ticket).printed
     wait_until(lambda: fake.pages, "the ticket to be cut")
     assert "【绿色通道】" in fake.pages[0].text
@@ -95,9 +91,7 @@ TRANSITIONS = [
 ]
 
 
-def test_every_status_transition_is_one_event(
-    make_printer: MakePrinter, recorder: Recorder, fake: FakePrinter
-) -> None:
+def test_every_status_transition_is_one_event(make_printer: MakePrinter, recorder: Recorder, fake: FakePrinter) -> None:
     printer = started(make_printer, recorder, fake)
     settle(printer)
     assert recorder.pending() == [], "no event while nothing changes"
@@ -123,9 +117,7 @@ def test_every_status_transition_is_one_event(
     assert set(fake.queries) == {1, 2, 3, 4}
 
 
-def test_a_printer_that_never_answers(
-    make_printer: MakePrinter, recorder: Recorder, fake: FakePrinter
-) -> None:
+def test_a_printer_that_never_answers(make_printer: MakePrinter, recorder: Recorder, fake: FakePrinter) -> None:
     fake.mute = True
     printer = make_printer(fake.path)
     event = recorder.next()
