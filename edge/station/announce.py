@@ -26,6 +26,7 @@ log = logging.getLogger("yimen.station.announce")
 KIND = "call"
 T = TypeVar("T")
 _DIGITS = "零一二三四五六七八九"
+STOP_S = 1.0  # how long stopping waits for a call being spoken or shown
 
 
 def spoken(number: str) -> str:
@@ -49,7 +50,9 @@ class Worker(Generic[T]):
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stop after the item in hand; wait at most `timeout_s` for it (a stuck printer or
+        speech engine must not hold up a shutdown: the thread is a daemon)."""
         if not self._thread.is_alive():
             return
         while True:
@@ -59,7 +62,9 @@ class Worker(Generic[T]):
                 break
             except queue.Full:
                 self._drain_one()
-        self._thread.join()
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            log.warning("%s did not finish within %.1f s; left behind", self.name, timeout_s)
 
     def _drain_one(self) -> None:
         try:
@@ -118,7 +123,7 @@ class Announcer:
     def stop(self) -> None:
         for worker in (self.voice, self.display):
             if worker is not None:
-                worker.stop()
+                worker.stop(STOP_S)
 
     def call(self, number: str, window: int, category: str, now: datetime) -> None:
         """Announce one call (or recall); returns at once."""

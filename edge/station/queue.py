@@ -32,10 +32,6 @@ def sort_key(ticket: Ticket) -> tuple[bool, bool, int]:
     return (not ticket.green, not ticket.requeued, ticket.order)
 
 
-def window_of(state: State, number: int) -> Window:
-    return state.windows.setdefault(number, Window(number))
-
-
 def active_ticket(state: State, window: Window) -> Ticket | None:
     ticket = state.tickets.get(window.current) if window.current else None
     return ticket if ticket is not None and ticket.status in ACTIVE else None

@@ -29,7 +29,7 @@ from edge.events import Event, NewEvent
 from edge.outbox import OutboxError, Pending
 from edge.station import clerks, ratings
 from edge.station import queue as queue_mod
-from edge.station.announce import Announcer, Worker
+from edge.station.announce import STOP_S, Announcer, Worker
 from edge.station.clerks import Clerks
 from edge.station.config import StationSettings
 from edge.station.queue import Queue, Refused
@@ -155,7 +155,9 @@ class Station:
         if self._thread.is_alive():
             self._requests.put(None)
             self._thread.join()
-        self._printing.stop()
+        # A ticket still at the printer stays `issuing` in station.db; the next start issues
+        # it as "interrupted", so a printer that hangs cannot hold up the shutdown.
+        self._printing.stop(STOP_S)
         if self._announcer is not None:
             self._announcer.stop()
         for request in self._awaiting.values():
