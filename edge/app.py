@@ -1,8 +1,9 @@
 """The composition root: the only module that knows every part of the gateway.
 
-Build (config, outbox) with no network; connect (uplink, producers); run until SIGTERM or
-SIGINT; stop in reverse order, so that producers stop before the outbox closes and the
-uplink says offline before it disconnects.
+Build (config, outbox, printer, station) with no network; connect (uplink, producers); run
+until SIGTERM or SIGINT; stop in reverse order, so that producers stop before the outbox closes
+and the uplink says offline before it disconnects. The station starts after the printer it
+prints on and stops before it; drivers that press its keys are to be added after it.
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ from edge.config import Config, config_commands
 from edge.health import Health
 from edge.outbox import Outbox
 from edge.periodic import Periodic
+from edge.station.announce import Announcer
+from edge.station.service import Station
 from mqtt.downlink import Downlink
 from mqtt.uplink import Uplink
+from peripherals import printer
 
 log = logging.getLogger("yimen.app")
 
@@ -41,8 +45,32 @@ class Gateway:
             clock=self.clock,
             max_bytes=config.storage.max_bytes,
         )
-        self.health = Health(self.outbox, config.storage.path, config.storage.max_bytes, self.clock.synced)
         self.downlink = Downlink(config.station.county, config.station.id)
+        self.printer = printer.build(
+            config.printer,
+            station_name=config.station.name or config.station.id,
+            emit=self.outbox.append,
+            simulate=config.simulate is not None,
+        )
+        self.station = (
+            Station(
+                config.service,
+                config.station.id,
+                self.outbox,
+                config.storage.path,
+                printer=self.printer,
+                announcer=Announcer(config.service.announce, self.outbox.append),
+            )
+            if config.service is not None
+            else None
+        )
+        self.health = Health(
+            self.outbox,
+            config.storage.path,
+            config.storage.max_bytes,
+            self.clock.synced,
+            queue_snapshot=self.station.snapshot if self.station is not None else None,
+        )
         self.uplink = Uplink(
             config.broker,
             config.station.county,
@@ -62,6 +90,7 @@ class Gateway:
             Periodic("yimen-telemetry", config.telemetry.interval_s, self.health.report),
             Periodic("yimen-retention", 3600.0, self._expire, run_first=True),
             Periodic("yimen-clock", config.clock.poll_s, self._watch_clock),
+            self.printer,
         ]
         if config.cameras:
             from edge.media import MediaStore
@@ -69,6 +98,8 @@ class Gateway:
 
             media = MediaStore(config.storage.path, self.outbox.append)
             self.parts += [make_camera(cam, media) for cam in config.cameras]
+        if self.station is not None:
+            self.parts.append(self.station)
         if config.simulate is not None:
             from peripherals.simulator.sim import SimulatedStation
 
@@ -97,7 +128,12 @@ class Gateway:
         self.outbox.close()
 
     def status(self) -> dict[str, Any]:
-        return {"uplink": self.uplink.status(), "outbox": self.outbox.stats()}
+        return {
+            "uplink": self.uplink.status(),
+            "outbox": self.outbox.stats(),
+            "printer": self.printer.status(),
+            "station": self.station.status() if self.station is not None else None,
+        }
 
 
 def run(config: Config) -> int:

@@ -1,8 +1,10 @@
 """The gateway's config: one TOML file, parsed once into frozen dataclasses, checked as a whole.
 
 Each section is parsed by the module that uses it (`[broker]` in mqtt/config.py,
-`[simulate]` in peripherals/simulator); this module owns the station-wide sections,
-assembles the rest and rejects sections nobody knows. What it returns is passed onward;
+`[simulate]` in peripherals/simulator, `[printer]` in peripherals/printer, the queue, ratings
+and clerks in edge/station/config.py); this module owns the station-wide sections, assembles
+the rest and rejects sections nobody knows. `[[windows]]` tables are shared: each owner reads
+its own keys from every table, then this module rejects the keys nobody read. What it returns is passed onward;
 no module ever sees the raw dict.
 """
 
@@ -10,13 +12,15 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge.configfile import ConfigError, Section
+from edge.station.config import StationSettings, parse_station
 from mqtt.commands import Command
 from mqtt.config import BrokerConfig, parse_broker
 from peripherals.camera import CameraConfig, parse_cameras
+from peripherals.printer import PrinterConfig, parse_printer
 from peripherals.simulator import SimulateConfig, parse_simulate
 
 ID_PATTERN = r"[a-z0-9-]{1,32}"
@@ -74,6 +78,9 @@ class Config:
     telemetry: TelemetryConfig
     simulate: SimulateConfig | None
     cameras: tuple[CameraConfig, ...] = ()
+    printer: PrinterConfig = field(default_factory=PrinterConfig)
+    # The queue, ratings and clerks; None when the config has none of their sections.
+    service: StationSettings | None = None
 
 
 def _station(section: Section) -> StationConfig:
@@ -126,6 +133,7 @@ def parse(doc: dict, source: str) -> Config:
         raise ConfigError(f"{source}: [station] missing: id and county are required")
     if not top.has("storage"):
         raise ConfigError(f"{source}: [storage] missing: path is required")
+    windows = top.tables("windows")
     cfg = Config(
         source=Path(source),
         station=station,
@@ -135,7 +143,11 @@ def parse(doc: dict, source: str) -> Config:
         telemetry=_telemetry(sec("telemetry")),
         simulate=parse_simulate(sec("simulate")) if top.has("simulate") else None,
         cameras=parse_cameras(top),
+        printer=parse_printer(sec("printer")) if top.has("printer") else PrinterConfig(),
+        service=parse_station(top, windows),
     )
+    for window in windows:
+        window.done()
     unknown = top.unread()
     if unknown:
         raise ConfigError(f"{source}: [{unknown[0]}]: unknown section (check the spelling; see README)")

@@ -100,6 +100,11 @@ class Section:
         name = f"{self.name}.{key}" if self.name else key
         return Section(name, self._raw.get(key, {}), source=self.source)
 
+    def tables(self, key: str) -> list[Section]:
+        """An array of tables (`[[windows]]`), each a Section named `windows #1`, `#2`... in errors."""
+        prefix = f"{self.name}.{key}" if self.name else key
+        return [Section(f"{prefix} #{i}", raw, source=self.source) for i, raw in enumerate(self.get_list(key, []), 1)]
+
     def _bounded(self, key: str, value: T, minval: Any, maxval: Any) -> T:
         if minval is not None and value < minval:
             raise self.error(key, f"{value} is below the minimum {minval}")

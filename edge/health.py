@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,18 @@ def cpu_temp_c() -> float | None:
 
 
 class Health:
-    def __init__(self, outbox: Outbox, storage: Path, max_bytes: int, clock_synced: Any) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        storage: Path,
+        max_bytes: int,
+        clock_synced: Any,
+        queue_snapshot: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         self._outbox = outbox
+        # The station's queue (waiting per category, longest wait, windows open/paused), when
+        # the station runs one: telemetry is where the county sees a queue building up.
+        self._queue_snapshot = queue_snapshot
         self._storage = storage
         self._max_bytes = max_bytes
         self._clock_synced = clock_synced
@@ -82,5 +93,6 @@ class Health:
                 "uptime_s": round(time.monotonic() - self._started, 1),
                 "clock": "synced" if self._clock_synced() else "unsynced",
                 "outages": [{"start": o["start"], "end": o["end"], "cause": o["cause"]} for o in outages],
+                **({"queue": self._queue_snapshot()} if self._queue_snapshot is not None else {}),
             },
         )

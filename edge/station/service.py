@@ -1,0 +1,473 @@
+"""The station service: one owner thread ("yimen-station") for the queue, ratings and clerks.
+
+Drivers call `press`, `swipe`, `keypad_code` and `command` from their own threads; each call
+only hands a request to the owner thread and waits for its answer. The owner handles one
+request at a time: it applies what is due by the clock (reason waits, closings, a new day),
+runs the request, commits the resulting state and events to station.db in one transaction,
+appends the events to the outbox, and only then answers. So when `press` returns, its events
+are on disk: a window-unit driver may acknowledge the press to the unit.
+
+Printing and announcing run on their own threads and report back as requests, so neither a
+slow printer nor a speech engine ever holds up a press at another window. A ticket is
+`issuing` (numbered, durable, not yet callable) until the printer answers; its `issue` event
+then carries the printer's outcome, and the press that asked for it is answered.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from edge.events import Event, NewEvent
+from edge.outbox import OutboxError, Pending
+from edge.station import clerks, ratings
+from edge.station import queue as queue_mod
+from edge.station.announce import STOP_S, Announcer, Worker
+from edge.station.clerks import Clerks
+from edge.station.config import StationSettings
+from edge.station.queue import Queue, Refused
+from edge.station.ratings import Ratings, parse_rating_key
+from edge.station.state import Change, Feedback, State, Status, Ticket, Window
+from edge.station.store import NAME, Journaled, StationStore
+from peripherals.printer import Printer, PrintOutcome
+from peripherals.printer import Ticket as PrintedTicket
+
+log = logging.getLogger("yimen.station")
+
+STATION_KINDS = (queue_mod.KIND, ratings.KIND, clerks.KIND)
+QUEUE_KEYS = ("next", "recall", "skip", "start", "done")
+PRINT_QUEUE = 32  # tickets waiting for the printer beyond this are issued unprinted ("busy")
+
+
+class EventLog(Protocol):
+    """What the station needs of the outbox."""
+
+    @property
+    def last_seq(self) -> int: ...
+
+    def append(self, new: NewEvent) -> Event: ...
+
+    def replay(self, first: int, last: int) -> list[Pending]: ...
+
+
+def local_now() -> datetime:
+    return datetime.now().astimezone()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The answer to a press or command: the unit's feedback, and for a person, what happened."""
+
+    feedback: Feedback
+    ok: bool = True
+    detail: str = ""
+    ticket: str | None = None  # the number issued, called or acted on
+
+
+# A handler's answer: an Outcome, a Feedback alone, None for "the window's light as it now is",
+# or _DEFERRED when another request will answer (a ticket waiting for the printer).
+Answer = Outcome | Feedback | None
+_DEFERRED = object()
+
+
+@dataclass
+class _Request:
+    run: Callable[[datetime, Change], Any]
+    window: int | None = None  # whose light a None answer means
+    reply: Future[Outcome] = field(default_factory=Future)
+
+
+@dataclass(frozen=True)
+class _PrintJob:
+    ticket_id: str
+    ticket: PrintedTicket
+    source: str  # who asked for the ticket, for its issue event
+
+
+class Station:
+    def __init__(
+        self,
+        settings: StationSettings,
+        station_id: str,
+        outbox: EventLog,
+        storage: Path,
+        *,
+        printer: Printer,
+        announcer: Announcer | None = None,
+        now: Callable[[], datetime] = local_now,
+        tick_s: float = 1.0,
+    ) -> None:
+        self._settings = settings
+        self._outbox = outbox
+        self._printer = printer
+        self._announcer = announcer
+        self._now = now
+        self._tick_s = tick_s
+        self._queue = Queue(settings, station_id)
+        self._ratings = Ratings(settings, self._queue)
+        self._clerks = Clerks(settings.clerks)
+        self._store = StationStore(storage / NAME)
+        self._state = self._load()
+        self._requests: queue.Queue[_Request | None] = queue.Queue()
+        self._printing = Worker("yimen-station-print", self._print, PRINT_QUEUE)
+        self._thread = threading.Thread(target=self._run, name="yimen-station", daemon=True)
+        self._awaiting: dict[str, _Request] = {}  # ticket id -> the request waiting for its print
+        self._after: list[Callable[[], None]] = []  # what to do once the current change is committed
+        self._current: _Request | None = None  # the request being handled
+        self._unflushed: list[Journaled] = []
+        self._leds: dict[int, Feedback] = {}
+        self._led_listeners: list[Callable[[int, Feedback], None]] = []
+        self._view: dict[str, Any] = self._queue.snapshot(self._state, now())
+        self._stopping = False
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def _load(self) -> State:
+        state = self._store.load(self._now().date().isoformat())
+        for cfg in self._settings.windows:
+            state.windows.setdefault(cfg.number, Window(cfg.number))
+        return state
+
+    def start(self) -> None:
+        """Deliver what a crash left in the journal, finish tickets a restart caught at the
+        printer, then serve requests."""
+        self._unflushed = self._recover_journal()
+        self._flush()
+        interrupted = PrintOutcome.declined("interrupted", "the gateway restarted before the printer answered")
+        for ticket in self._state.tickets.values():
+            if ticket.status == Status.ISSUING:
+                self._requests.put(self._printed_request(ticket.id, "station", interrupted))
+        self._printing.start()
+        if self._announcer is not None:
+            self._announcer.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop taking requests; requests already handed over are answered first."""
+        self._stopping = True
+        if self._thread.is_alive():
+            self._requests.put(None)
+            self._thread.join()
+        # A ticket still at the printer stays `issuing` in station.db; the next start issues
+        # it as "interrupted", so a printer that hangs cannot hold up the shutdown.
+        self._printing.stop(STOP_S)
+        if self._announcer is not None:
+            self._announcer.stop()
+        for request in self._awaiting.values():
+            request.reply.set_result(Outcome(Feedback.ERROR, ok=False, detail="the station stopped"))
+        self._store.close()
+
+    # -- the input API: any thread ---------------------------------------------------------------
+
+    def press(self, window: int, key: str, *, source: str) -> Feedback:
+        """A key pressed at a window: `good`, `bad`, `r1`..`r5`, a reason key, `next`, `recall`,
+        `skip`, `start`, `done`, `pause` (toggles), `ticket`, `ticket:<code>`, `green`,
+        `green:<code>`. Blocks until its events are in the outbox; returns the unit's feedback."""
+        return self._call(lambda now, change: self._on_key(now, change, window, key, source), window).feedback
+
+    def swipe(self, window: int, card: str, *, source: str) -> Feedback:
+        """A card read at a window: the clerk holding it signs in there (or out, if already in)."""
+        return self._call(lambda now, change: self._sign(now, change, window, "card", card, source), window).feedback
+
+    def keypad_code(self, window: int, code: str, *, source: str) -> Feedback:
+        """A clerk's sign-in code typed at a window's keypad: as `swipe`."""
+        return self._call(lambda now, change: self._sign(now, change, window, "code", code, source), window).feedback
+
+    def command(
+        self,
+        action: str,
+        *,
+        window: int | None = None,
+        category: str | None = None,
+        ticket: str | None = None,
+        green: bool = False,
+        source: str = "command",
+    ) -> Outcome:
+        """What a ticket machine, display panel or the county asks for: `issue` (category, green),
+        `put-back` (ticket), `transfer` (window, category), `pause`, `resume`, `sign-out`
+        (window). Refusals come back as `ok=False` with the reason in `detail`."""
+        handlers: dict[str, Callable[[datetime, Change], Answer]] = {
+            "issue": lambda now, change: self._issue(now, change, None, category, green, source),
+            "put-back": lambda now, change: self._put_back(now, change, ticket, source),
+            "transfer": lambda now, change: self._transfer(now, change, window, category, source),
+            "pause": lambda now, change: self._pause(now, change, window, True, source),
+            "resume": lambda now, change: self._pause(now, change, window, False, source),
+            "sign-out": lambda now, change: self._clerks.sign_out(change, now, self._window(window), "command", source),
+        }
+        if action not in handlers:
+            return Outcome(Feedback.ERROR, ok=False, detail=f"unknown command {action!r}: one of {', '.join(handlers)}")
+        return self._call(handlers[action], window)
+
+    def tick(self) -> None:
+        """Apply what the clock has made due now (the owner also does this every `tick_s`)."""
+        self._call(lambda now, change: None, None)
+
+    def on_led(self, listener: Callable[[int, Feedback], None]) -> None:
+        """`listener(window, feedback)` is called on the owner thread whenever a window's light
+        should change (a service ended, a wait ran out); it must only hand over."""
+        self._led_listeners.append(listener)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The queue for telemetry, as of the owner's last request or tick; any thread."""
+        return self._view
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "queue": self._view,
+            "printing": self._printing.status(),
+            "announce": self._announcer.status() if self._announcer is not None else None,
+            "journal": len(self._unflushed),
+        }
+
+    def _call(self, run: Callable[[datetime, Change], Any], window: int | None) -> Outcome:
+        if self._stopping:
+            return Outcome(Feedback.ERROR, ok=False, detail="the station is stopping")
+        request = _Request(run, window)
+        self._requests.put(request)
+        return request.reply.result()
+
+    # -- the owner thread -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            try:
+                request = self._requests.get(timeout=self._tick_s)
+            except queue.Empty:
+                request = _Request(lambda now, change: None)
+            if request is None:
+                return
+            self._handle(request)
+
+    def _handle(self, request: _Request) -> None:
+        now = self._now()
+        change = Change()
+        self._after = []
+        self._current = request
+        try:
+            self._due(now, change)
+            try:
+                answer = request.run(now, change)
+            except Refused as exc:
+                log.info("refused: %s", exc)
+                self._state.counts["refused"] += 1
+                change.day_state = True
+                answer = Outcome(Feedback.ERROR, ok=False, detail=str(exc))
+            if change:
+                self._commit(change)
+        except Exception as exc:
+            # A bug or a failing disk: memory may be ahead of what was committed, so take the
+            # state back from the store, and say the request failed.
+            log.exception("station request failed")
+            self._state = self._load()
+            request.reply.set_result(Outcome(Feedback.ERROR, ok=False, detail=f"internal error: {exc}"))
+            return
+        for action in self._after:
+            action()
+        self._lights(now)
+        self._view = self._queue.snapshot(self._state, now)
+        if answer is not _DEFERRED:
+            request.reply.set_result(self._outcome(answer, request.window, now))
+
+    def _outcome(self, answer: Answer, window: int | None, now: datetime) -> Outcome:
+        if isinstance(answer, Outcome):
+            return answer
+        if answer is None:
+            state = self._state.windows.get(window) if window is not None else None
+            answer = self._light(state, now) if state is not None else Feedback.IDLE
+        return Outcome(answer)
+
+    def _due(self, now: datetime, change: Change) -> None:
+        today = now.date().isoformat()
+        self._ratings.expire_reasons(self._state, change, now)
+        if self._state.day != today:
+            self._queue.end_day(self._state, change, now)
+            self._clerks.end_day(self._state, change, now)
+        self._queue.close_categories(self._state, change, now)
+
+    def _commit(self, change: Change) -> None:
+        self._unflushed += self._store.commit(self._state, change, self._outbox.last_seq)
+        self._flush()
+
+    def _flush(self) -> None:
+        """Append journaled events to the outbox in order; on failure keep them for next time."""
+        while self._unflushed:
+            row = self._unflushed[0]
+            try:
+                self._outbox.append(row.event)
+            except OutboxError:
+                log.exception("outbox refused station event op %d; kept in station.db, retried next time", row.op)
+                return
+            self._store.forget(row.op)
+            self._unflushed.pop(0)
+
+    def _recover_journal(self) -> list[Journaled]:
+        """Journal rows whose events are not in the outbox: a crash came between the two commits."""
+        rows = self._store.journal()
+        if not rows:
+            return []
+        first = min(row.after_seq for row in rows) + 1
+        held = set()
+        for pending in self._outbox.replay(first, self._outbox.last_seq):
+            if pending.kind in STATION_KINDS:
+                held.add(Event.from_bytes(pending.payload).data.get("op"))
+        for row in rows:
+            if row.op in held:
+                self._store.forget(row.op)
+        missing = [row for row in rows if row.op not in held]
+        log.warning(
+            "station journal: %d events already in the outbox, %d to append", len(rows) - len(missing), len(missing)
+        )
+        return missing
+
+    # -- lights -----------------------------------------------------------------------------------
+
+    def _light(self, window: Window, now: datetime) -> Feedback:
+        if window.paused:
+            return Feedback.OFF
+        if window.thanks_until is not None and now < window.thanks_until:
+            return Feedback.THANKS
+        if window.pending_bad is not None:
+            return Feedback.READY
+        if not self._settings.queue:
+            return Feedback.READY if window.clerk is not None else Feedback.IDLE
+        last = self._state.tickets.get(window.last_ended) if window.last_ended else None
+        if last is not None and not last.rated and window.rating_until is not None and now < window.rating_until:
+            return Feedback.READY
+        return Feedback.IDLE
+
+    def _lights(self, now: datetime) -> None:
+        for number, window in self._state.windows.items():
+            light = self._light(window, now)
+            if self._leds.get(number) != light:
+                self._leds[number] = light
+                for listener in self._led_listeners:
+                    listener(number, light)
+
+    # -- handlers (owner thread) ------------------------------------------------------------------
+
+    def _window(self, number: int | None) -> Window:
+        window = self._state.windows.get(number) if number is not None else None
+        if window is None:
+            self._state.counts["unknown_window"] += 1
+            raise Refused(f"window {number} is not in the config ([[windows]] or a category's windows)")
+        return window
+
+    def _on_key(self, now: datetime, change: Change, number: int, key: str, source: str) -> Answer:
+        window = self._window(number)
+        verdict = parse_rating_key(key)
+        if verdict is not None:
+            return self._ratings.rate(self._state, change, now, window, verdict, source)
+        if self._settings.ratings.reason_name(key) is not None:
+            return self._ratings.reason(change, now, window, key)
+        if key == "pause":
+            return self._pause(now, change, number, not window.paused, source)
+        kind, _, code = key.partition(":")
+        if kind in ("ticket", "green"):
+            return self._issue(now, change, number, code or None, kind == "green", source)
+        if key in QUEUE_KEYS:
+            self._require_queue()
+            return self._queue_key(now, change, window, key, source)
+        self._state.counts["unknown_key"] += 1
+        raise Refused(f"window {number}: unknown key {key!r}")
+
+    def _require_queue(self) -> None:
+        if not self._settings.queue:
+            raise Refused("this station runs no queue ([queue] enabled = false)")
+
+    def _queue_key(self, now: datetime, change: Change, window: Window, key: str, source: str) -> Answer:
+        q, state = self._queue, self._state
+        if key == "next":
+            ticket = q.call_next(state, change, now, window, source)
+            if ticket is not None:
+                self._announce(ticket, window.number, now)
+                return Outcome(self._light(window, now), ticket=ticket.number)
+            return None
+        if key == "recall":
+            ticket = q.recall(state, change, now, window, source)
+            self._announce(ticket, window.number, now)
+            return Outcome(self._light(window, now), ticket=ticket.number)
+        {"skip": q.skip, "start": q.start, "done": q.done}[key](state, change, now, window, source)
+        return None
+
+    def _announce(self, ticket: Ticket, window: int, now: datetime) -> None:
+        announcer = self._announcer
+        if announcer is not None:
+            category = self._settings.category(ticket.category)
+            name = category.name if category is not None else ticket.category
+            self._after.append(lambda: announcer.call(ticket.number, window, name, now))
+
+    def _sign(self, now: datetime, change: Change, number: int, how: str, credential: str, source: str) -> Answer:
+        self._clerks.sign(self._state, change, now, self._window(number), how, credential, source)
+        return None
+
+    def _pause(self, now: datetime, change: Change, number: int | None, paused: bool, source: str) -> Answer:
+        self._queue.pause(change, now, self._window(number), paused, source)
+        return None
+
+    def _issue(
+        self, now: datetime, change: Change, window: int | None, code: str | None, green: bool, source: str
+    ) -> Any:
+        self._require_queue()
+        if window is not None:
+            self._window(window)
+        category = self._queue.category_for(window, code)
+        ticket = self._queue.issue(self._state, change, now, category, green)
+        printed = PrintedTicket(
+            id=ticket.id,
+            number=ticket.number,
+            category=category.name,
+            ahead=self._queue.ahead(self._state, ticket),
+            issued_at=now,
+            priority=green,
+        )
+        self._after.append(lambda: self._to_printer(_PrintJob(ticket.id, printed, source)))
+        # The press is answered once the printer has answered and the issue event is committed.
+        assert self._current is not None
+        self._awaiting[ticket.id] = self._current
+        return _DEFERRED
+
+    def _to_printer(self, job: _PrintJob) -> None:
+        if not self._printing.offer(job):
+            outcome = PrintOutcome.declined("busy", f"more than {PRINT_QUEUE} tickets are waiting for the printer")
+            self._requests.put(self._printed_request(job.ticket_id, job.source, outcome))
+
+    def _print(self, job: _PrintJob) -> None:
+        """On the print thread: print, then hand the outcome back to the owner."""
+        outcome = self._printer.print_ticket(job.ticket)
+        self._requests.put(self._printed_request(job.ticket_id, job.source, outcome))
+
+    def _printed_request(self, ticket_id: str, source: str, outcome: PrintOutcome) -> _Request:
+        return _Request(lambda now, change: self._printed(now, change, ticket_id, source, outcome))
+
+    def _printed(self, now: datetime, change: Change, ticket_id: str, source: str, outcome: PrintOutcome) -> Answer:
+        """The printer is done with a ticket: it joins the queue, and its press is answered."""
+        waiting = self._awaiting.pop(ticket_id, None)
+        ticket = self._state.tickets.get(ticket_id)
+        if ticket is not None and ticket.status == Status.ISSUING:
+            print_ = {"printed": outcome.printed, "reason": outcome.reason, "detail": outcome.detail}
+            self._queue.issued(self._state, change, now, ticket, source, print=print_)
+            answer = Outcome(Feedback.THANKS, detail=outcome.detail, ticket=ticket.number)
+        else:
+            log.warning("printer answered for ticket %s, which was closed out meanwhile", ticket_id)
+            answer = Outcome(Feedback.ERROR, ok=False, detail="the ticket was closed out before it was printed")
+        if waiting is not None:
+            self._after.append(lambda: waiting.reply.set_result(answer))
+        return None
+
+    def _put_back(self, now: datetime, change: Change, number: str | None, source: str) -> Answer:
+        self._require_queue()
+        ticket = self._queue.put_back(self._state, change, now, number or "", source)
+        return Outcome(Feedback.IDLE, ticket=ticket.number)
+
+    def _transfer(self, now: datetime, change: Change, number: int | None, code: str | None, source: str) -> Answer:
+        self._require_queue()
+        window = self._window(number)
+        ticket = self._queue.transfer(self._state, change, now, window, code or "", source)
+        return Outcome(self._light(window, now), ticket=ticket.number)
