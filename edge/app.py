@@ -100,10 +100,12 @@ class Gateway:
             self.parts += [make_camera(cam, media) for cam in config.cameras]
         if self.station is not None:
             self.parts.append(self.station)
-        if config.simulate is not None:
+        if config.simulate is not None and self.station is not None and config.service is not None:
             from peripherals.simulator.sim import SimulatedStation
 
-            self.parts.append(SimulatedStation(config.simulate, self.outbox.append))
+            windows = [w.number for w in config.service.windows]
+            codes = [c.code for c in config.service.clerks if c.code is not None]
+            self.parts.append(SimulatedStation(config.simulate, self.station, windows, codes))
 
     def _expire(self) -> None:
         retention.expire(self.outbox, self.config.storage.retention_days)

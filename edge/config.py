@@ -21,7 +21,7 @@ from mqtt.commands import Command
 from mqtt.config import BrokerConfig, parse_broker
 from peripherals.camera import CameraConfig, parse_cameras
 from peripherals.printer import PrinterConfig, parse_printer
-from peripherals.simulator import SimulateConfig, parse_simulate
+from peripherals.simulator import SimulateConfig, default_station, parse_simulate
 
 ID_PATTERN = r"[a-z0-9-]{1,32}"
 
@@ -134,6 +134,11 @@ def parse(doc: dict, source: str) -> Config:
     if not top.has("storage"):
         raise ConfigError(f"{source}: [storage] missing: path is required")
     windows = top.tables("windows")
+    simulate = parse_simulate(sec("simulate")) if top.has("simulate") else None
+    service = parse_station(top, windows)
+    if service is None and simulate is not None:
+        sim_top = Section("", tomllib.loads(default_station(simulate.windows)), source=f"{source} (simulated station)")
+        service = parse_station(sim_top, sim_top.tables("windows"))
     cfg = Config(
         source=Path(source),
         station=station,
@@ -141,10 +146,10 @@ def parse(doc: dict, source: str) -> Config:
         storage=_storage(sec("storage")),
         clock=_clock(sec("clock")),
         telemetry=_telemetry(sec("telemetry")),
-        simulate=parse_simulate(sec("simulate")) if top.has("simulate") else None,
+        simulate=simulate,
         cameras=parse_cameras(top),
         printer=parse_printer(sec("printer")) if top.has("printer") else PrinterConfig(),
-        service=parse_station(top, windows),
+        service=service,
     )
     for window in windows:
         window.done()

@@ -1,7 +1,10 @@
-"""A simulated station: realistic queue and rating traffic before, and beside, real hardware.
+"""A simulated station: citizens and clerks pressing the real station logic's keys.
 
 Switched on by a `[simulate]` section, absent by default, so a production config can never
-produce made-up ratings by accident.
+produce made-up ratings by accident. It drives `edge.station.Station` exactly as window units
+do (tickets, calls, service, ratings), so the demo and the benchmarks exercise the same queue
+and rating code a real station runs. A config with `[simulate]` and no station sections gets
+the small station of `DEFAULT_STATION`.
 """
 
 from __future__ import annotations
@@ -28,3 +31,27 @@ def parse_simulate(section: Section) -> SimulateConfig:
     )
     section.done()
     return cfg
+
+
+def default_station(windows: int) -> str:
+    """The station a bare `[simulate]` runs: two categories served by every window, one clerk
+    per window (keypad code 100<n>), open all day."""
+    numbers = ", ".join(str(n) for n in range(1, windows + 1))
+    clerks = "".join(
+        f'[[clerks]]\nid = "sim-{n:02d}"\nname = "模拟办事员{n}"\ncode = "{1000 + n}"\n\n'
+        for n in range(1, windows + 1)
+    )
+    return f"""
+[[categories]]
+code = "A"
+name = "社会保障"
+item = "SIM-A"
+windows = [{numbers}]
+
+[[categories]]
+code = "B"
+name = "民政事务"
+item = "SIM-B"
+windows = [{numbers}]
+
+{clerks}"""

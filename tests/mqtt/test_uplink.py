@@ -84,10 +84,15 @@ def test_refused_kind_is_parked_and_reported_the_rest_flows(tmp_path, gateways) 
             gw = GatewayProcess(station_config(tmp_path, broker.port, rate=40)).start()
             gateways.append(gw)
             wait_until(lambda: gw.status()["parked"]["count"] >= 5, 20, "queue events to be parked")
+
+            def kinds_seen() -> set[str]:
+                return {json.loads(copies[0])["kind"] for copies in sub.events().values()}
+
+            wait_until(lambda: "rating" in kinds_seen(), 20, "a rating while queue events are refused")
             status = gw.stop_and_drain()
             time.sleep(0.5)  # the last PUBACKed events are on their way to the county
             events = sub.events()
-            kinds = {json.loads(copies[0])["kind"] for copies in events.values()}
+            kinds = kinds_seen()
             assert "queue" not in kinds
             assert "rating" in kinds, "ratings must keep flowing while queue events are refused"
             parked = {p["seq"] for p in status["parked"]["events"]}
