@@ -40,6 +40,7 @@ log = logging.getLogger("yimen.uplink")
 # MQTT 3.1.1 return codes 4 and 5 mean the same and paho maps them onto those.
 _CREDENTIAL_REFUSALS = {0x86, 0x87, 0x8C, 4, 5}
 MAX_REPLAY = 10_000
+SHUTDOWN_DRAIN_S = 3.0
 
 
 class Backoff:
@@ -381,14 +382,18 @@ class Uplink:
 
     def _shutdown(self) -> None:
         """Clean stop: say offline ourselves (a clean DISCONNECT suppresses the will)."""
-        client = self._client
-        deadline = time.monotonic() + 2.0
-        while self._inflight and self._state == "connected" and time.monotonic() < deadline:
-            # Collect the PUBACKs already on their way, so a clean stop leaves no needless re-sends.
+        deadline = time.monotonic() + SHUTDOWN_DRAIN_S
+        # Producers have stopped by now: on a working link, deliver what is left (briefly), so a
+        # clean stop leaves nothing behind; whatever does not make it stays in the outbox.
+        while self._state == "connected" and time.monotonic() < deadline:
+            self._fill()
+            if not self._inflight:
+                break
             try:
                 self._handle([self._queue.get(timeout=max(0.0, deadline - time.monotonic()))])
             except queue.Empty:
                 break
+        client = self._client
         if client is not None and self._state == "connected":
             info = client.publish(
                 topics.status_topic(self._county, self._station),
