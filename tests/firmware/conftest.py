@@ -1,11 +1,3 @@
-"""Firmware modules import each other by bare name, as they do on the board's filesystem.
+from tests.firmware import use_firmware_path
 
-Appended, not prepended: the board's code.py must not shadow the standard library's `code`.
-"""
-
-import sys
-from pathlib import Path
-
-FIRMWARE = str(Path(__file__).resolve().parents[2] / "firmware")
-if FIRMWARE not in sys.path:
-    sys.path.append(FIRMWARE)
+use_firmware_path()

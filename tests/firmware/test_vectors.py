@@ -5,13 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import link
-
+from tests.firmware import FIRMWARE
 from tests.firmware.check_vectors import check
 
 HERE = Path(__file__).resolve().parent
 VECTORS = HERE / "vectors.json"
-FIRMWARE = Path(link.__file__).resolve().parent
 
 
 def test_vectors_pass_under_cpython() -> None:
