@@ -150,12 +150,19 @@ class Unit:
             self._thread = None
 
     def press(self, key: str) -> None:
-        """Hold the key down past the debounce time, then let go."""
+        """Hold the key down until the firmware has debounced the press, as a person would, then let go.
+
+        Held until seen rather than for a fixed time, so that a test machine that stalls the
+        firmware's thread for a moment does not lose a press no person would have lost.
+        """
         pin = self.board.pins.setdefault(boards.pin_for(self.pins, key), FakePin(key))
+        count = self.app.unit.queue.count
         pin.level = False
-        time.sleep(0.06)
-        pin.level = True
-        time.sleep(0.06)
+        try:
+            wait_until(lambda: self.app.unit.queue.count != count, f"the unit to see {key} pressed")
+        finally:
+            pin.level = True
+        time.sleep(0.04)  # released past the debounce time, so the next press is a new one
 
     def led(self, colour: str) -> bool:
         return self.board.pins[self.pins[f"led_{colour}"]].level
