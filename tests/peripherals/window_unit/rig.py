@@ -150,19 +150,20 @@ class Unit:
             self._thread = None
 
     def press(self, key: str) -> None:
-        """Hold the key down until the firmware has debounced the press, as a person would, then let go.
+        """Hold the key until the firmware has debounced the press, as a person would, then let go
+        until it has debounced the release.
 
-        Held until seen rather than for a fixed time, so that a test machine that stalls the
-        firmware's thread for a moment does not lose a press no person would have lost.
+        Waiting for the firmware rather than for fixed times, so that a test machine that stalls
+        the firmware's thread for a moment does not lose a press that no person would have lost.
         """
         pin = self.board.pins.setdefault(boards.pin_for(self.pins, key), FakePin(key))
-        count = self.app.unit.queue.count
+        debouncer = self.app.keys._debouncers[self.app.key_names.index(key)]
         pin.level = False
         try:
-            wait_until(lambda: self.app.unit.queue.count != count, f"the unit to see {key} pressed")
+            wait_until(lambda: debouncer.pressed, f"the unit to see {key} pressed")
         finally:
             pin.level = True
-        time.sleep(0.04)  # released past the debounce time, so the next press is a new one
+        wait_until(lambda: not debouncer.pressed, f"the unit to see {key} released")
 
     def led(self, colour: str) -> bool:
         return self.board.pins[self.pins[f"led_{colour}"]].level
