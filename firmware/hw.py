@@ -16,10 +16,11 @@ except ImportError:  # MicroPython
     board = None
     digitalio = None
 
-try:
-    import keypad  # CircuitPython scans and debounces keys in the background
-except ImportError:
-    keypad = None
+keypad = None
+if sys.implementation.name == "circuitpython":
+    # CircuitPython scans and debounces keys in the background. Blinka's emulation of keypad is
+    # left alone: it polls on a thread of its own, and its deinit() can hang a shutdown.
+    import keypad
 
 
 def board_name():
