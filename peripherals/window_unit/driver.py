@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from edge.events import Emit, NewEvent, Priority
+from edge.events import Emit
 from firmware import link
+from peripherals.keyevents import key_event, unit_event
 from peripherals.window_unit import AUTO, WindowsConfig
 from peripherals.window_unit.port import PortError, SerialPort, find_units
 
@@ -278,14 +279,9 @@ class UnitConnection:
             or not isinstance(ms, int)
         ):
             raise BadFrame(f"KEY payload {payload!r}")
-        data = {
-            "window": session.window,
-            "key": key,
-            "unit": session.uid,
-            "n": session.presses.widen(n),
-            "ms": session.uptime.widen(ms),
-        }
-        self.owner.emit(NewEvent("key", Priority.CRITICAL, data))
+        self.owner.emit(
+            key_event(session.window, key, session.uid, session.presses.widen(n), session.uptime.widen(ms))
+        )
         self.counts["keys"] += 1
 
     def _pong(self, session: Session, payload: dict[str, Any]) -> None:
@@ -376,8 +372,7 @@ class WindowUnits:
         return self._auto_uids.get(uid)
 
     def report_unit(self, state: str, window: int | None, uid: str, port: str, **extra: Any) -> None:
-        data = {"window": window, "unit": uid, "state": state, "port": port, **extra}
-        self.emit(NewEvent("unit", Priority.NORMAL, data))
+        self.emit(unit_event(state, window, uid, port, **extra))
 
     def _connect(self, path: str, window: int | None, *, reopen: bool) -> None:
         connection = UnitConnection(self, path, window, reopen=reopen, on_exit=self._forget)

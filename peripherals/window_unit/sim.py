@@ -13,8 +13,9 @@ import threading
 import time
 from typing import Any
 
-from edge.events import Emit, NewEvent, Priority
+from edge.events import Emit
 from firmware import link
+from peripherals.keyevents import key_event, unit_event
 from peripherals.window_unit import WindowsConfig
 
 SIM_KEYS = ("good", "good", "good", "bad", "next", "recall")
@@ -69,18 +70,12 @@ class SimWindowUnits:
 
     def _run(self) -> None:
         for number in self._presses:
-            data = {"window": number, "unit": self._uid(number), "state": "online", "port": f"sim:{number}"}
-            self.emit(NewEvent("unit", Priority.NORMAL, data))
+            self.emit(unit_event("online", number, self._uid(number), f"sim:{number}"))
         while not self._stopping.wait(self._random.expovariate(1 / self.interval_s)):
             if not self._presses:
                 continue
             number = self._random.choice(sorted(self._presses))
             self._presses[number] += 1
-            data = {
-                "window": number,
-                "key": self._random.choice(SIM_KEYS),
-                "unit": self._uid(number),
-                "n": self._presses[number],
-                "ms": int((time.monotonic() - self._started) * 1000),
-            }
-            self.emit(NewEvent("key", Priority.CRITICAL, data))
+            ms = int((time.monotonic() - self._started) * 1000)
+            key = self._random.choice(SIM_KEYS)
+            self.emit(key_event(number, key, self._uid(number), self._presses[number], ms))
