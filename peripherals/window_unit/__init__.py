@@ -23,6 +23,7 @@ from typing import Protocol
 
 from edge.configfile import ConfigError, Section
 from edge.events import Emit
+from firmware import link
 
 AUTO = "auto"
 UID_PATTERN = r"[0-9a-f]{4,64}"
@@ -33,11 +34,21 @@ DEFAULT_USB_IDS = ("2e8a:0005",)
 
 @dataclass(frozen=True)
 class WindowConfig:
-    """One service window; `unit` is a device path, "auto", or None for a window without a unit."""
+    """One service window and how its keys reach the gateway.
+
+    `unit`: a window unit's device path, "auto", or None. `gpio`: (key, BCM pin) pairs for
+    buttons wired to the Pi. `keypad`: an evdev device whose keys `keymap` (evdev key name, key)
+    maps, or the default map when empty. `card_reader`: an evdev device that types a clerk's card
+    number and Enter.
+    """
 
     number: int
     unit: str | None = None
     uid: str | None = None
+    gpio: tuple[tuple[str, int], ...] = ()
+    keypad: str | None = None
+    keymap: tuple[tuple[str, str], ...] = ()
+    card_reader: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,14 @@ class WindowsConfig:
     def with_units(self) -> tuple[WindowConfig, ...]:
         return tuple(w for w in self.windows if w.unit is not None)
 
+    @property
+    def with_gpio(self) -> tuple[WindowConfig, ...]:
+        return tuple(w for w in self.windows if w.gpio)
+
+    @property
+    def with_input_devices(self) -> tuple[WindowConfig, ...]:
+        return tuple(w for w in self.windows if w.keypad or w.card_reader)
+
 
 class WindowUnitDriver(Protocol):
     """What the gateway holds: the serial driver and the simulator alike."""
@@ -76,19 +95,47 @@ class WindowUnitDriver(Protocol):
         """Show `led` (one of firmware.link.LEDS) on the window's unit; safe from any thread."""
 
 
+def _device(section: Section, key: str, *, auto: bool = False) -> str | None:
+    path = section.get_str(key, None)
+    if path is None or path.startswith("/") or (auto and path == AUTO):
+        return path
+    hint = (
+        'a device path such as /dev/ttyACM0, or "auto"'
+        if auto
+        else "a device path such as /dev/input/by-id/..."
+    )
+    raise section.error(key, f"{path!r}: give {hint}")
+
+
+def _key_name(section: Section, where: str, key: str) -> str:
+    if not link.is_key(key):
+        raise section.error(
+            where, f"{key!r} is not a key (good, bad, r1..r5, next, recall, skip, pause, ticket[:cat])"
+        )
+    return key
+
+
 def _window(section: Section) -> WindowConfig:
+    gpio = section.section("gpio")
+    keymap = section.section("keymap")
     cfg = WindowConfig(
         number=section.get_int("number", minval=1, maxval=999),
-        unit=section.get_str("unit", None),
+        unit=_device(section, "unit", auto=True),
         uid=section.get_str("uid", None, pattern=UID_PATTERN),
+        gpio=tuple(
+            (_key_name(section, "gpio", k), gpio.get_int(k, minval=0, maxval=27)) for k in gpio.unread()
+        ),
+        keypad=_device(section, "keypad"),
+        keymap=tuple((name, _key_name(section, "keymap", keymap.get_str(name))) for name in keymap.unread()),
+        card_reader=_device(section, "card_reader"),
     )
     section.done()
-    if cfg.unit is not None and cfg.unit != AUTO and not cfg.unit.startswith("/"):
-        raise section.error("unit", f'{cfg.unit!r}: give a device path such as /dev/ttyACM0, or "auto"')
     if cfg.unit == AUTO and cfg.uid is None:
         raise section.error(
             "uid", 'unit = "auto" needs the uid of this window\'s unit (the gateway reports unknown uids)'
         )
+    if cfg.keymap and not cfg.keypad:
+        raise section.error("keymap", "a keymap needs a keypad")
     return cfg
 
 
@@ -110,21 +157,22 @@ def _options(section: Section) -> WindowUnitOptions:
 def parse_windows(sections: list[Section], options: Section | None = None) -> WindowsConfig:
     """Read the `[[windows]]` tables (one Section each) and `[window_unit]`; checks them as a whole.
 
-    Two windows with one number, one device path or one uid are an error naming both.
+    Two windows with one number, device path, uid or GPIO pin are an error naming both.
     """
     windows = tuple(_window(section) for section in sections)
-    for key in ("number", "unit", "uid"):
-        seen: dict[object, int] = {}
-        for index, window in enumerate(windows):
-            value = getattr(window, key)
+    claims: dict[str, dict[object, int]] = {}  # what -> value -> index of the window claiming it
+    for index, window in enumerate(windows):
+        owned = [("number", window.number), ("unit", window.unit), ("uid", window.uid)]
+        owned += [("keypad", window.keypad), ("card_reader", window.card_reader)]
+        owned += [("gpio pin", pin) for _, pin in window.gpio]
+        for what, value in owned:
             if value is None or value == AUTO:
                 continue
+            seen = claims.setdefault("device" if what in ("unit", "keypad", "card_reader") else what, {})
             if value in seen:
-                first = sections[seen[value]]
-                raise ConfigError(
-                    f"{sections[index].source}: [{first.name}] and [{sections[index].name}] "
-                    f"both have {key} = {value!r}"
-                )
+                first = sections[seen[value]].name
+                here = sections[index]
+                raise ConfigError(f"{here.source}: [{first}] and [{here.name}] both use {what} {value!r}")
             seen[value] = index
     return WindowsConfig(windows, _options(options) if options is not None else WindowUnitOptions())
 
