@@ -1,6 +1,9 @@
 """Key debouncing for the window unit, apart from any pin so it runs and is tested anywhere."""
 
-from link import ticks_diff
+try:
+    from link import ticks_diff  # on the board, where the firmware's modules sit side by side
+except ImportError:
+    from firmware.link import ticks_diff  # in the gateway, debouncing GPIO buttons
 
 STABLE_MS = 20  # a contact must read the same this long before it counts; buttons bounce ~5 ms
 

@@ -14,11 +14,6 @@ FAST = WindowUnitOptions(ping_s=0.5, scan_s=0.1)
 
 
 @pytest.fixture
-def recorder(tmp_path: Path) -> Recorder:
-    return Recorder(tmp_path / "events.db")
-
-
-@pytest.fixture
 def make_line(tmp_path: Path) -> Iterator[Callable[..., Line]]:
     lines: list[Line] = []
 
