@@ -108,11 +108,10 @@ class UnitConnection:
         self.session: Session | None = None
         self.link = link.Link(os.urandom(1)[0])
         self.decoder = link.Decoder()
-        self.counts = {"keys": 0, "bad_frames": 0, "no_session": 0, "refused": 0, "emit_failures": 0}
+        self.counts = {"presses": 0, "bad_frames": 0, "no_session": 0, "refused": 0, "emit_failures": 0}
         self.pong: dict[str, int] = {}
         self.reported_uid: str | None = None  # unknown or refused uid, reported once per connection
         self._led: str | None = None  # to send once the link is free
-        self._port: Port | None = None
         self._last_ping = 0.0
         self._thread = threading.Thread(target=self._run, name=f"window-unit:{path}", daemon=True)
 
@@ -146,12 +145,12 @@ class UnitConnection:
         try:
             while not stopping.is_set():
                 try:
-                    self._port = self.owner.open_port(self.path, self.owner.config.options.baud)
+                    port = self.owner.open_port(self.path, self.owner.config.options.baud)
                 except PortError as exc:
                     self.state = "absent"
                     self.log.debug("%s", exc)
                 else:
-                    self._serve(self._port)
+                    self._serve(port)
                 if not self.reopen:
                     return
                 stopping.wait(self.owner.config.options.scan_s)
@@ -178,7 +177,6 @@ class UnitConnection:
             self._went_offline("port closed")
         finally:
             port.close()
-            self._port = None
         if self.state != "offline":
             self.state = "absent"
 
@@ -282,7 +280,7 @@ class UnitConnection:
         self.owner.emit(
             key_event(session.window, key, session.uid, session.presses.widen(n), session.uptime.widen(ms))
         )
-        self.counts["keys"] += 1
+        self.counts["presses"] += 1
 
     def _pong(self, session: Session, payload: dict[str, Any]) -> None:
         values = [payload.get(k) for k in ("up_ms", "n", "dropped")]

@@ -53,7 +53,7 @@ class SimWindowUnits:
                     "state": "online" if self._thread.is_alive() else "absent",
                     "window": number,
                     "uid": self._uid(number),
-                    "keys": self._presses[number],
+                    "presses": self._presses[number],
                     "led": self._leds.get(number, "idle"),
                 }
                 for number in sorted(self._presses)

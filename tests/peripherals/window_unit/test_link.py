@@ -16,7 +16,7 @@ def test_a_press_becomes_a_critical_key_event_after_the_unit_comes_online(
 ) -> None:
     line = make_line()
     unit = make_unit(line, ticket="ticket:A")
-    make_gateway(WindowConfig(3, line.path))
+    gateway = make_gateway(WindowConfig(3, line.path))
     wait_until(lambda: recorder.events("unit"), "the unit to come online")
     unit.press("good")
     unit.press("next")
@@ -34,6 +34,15 @@ def test_a_press_becomes_a_critical_key_event_after_the_unit_comes_online(
     ]
     assert all(k["priority"] == Priority.CRITICAL for k in keys)
     assert keys[0]["ms"] < keys[1]["ms"] < keys[2]["ms"]
+    status = gateway.status()["units"][0]
+    assert (status["state"], status["window"], status["uid"], status["fw"]) == (
+        "online",
+        3,
+        "e6614103e7",
+        "1.0.0",
+    )
+    assert status["keys"] == ["good", "bad", "next", "recall", "skip", "pause", "ticket:A"]
+    assert status["presses"] == 3
 
 
 def test_the_unit_keeps_a_press_until_it_is_on_disk(make_line, make_unit, make_gateway, recorder) -> None:
