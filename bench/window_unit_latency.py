@@ -63,6 +63,7 @@ def main() -> None:
             arrived.clear()
             unit.press("good")
             arrived.wait(5)
+        resends = gateway.status()["units"][0]["resends"] + firmware.link.resends
         gateway.stop()
         unit.shutdown()
     os.close(master)
@@ -71,7 +72,10 @@ def main() -> None:
     ms = sorted(x * 1000 for x in latencies)
     p50 = statistics.median(ms)
     p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
-    print(f"presses {len(ms)}/{args.presses}  p50 {p50:.2f} ms  p99 {p99:.2f} ms  max {ms[-1]:.2f} ms")
+    print(
+        f"presses {len(ms)}/{args.presses}  p50 {p50:.2f} ms  p99 {p99:.2f} ms  max {ms[-1]:.2f} ms"
+        f"  retransmissions {resends}"
+    )
 
 
 if __name__ == "__main__":
