@@ -1,0 +1,90 @@
+"""The window unit's main loop: settings, pins and the serial stream wired to a `Unit`."""
+
+import time
+
+import boards
+import hw
+import link
+import settings
+from unit import Unit
+
+LOOP_MS = 5
+
+
+class App:
+    """One window unit: scans keys, talks to the gateway, drives the LEDs, one step at a time."""
+
+    def __init__(self, stream, uid, model, layout, clerk, ticket, fw, now, seq=0):
+        pins = boards.BOARDS[model]
+        self.key_names = boards.keys_for(layout, clerk, ticket)
+        self.keys = hw.keys([boards.pin_for(pins, key) for key in self.key_names])
+        self.green = hw.led(pins["led_green"])
+        self.red = hw.led(pins["led_red"])
+        self.stream = stream
+        self.unit = Unit(uid, fw, model, self.key_names, now, seq)
+
+    def step(self, now):
+        for index in self.keys.presses(now):
+            self.unit.press(self.key_names[index], now)
+        data = self.stream.read()
+        if data:
+            self.unit.receive(data, now)
+        out = self.unit.poll(now)
+        if out:
+            self.stream.write(out)
+        green, red = self.unit.leds(now)
+        self.green(green)
+        self.red(red)
+
+    def run(self, stopped=lambda: False):
+        while not stopped():
+            self.step(link.ticks_ms())
+            time.sleep(LOOP_MS / 1000)
+
+
+def _seq0():
+    """A random first seq, so that the HELLO after a reboot is not taken for a retransmission."""
+    try:
+        import random
+
+        return random.getrandbits(8)
+    except ImportError:
+        return link.ticks_ms() & 0xFF
+
+
+def _claim_console(first_key_pin):
+    """On MicroPython the link shares USB CDC with the REPL: stop 0x03 in a frame raising
+    KeyboardInterrupt. Holding the layout's first key at power-up skips this and the firmware,
+    leaving the REPL to mpremote for maintenance. False when the firmware should not run."""
+    try:
+        import micropython
+    except ImportError:
+        return True
+    if not hasattr(micropython, "kbd_intr"):  # CircuitPython: the link has its own usb_cdc.data
+        return True
+    if hw.contact(first_key_pin)():
+        return False
+    micropython.kbd_intr(-1)
+    return True
+
+
+def main():
+    """Entry point on the board (main.py / code.py)."""
+    model = settings.MODEL or boards.model_for(hw.board_name())
+    if not model:
+        raise RuntimeError("unknown board " + hw.board_name() + ": set MODEL in settings.py")
+    first_key = boards.keys_for(settings.LAYOUT, settings.CLERK, settings.TICKET)[0]
+    if not _claim_console(boards.pin_for(boards.BOARDS[model], first_key)):
+        return
+    app = App(
+        hw.open_stream(),
+        hw.unique_id(),
+        model,
+        settings.LAYOUT,
+        settings.CLERK,
+        settings.TICKET,
+        settings.FW,
+        link.ticks_ms(),
+        _seq0(),
+    )
+    app.run()

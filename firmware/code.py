@@ -1,0 +1,5 @@
+"""CircuitPython runs code.py at boot."""
+
+import app
+
+app.main()

@@ -1,0 +1,5 @@
+"""MicroPython runs main.py at boot."""
+
+import app
+
+app.main()

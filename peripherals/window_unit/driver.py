@@ -1,0 +1,399 @@
+"""The serial window-unit driver: one reader thread per port, speaking firmware/link.py.
+
+Each port has one owner thread (`window-unit:<path>`) that reads, decodes, emits, acknowledges,
+retransmits and pings; nothing else touches the port. Other threads only hand LED requests over
+through a queue. For a KEY the thread calls `emit()`, which returns once the event is in the
+outbox on disk, and only then writes the ACK: a press the unit saw acknowledged survives the Pi
+losing power the next instant. A HELLO from an unknown uid is reported, not acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from edge.events import Emit
+from firmware import link
+from peripherals.keyevents import key_event, unit_event
+from peripherals.window_unit import AUTO, WindowsConfig
+from peripherals.window_unit.port import PortError, SerialPort, find_units
+
+
+class Port(Protocol):
+    path: str
+
+    def read(self) -> bytes: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+OpenPort = Callable[[str, int], Port]
+FindPorts = Callable[[], list[str]]
+
+
+class Widener:
+    """Widens a counter that wraps at 2**29 on the wire (unit uptime, press count) within a session.
+
+    Steps are taken as signed, so a press queued before the last PONG (an older uptime) does not
+    look like a jump of six days forward.
+    """
+
+    def __init__(self) -> None:
+        self._raw: int | None = None
+        self.value = 0
+
+    def widen(self, raw: int) -> int:
+        if self._raw is None:
+            self.value = raw
+        else:
+            self.value += ((raw - self._raw + link.WIRE_HALF) % link.WIRE_PERIOD) - link.WIRE_HALF
+        self._raw = raw
+        return self.value
+
+
+@dataclass
+class Session:
+    """What a HELLO told us, and the widened counters since."""
+
+    uid: str
+    fw: str
+    model: str
+    keys: list[str]
+    window: int
+    uptime: Widener
+    presses: Widener
+
+
+class BadFrame(ValueError):
+    """A well-formed frame whose payload does not say what its type requires."""
+
+
+def _hello_fields(payload: dict[str, Any]) -> tuple[int, str, str, str, list[str]]:
+    proto, uid, fw, model, keys = (payload.get(k) for k in ("proto", "uid", "fw", "model", "keys"))
+    if not isinstance(proto, int) or not isinstance(uid, str) or not uid:
+        raise BadFrame(f"HELLO without proto and uid: {payload!r}")
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise BadFrame(f"HELLO keys is not a list of names: {payload!r}")
+    return proto, uid, str(fw), str(model), keys
+
+
+class UnitConnection:
+    """One port and whatever unit is on it, served by one named thread."""
+
+    def __init__(
+        self,
+        owner: WindowUnits,
+        path: str,
+        window: int | None,
+        *,
+        reopen: bool,
+        on_exit: Callable[[str], None],
+    ) -> None:
+        self.owner = owner
+        self.path = path
+        self.fixed_window = window  # a unit on a named path belongs to that window
+        self.reopen = reopen  # named paths are retried; auto-found ones end and are found again
+        self._on_exit = on_exit
+        self.log = logging.getLogger(f"yimen.window_unit.{path.rsplit('/', 1)[-1]}")
+        self.commands: queue.Queue[str] = queue.Queue()
+        self.state = "absent"
+        self.session: Session | None = None
+        self.link = link.Link(os.urandom(1)[0])
+        self.decoder = link.Decoder()
+        self.counts = {"presses": 0, "bad_frames": 0, "no_session": 0, "refused": 0, "emit_failures": 0}
+        self.pong: dict[str, int] = {}
+        self.reported_uid: str | None = None  # unknown or refused uid, reported once per connection
+        self._led: str | None = None  # to send once the link is free
+        self._last_ping = 0.0
+        self._thread = threading.Thread(target=self._run, name=f"window-unit:{path}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def status(self) -> dict[str, Any]:
+        session = self.session
+        return {
+            "port": self.path,
+            "state": self.state,
+            "window": session.window if session else self.fixed_window,
+            "uid": session.uid if session else self.reported_uid,
+            "fw": session.fw if session else None,
+            "model": session.model if session else None,
+            "keys": list(session.keys) if session else [],
+            "frames": self.decoder.frames,
+            "errors": dict(self.decoder.errors),
+            "resends": self.link.resends,
+            **self.counts,
+            **{f"unit_{k}": v for k, v in self.pong.items()},
+        }
+
+    # The owner thread from here on.
+
+    def _run(self) -> None:
+        stopping = self.owner.stopping
+        try:
+            while not stopping.is_set():
+                try:
+                    port = self.owner.open_port(self.path, self.owner.config.options.baud)
+                except PortError as exc:
+                    self.state = "absent"
+                    self.log.debug("%s", exc)
+                else:
+                    self._serve(port)
+                if not self.reopen:
+                    return
+                stopping.wait(self.owner.config.options.scan_s)
+        finally:
+            self._on_exit(self.path)
+
+    def _serve(self, port: Port) -> None:
+        self.log.info("opened %s", self.path)
+        self.state = "connecting"
+        self.session = None
+        self.reported_uid = None
+        self.link.reset()
+        self._last_ping = 0.0
+        try:
+            port.write(b"\x00")  # flush whatever half frame the unit has buffered
+            while not self.owner.stopping.is_set():
+                data = port.read()
+                if data:
+                    for ftype, seq, payload in self.decoder.feed(data):
+                        self._frame(port, ftype, seq, payload)
+                self._tick(port)
+        except PortError as exc:
+            self.log.warning("%s", exc)
+            self._went_offline("port closed")
+        finally:
+            port.close()
+        if self.state != "offline":
+            self.state = "absent"
+
+    def _tick(self, port: Port) -> None:
+        while not self.commands.empty():
+            self._led = self.commands.get_nowait()
+        now = link.ticks_ms()
+        due = self.link.due(now)
+        if due == link.RESEND:
+            port.write(self.link.resend(now))
+        elif due == link.GIVE_UP:
+            self._went_offline("silent")
+        if self.link.busy():
+            return
+        if self._led is not None:
+            port.write(self.link.send(link.SET, link.dumps({"led": self._led}), now))
+            self._led = None
+        elif time.monotonic() - self._last_ping >= self.owner.config.options.ping_s:
+            # Also without a session: an unanswered PONG is what makes a unit say HELLO again.
+            self._last_ping = time.monotonic()
+            port.write(self.link.send(link.PING, b"{}", now))
+
+    def _frame(self, port: Port, ftype: int, seq: int, payload: dict[str, Any]) -> None:
+        if ftype == link.ACK:
+            self.link.acked(seq)
+            return
+        if ftype in (link.SET, link.PING):
+            self.counts["bad_frames"] += 1  # only a gateway sends these
+            return
+        try:
+            if ftype == link.HELLO:
+                self._hello(port, seq, payload)
+            elif self.session is None:
+                self.counts["no_session"] += 1  # unacknowledged, so the unit starts a session
+            elif self.link.is_dup(seq):
+                port.write(link.ack(seq))
+            else:
+                if ftype == link.KEY:
+                    self._key(self.session, payload)
+                else:
+                    self._pong(self.session, payload)
+                self.link.accept(seq)
+                port.write(link.ack(seq))
+        except BadFrame as exc:
+            # Acknowledged all the same: a frame that can never be used must not block the queue.
+            self.counts["bad_frames"] += 1
+            self.log.warning("dropped from unit: %s", exc)
+            self.link.accept(seq)
+            port.write(link.ack(seq))
+        except Exception:
+            # The outbox refused (disk full, closed): no ACK, so the unit keeps the press and resends.
+            self.counts["emit_failures"] += 1
+            self.log.exception("could not record frame %s from %s", link.NAMES[ftype], self.path)
+
+    def _hello(self, port: Port, seq: int, payload: dict[str, Any]) -> None:
+        if self.session is not None and self.link.is_dup(seq):
+            port.write(link.ack(seq))
+            return
+        proto, uid, fw, model, keys = _hello_fields(payload)
+        if proto != link.PROTO:
+            self.state = "refused"
+            self.counts["refused"] += 1
+            if self.reported_uid != uid:
+                self.reported_uid = uid
+                self.log.error(
+                    "window unit %s on %s speaks link protocol %d; this gateway speaks %d: "
+                    "update the unit's firmware (firmware/README.md)",
+                    uid,
+                    self.path,
+                    proto,
+                    link.PROTO,
+                )
+            return
+        window = self.owner.window_for(self.fixed_window, uid)
+        if window is None:
+            # Not acknowledged: the unit keeps its presses and shows its error LED until it is known.
+            self.state = "unknown"
+            if self.reported_uid != uid:
+                self.owner.report_unit("unknown", self.fixed_window, uid, self.path, fw=fw, model=model)
+                self.reported_uid = uid
+                self.log.warning("unit %s on %s is no window's: put its uid in [[windows]]", uid, self.path)
+            return
+        self.owner.report_unit("online", window, uid, self.path, fw=fw, model=model, keys=keys)
+        self.link.reset()
+        self.link.accept(seq)
+        port.write(link.ack(seq))
+        self.session = Session(uid, fw, model, keys, window, Widener(), Widener())
+        self.state = "online"
+        self._led = self.owner.led_for(window)
+        self.log.info("unit %s (fw %s, %s) online for window %d", uid, fw, model, window)
+
+    def _key(self, session: Session, payload: dict[str, Any]) -> None:
+        key, n, ms = payload.get("key"), payload.get("n"), payload.get("ms")
+        if (
+            not isinstance(key, str)
+            or not link.is_key(key)
+            or not isinstance(n, int)
+            or not isinstance(ms, int)
+        ):
+            raise BadFrame(f"KEY payload {payload!r}")
+        self.owner.emit(
+            key_event(session.window, key, session.uid, session.presses.widen(n), session.uptime.widen(ms))
+        )
+        self.counts["presses"] += 1
+
+    def _pong(self, session: Session, payload: dict[str, Any]) -> None:
+        values = [payload.get(k) for k in ("up_ms", "n", "dropped")]
+        if not all(isinstance(v, int) for v in values):
+            raise BadFrame(f"PONG payload {payload!r}")
+        up_ms, n, dropped = values
+        self.pong = {"up_ms": session.uptime.widen(up_ms), "n": session.presses.widen(n), "dropped": dropped}
+
+    def _went_offline(self, reason: str) -> None:
+        session, self.session = self.session, None
+        if session is None:
+            return
+        self.state = "offline"
+        self.log.warning("unit %s of window %d offline (%s)", session.uid, session.window, reason)
+        try:
+            self.owner.report_unit("offline", session.window, session.uid, self.path, reason=reason)
+        except Exception:
+            self.log.exception("could not record that unit %s went offline", session.uid)
+
+
+class WindowUnits:
+    """All serial window units of the station: named ports, and `auto` ones found by USB id."""
+
+    def __init__(
+        self,
+        config: WindowsConfig,
+        emit: Emit,
+        *,
+        open_port: OpenPort = SerialPort,
+        find_ports: FindPorts | None = None,
+    ) -> None:
+        self.config = config
+        self.emit = emit
+        self.open_port = open_port
+        self.find_ports = find_ports or (lambda: find_units(config.options.usb_id_pairs))
+        self.stopping = threading.Event()
+        self.log = logging.getLogger("yimen.window_unit")
+        self._lock = threading.Lock()  # guards _connections and _leds, touched by every thread
+        self._connections: dict[str, UnitConnection] = {}
+        self._leds: dict[int, str] = {}
+        self._scanner: threading.Thread | None = None
+        self._named = {w.unit: w.number for w in config.with_units if w.unit != AUTO}
+        self._auto_uids = {w.uid: w.number for w in config.with_units if w.unit == AUTO}
+
+    def start(self) -> None:
+        self.log.info("window units: %s", ", ".join(f"{w.number}={w.unit}" for w in self.config.with_units))
+        for path, window in self._named.items():
+            self._connect(path, window, reopen=True)
+        if self._auto_uids:
+            self._scanner = threading.Thread(target=self._scan, name="window-unit-scan", daemon=True)
+            self._scanner.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self._scanner is not None:
+            self._scanner.join(5)
+        with self._lock:
+            connections = list(self._connections.values())
+        for connection in connections:
+            connection.join(5)
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            connections = list(self._connections.values())
+        return {"units": sorted((c.status() for c in connections), key=lambda s: s["port"])}
+
+    def set_led(self, window: int, led: str) -> None:
+        if led not in link.LEDS:
+            raise ValueError(f"led {led!r} is not one of {', '.join(link.LEDS)}")
+        with self._lock:
+            self._leds[window] = led
+            targets = [c for c in self._connections.values() if c.session and c.session.window == window]
+        for connection in targets:
+            connection.commands.put(led)
+
+    # Called from the connection threads.
+
+    def led_for(self, window: int) -> str:
+        with self._lock:
+            return self._leds.get(window, "idle")
+
+    def window_for(self, fixed: int | None, uid: str) -> int | None:
+        """A unit's window: its named port's (unless that window names another uid), or by uid."""
+        if fixed is not None:
+            wanted = next(w.uid for w in self.config.windows if w.number == fixed)
+            return fixed if wanted in (None, uid) else None
+        return self._auto_uids.get(uid)
+
+    def report_unit(self, state: str, window: int | None, uid: str, port: str, **extra: Any) -> None:
+        self.emit(unit_event(state, window, uid, port, **extra))
+
+    def _connect(self, path: str, window: int | None, *, reopen: bool) -> None:
+        connection = UnitConnection(self, path, window, reopen=reopen, on_exit=self._forget)
+        with self._lock:
+            self._connections[path] = connection
+        connection.start()
+
+    def _forget(self, path: str) -> None:
+        if self.stopping.is_set():
+            return  # keep the last status for whoever asks during shutdown
+        with self._lock:
+            self._connections.pop(path, None)
+
+    def _scan(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                found = self.find_ports()
+            except OSError as exc:
+                self.log.warning("cannot list serial ports: %s", exc)
+                found = []
+            for path in found:
+                with self._lock:
+                    known = path in self._connections or path in self._named
+                if not known:
+                    self._connect(path, None, reopen=False)
+            self.stopping.wait(self.config.options.scan_s)

@@ -1,0 +1,3 @@
+from tests.firmware import use_firmware_path
+
+use_firmware_path()

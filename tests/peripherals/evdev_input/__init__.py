@@ -1,0 +1,1 @@
+"""USB keypads and card readers through evdev."""

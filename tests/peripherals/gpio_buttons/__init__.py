@@ -1,0 +1,1 @@
+"""GPIO buttons, with fake pins at our own pin seam."""

@@ -1,0 +1,1 @@
+"""The serial window-unit driver against the real firmware over pseudo-terminals."""
