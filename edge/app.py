@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 import time
+from functools import partial
 from typing import Any, Protocol
 
 from edge import __version__, retention
@@ -26,6 +27,8 @@ from edge.station.service import Station
 from mqtt.downlink import Downlink
 from mqtt.uplink import Uplink
 from peripherals import printer
+from peripherals.keyevents import KeyPress
+from peripherals.window_unit import window_units
 
 log = logging.getLogger("yimen.app")
 
@@ -98,6 +101,7 @@ class Gateway:
 
             media = MediaStore(config.storage.path, self.outbox.append)
             self.parts += [make_camera(cam, media) for cam in config.cameras]
+        self.parts += self._key_sources()
         if self.station is not None:
             self.parts.append(self.station)
         if config.simulate is not None and self.station is not None and config.service is not None:
@@ -106,6 +110,29 @@ class Gateway:
             windows = [w.number for w in config.service.windows]
             codes = [c.code for c in config.service.clerks if c.code is not None]
             self.parts.append(SimulatedStation(config.simulate, self.station, windows, codes))
+
+    def _key_sources(self) -> list[Part]:
+        """Window units, GPIO buttons, keypads and card readers: each press goes to the station
+        logic (or, in a gateway without one, is recorded as a `key` event); the station's LED
+        changes go back to the window units."""
+        windows = self.config.windows
+        station = self.station
+        on_key = None if station is None else partial(_press, station)
+        sources: list[Part] = []
+        if windows.with_units:
+            units = window_units(windows, self.outbox.append, on_key=on_key)
+            if station is not None:
+                station.on_led(lambda window, feedback: units.set_led(window, feedback.value))
+            sources.append(units)
+        if windows.with_gpio:
+            from peripherals.gpio_buttons import gpio_buttons
+
+            sources.append(gpio_buttons(windows, self.outbox.append, on_key=on_key))
+        if windows.with_input_devices:
+            from peripherals.evdev_input import evdev_inputs
+
+            sources.append(evdev_inputs(windows, self.outbox.append, on_key=on_key))
+        return sources
 
     def _expire(self) -> None:
         retention.expire(self.outbox, self.config.storage.retention_days)
@@ -136,6 +163,14 @@ class Gateway:
             "printer": self.printer.status(),
             "station": self.station.status() if self.station is not None else None,
         }
+
+
+def _press(station: Station, press: KeyPress) -> None:
+    """A key from any wiring, handed to the station logic; returns once its events are on disk."""
+    if press.key == "signin":
+        station.swipe(press.window, press.extra["card"], source=press.unit)
+    else:
+        station.press(press.window, press.key, source=press.unit)
 
 
 def run(config: Config) -> int:

@@ -22,6 +22,7 @@ from mqtt.config import BrokerConfig, parse_broker
 from peripherals.camera import CameraConfig, parse_cameras
 from peripherals.printer import PrinterConfig, parse_printer
 from peripherals.simulator import SimulateConfig, default_station, parse_simulate
+from peripherals.window_unit import WindowsConfig, parse_windows
 
 ID_PATTERN = r"[a-z0-9-]{1,32}"
 
@@ -81,6 +82,8 @@ class Config:
     printer: PrinterConfig = field(default_factory=PrinterConfig)
     # The queue, ratings and clerks; None when the config has none of their sections.
     service: StationSettings | None = None
+    # How each window's keys reach the gateway: window units, GPIO buttons, keypads, card readers.
+    windows: WindowsConfig = field(default_factory=WindowsConfig)
 
 
 def _station(section: Section) -> StationConfig:
@@ -136,6 +139,7 @@ def parse(doc: dict, source: str) -> Config:
     windows = top.tables("windows")
     simulate = parse_simulate(sec("simulate")) if top.has("simulate") else None
     service = parse_station(top, windows)
+    units = parse_windows(windows, top.section("window_unit") if top.has("window_unit") else None)
     if service is None and simulate is not None:
         sim_top = Section("", tomllib.loads(default_station(simulate.windows)), source=f"{source} (simulated station)")
         service = parse_station(sim_top, sim_top.tables("windows"))
@@ -150,6 +154,7 @@ def parse(doc: dict, source: str) -> Config:
         cameras=parse_cameras(top),
         printer=parse_printer(sec("printer")) if top.has("printer") else PrinterConfig(),
         service=service,
+        windows=units,
     )
     for window in windows:
         window.done()

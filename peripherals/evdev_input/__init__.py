@@ -13,14 +13,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from edge.events import Emit
+from peripherals.keyevents import OnKey
 from peripherals.window_unit import WindowsConfig
 
 if TYPE_CHECKING:
     from peripherals.evdev_input.driver import EvdevInputs
 
 
-def evdev_inputs(config: WindowsConfig, emit: Emit) -> EvdevInputs:
+def evdev_inputs(config: WindowsConfig, emit: Emit, *, on_key: OnKey | None = None) -> EvdevInputs:
     """The driver for every window's keypad and card reader; `emit` returns once the event is on disk."""
     from peripherals.evdev_input.driver import EvdevInputs
 
-    return EvdevInputs(config, emit)
+    return EvdevInputs(config, emit, on_key=on_key)

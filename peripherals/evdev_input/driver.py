@@ -15,7 +15,7 @@ import evdev
 
 from edge.events import Emit
 from peripherals.evdev_input.mapping import DEFAULT_KEYMAP, CardReader, Keypad
-from peripherals.keyevents import KeyReporter, unit_event
+from peripherals.keyevents import KeyReporter, OnKey, record_keys, unit_event
 from peripherals.window_unit import WindowsConfig
 
 RETRY_S = 1.0  # how often a missing device is looked for
@@ -46,7 +46,7 @@ class InputSource:
         self.card_reader = None if keypad else CardReader()
         self.state = "absent"
         self.log = logging.getLogger(f"yimen.evdev.{path.rsplit('/', 1)[-1]}")
-        self.reporter = KeyReporter(owner.emit, window, path, self.log)
+        self.reporter = KeyReporter(owner.on_key, window, path, self.log)
         self._thread = threading.Thread(target=self._run, name=f"evdev:{path}", daemon=True)
 
     def start(self) -> None:
@@ -119,10 +119,16 @@ class EvdevInputs:
     """Every window's keypad and card reader."""
 
     def __init__(
-        self, config: WindowsConfig, emit: Emit, *, open_device: OpenDevice = evdev.InputDevice
+        self,
+        config: WindowsConfig,
+        emit: Emit,
+        *,
+        on_key: OnKey | None = None,
+        open_device: OpenDevice = evdev.InputDevice,
     ) -> None:
         self.config = config
         self.emit = emit
+        self.on_key = on_key or record_keys(emit)
         self.open_device = open_device
         self.stopping = threading.Event()
         self.failure: str | None = None

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from edge.events import Emit
 from peripherals.gpio_buttons.driver import GpioButtons
+from peripherals.keyevents import OnKey
 from peripherals.window_unit import WindowsConfig
 
 
-def gpio_buttons(config: WindowsConfig, emit: Emit) -> GpioButtons:
+def gpio_buttons(config: WindowsConfig, emit: Emit, *, on_key: OnKey | None = None) -> GpioButtons:
     """The driver for every window with `gpio` buttons; `emit` returns once the event is on disk."""
-    return GpioButtons(config, emit)
+    return GpioButtons(config, emit, on_key=on_key)

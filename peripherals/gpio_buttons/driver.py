@@ -16,7 +16,7 @@ from edge.events import Emit
 from firmware.debounce import Debouncer
 from firmware.link import ticks_diff, ticks_ms
 from peripherals.gpio_buttons.pins import Pin, open_button
-from peripherals.keyevents import KeyReporter, unit_event
+from peripherals.keyevents import KeyReporter, OnKey, record_keys, unit_event
 from peripherals.window_unit import WindowsConfig
 
 POLL_S = 0.005  # well inside the 20 ms a contact must be stable, so no press is too short to see
@@ -37,10 +37,16 @@ class GpioButtons:
     """All GPIO buttons of the station."""
 
     def __init__(
-        self, config: WindowsConfig, emit: Emit, *, open_pin: Callable[[int], Pin] = open_button
+        self,
+        config: WindowsConfig,
+        emit: Emit,
+        *,
+        on_key: OnKey | None = None,
+        open_pin: Callable[[int], Pin] = open_button,
     ) -> None:
         self.config = config
         self.emit = emit
+        self.on_key = on_key or record_keys(emit)
         self.open_pin = open_pin
         self.log = logging.getLogger("yimen.gpio_buttons")
         self.buttons: list[Button] = []
@@ -59,7 +65,7 @@ class GpioButtons:
         alone (False). Sampling is then `poll()`, which start() calls on a timer."""
         try:
             for window in self.config.with_gpio:
-                reporter = KeyReporter(self.emit, window.number, "gpio", self.log)
+                reporter = KeyReporter(self.on_key, window.number, "gpio", self.log)
                 self.reporters[window.number] = reporter
                 for key, bcm in window.gpio:
                     pin = self.open_pin(bcm)
@@ -85,12 +91,10 @@ class GpioButtons:
             "state": "failed" if self.failure else ("running" if self.buttons else "stopped"),
             "failure": self.failure,
             "buttons": [
-                {"window": b.window, "key": b.key, "pin": b.bcm, "pressed": b.debouncer.pressed}
-                for b in self.buttons
+                {"window": b.window, "key": b.key, "pin": b.bcm, "pressed": b.debouncer.pressed} for b in self.buttons
             ],
             "windows": {
-                n: {"presses": r.n, "pending": r.pending, "dropped": r.dropped}
-                for n, r in self.reporters.items()
+                n: {"presses": r.n, "pending": r.pending, "dropped": r.dropped} for n, r in self.reporters.items()
             },
         }
 

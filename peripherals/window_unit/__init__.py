@@ -24,6 +24,7 @@ from typing import Protocol
 from edge.configfile import ConfigError, Section
 from edge.events import Emit
 from firmware import link
+from peripherals.keyevents import OnKey
 
 AUTO = "auto"
 UID_PATTERN = r"[0-9a-f]{4,64}"
@@ -66,7 +67,7 @@ class WindowUnitOptions:
 
 @dataclass(frozen=True)
 class WindowsConfig:
-    windows: tuple[WindowConfig, ...]
+    windows: tuple[WindowConfig, ...] = ()
     options: WindowUnitOptions = WindowUnitOptions()
 
     @property
@@ -99,19 +100,13 @@ def _device(section: Section, key: str, *, auto: bool = False) -> str | None:
     path = section.get_str(key, None)
     if path is None or path.startswith("/") or (auto and path == AUTO):
         return path
-    hint = (
-        'a device path such as /dev/ttyACM0, or "auto"'
-        if auto
-        else "a device path such as /dev/input/by-id/..."
-    )
+    hint = 'a device path such as /dev/ttyACM0, or "auto"' if auto else "a device path such as /dev/input/by-id/..."
     raise section.error(key, f"{path!r}: give {hint}")
 
 
 def _key_name(section: Section, where: str, key: str) -> str:
     if not link.is_key(key):
-        raise section.error(
-            where, f"{key!r} is not a key (good, bad, r1..r5, next, recall, skip, pause, ticket[:cat])"
-        )
+        raise section.error(where, f"{key!r} is not a key (good, bad, r1..r5, next, recall, skip, pause, ticket[:cat])")
     return key
 
 
@@ -122,14 +117,13 @@ def _window(section: Section) -> WindowConfig:
         number=section.get_int("number", minval=1, maxval=999),
         unit=_device(section, "unit", auto=True),
         uid=section.get_str("uid", None, pattern=UID_PATTERN),
-        gpio=tuple(
-            (_key_name(section, "gpio", k), gpio.get_int(k, minval=0, maxval=27)) for k in gpio.unread()
-        ),
+        gpio=tuple((_key_name(section, "gpio", k), gpio.get_int(k, minval=0, maxval=27)) for k in gpio.unread()),
         keypad=_device(section, "keypad"),
         keymap=tuple((name, _key_name(section, "keymap", keymap.get_str(name))) for name in keymap.unread()),
         card_reader=_device(section, "card_reader"),
     )
-    section.done()
+    # No section.done() here: [[windows]] tables are shared with the station logic, and
+    # edge/config.py rejects the keys no owner read once every owner has read its own.
     if cfg.unit == AUTO and cfg.uid is None:
         raise section.error(
             "uid", 'unit = "auto" needs the uid of this window\'s unit (the gateway reports unknown uids)'
@@ -157,12 +151,13 @@ def _options(section: Section) -> WindowUnitOptions:
 def parse_windows(sections: list[Section], options: Section | None = None) -> WindowsConfig:
     """Read the `[[windows]]` tables (one Section each) and `[window_unit]`; checks them as a whole.
 
-    Two windows with one number, device path, uid or GPIO pin are an error naming both.
+    Two windows with one device path, uid or GPIO pin are an error naming both.
     """
     windows = tuple(_window(section) for section in sections)
     claims: dict[str, dict[object, int]] = {}  # what -> value -> index of the window claiming it
     for index, window in enumerate(windows):
-        owned = [("number", window.number), ("unit", window.unit), ("uid", window.uid)]
+        # (Two tables with one window number are the station logic's check: edge/station/config.py.)
+        owned = [("unit", window.unit), ("uid", window.uid)]
         owned += [("keypad", window.keypad), ("card_reader", window.card_reader)]
         owned += [("gpio pin", pin) for _, pin in window.gpio]
         for what, value in owned:
@@ -177,12 +172,14 @@ def parse_windows(sections: list[Section], options: Section | None = None) -> Wi
     return WindowsConfig(windows, _options(options) if options is not None else WindowUnitOptions())
 
 
-def window_units(config: WindowsConfig, emit: Emit, *, simulate: bool = False) -> WindowUnitDriver:
+def window_units(
+    config: WindowsConfig, emit: Emit, *, on_key: OnKey | None = None, simulate: bool = False
+) -> WindowUnitDriver:
     """The driver for the configured windows; `emit` must return only once the event is on disk."""
     if simulate:
         from peripherals.window_unit.sim import SimWindowUnits
 
-        return SimWindowUnits(config, emit)
+        return SimWindowUnits(config, emit, on_key=on_key)
     from peripherals.window_unit.driver import WindowUnits
 
-    return WindowUnits(config, emit)
+    return WindowUnits(config, emit, on_key=on_key)

@@ -2,7 +2,7 @@
 
 Each port has one owner thread (`window-unit:<path>`) that reads, decodes, emits, acknowledges,
 retransmits and pings; nothing else touches the port. Other threads only hand LED requests over
-through a queue. For a KEY the thread calls `emit()`, which returns once the event is in the
+through a queue. For a KEY the thread calls `on_key()`, which returns once what it caused is in the
 outbox on disk, and only then writes the ACK: a press the unit saw acknowledged survives the Pi
 losing power the next instant. A HELLO from an unknown uid is reported, not acknowledged.
 """
@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from edge.events import Emit
 from firmware import link
-from peripherals.keyevents import key_event, unit_event
+from peripherals.keyevents import KeyPress, OnKey, record_keys, unit_event
 from peripherals.window_unit import AUTO, WindowsConfig
 from peripherals.window_unit.port import PortError, SerialPort, find_units
 
@@ -270,15 +270,10 @@ class UnitConnection:
 
     def _key(self, session: Session, payload: dict[str, Any]) -> None:
         key, n, ms = payload.get("key"), payload.get("n"), payload.get("ms")
-        if (
-            not isinstance(key, str)
-            or not link.is_key(key)
-            or not isinstance(n, int)
-            or not isinstance(ms, int)
-        ):
+        if not isinstance(key, str) or not link.is_key(key) or not isinstance(n, int) or not isinstance(ms, int):
             raise BadFrame(f"KEY payload {payload!r}")
-        self.owner.emit(
-            key_event(session.window, key, session.uid, session.presses.widen(n), session.uptime.widen(ms))
+        self.owner.on_key(
+            KeyPress(session.window, key, session.uid, session.presses.widen(n), session.uptime.widen(ms))
         )
         self.counts["presses"] += 1
 
@@ -309,11 +304,13 @@ class WindowUnits:
         config: WindowsConfig,
         emit: Emit,
         *,
+        on_key: OnKey | None = None,
         open_port: OpenPort = SerialPort,
         find_ports: FindPorts | None = None,
     ) -> None:
         self.config = config
         self.emit = emit
+        self.on_key = on_key or record_keys(emit)
         self.open_port = open_port
         self.find_ports = find_ports or (lambda: find_units(config.options.usb_id_pairs))
         self.stopping = threading.Event()

@@ -1,7 +1,7 @@
 """A simulated window unit per configured window: the same events as the serial driver, no hardware.
 
 For a gateway on a laptop or a demo station: each window's unit comes online, then citizens and
-clerks press keys at random, and each press goes through `emit` as a `key` event exactly as the
+clerks press keys at random, and each press goes through `on_key` exactly as the
 driver would report it. Runs on one named thread, `window-unit-sim`.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 from edge.events import Emit
 from firmware import link
-from peripherals.keyevents import key_event, unit_event
+from peripherals.keyevents import KeyPress, OnKey, record_keys, unit_event
 from peripherals.window_unit import WindowsConfig
 
 SIM_KEYS = ("good", "good", "good", "bad", "next", "recall")
@@ -25,10 +25,17 @@ class SimWindowUnits:
     """Presses a random key at a random window about every `interval_s`."""
 
     def __init__(
-        self, config: WindowsConfig, emit: Emit, *, interval_s: float = 5.0, seed: int | None = None
-    ):
+        self,
+        config: WindowsConfig,
+        emit: Emit,
+        *,
+        on_key: OnKey | None = None,
+        interval_s: float = 5.0,
+        seed: int | None = None,
+    ) -> None:
         self.config = config
         self.emit = emit
+        self.on_key = on_key or record_keys(emit)
         self.interval_s = interval_s
         self._random = random.Random(seed)
         self._stopping = threading.Event()
@@ -78,4 +85,4 @@ class SimWindowUnits:
             self._presses[number] += 1
             ms = int((time.monotonic() - self._started) * 1000)
             key = self._random.choice(SIM_KEYS)
-            self.emit(key_event(number, key, self._uid(number), self._presses[number], ms))
+            self.on_key(KeyPress(number, key, self._uid(number), self._presses[number], ms))

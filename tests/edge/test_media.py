@@ -39,7 +39,7 @@ def test_snapshot_file_matches_its_event(tmp_path: Path, outbox: RecordingOutbox
     assert info["media_id"] == path.stem
     assert info["started"] == info["ended"]
     assert datetime.fromisoformat(info["started"]).timestamp() == pytest.approx(T0, abs=0.001)
-    assert outbox.events == [event]
+    assert outbox.emitted == [event]
 
 
 def test_clip_written_in_pieces_and_caused_by_an_event(tmp_path: Path, outbox: RecordingOutbox) -> None:
@@ -91,7 +91,7 @@ def test_abort_and_crash_leftovers_leave_nothing(tmp_path: Path, outbox: Recordi
     crashed.write(b"power cut here")
     MediaStore(tmp_path, outbox.emit)  # the gateway starting again
     assert list(store.dir.iterdir()) == []
-    assert outbox.events == []
+    assert outbox.emitted == []
 
 
 def test_identical_items_at_the_same_moment_get_two_files(tmp_path: Path, outbox: RecordingOutbox) -> None:

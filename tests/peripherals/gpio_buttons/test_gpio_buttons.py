@@ -84,9 +84,7 @@ def test_a_pin_that_cannot_be_had_fails_this_driver_alone(recorder: Recorder) ->
 
 def test_the_timer_thread_reads_the_pins(recorder: Recorder) -> None:
     pin = FakePin(26)
-    driver = GpioButtons(
-        WindowsConfig((WindowConfig(1, gpio=(("r1", 26),)),)), recorder, open_pin=lambda _: pin
-    )
+    driver = GpioButtons(WindowsConfig((WindowConfig(1, gpio=(("r1", 26),)),)), recorder, open_pin=lambda _: pin)
     driver.start()
     try:
         pin.value = False

@@ -7,15 +7,18 @@ from typing import Any
 
 import pytest
 from fake_printer import FakePrinter
-from printer_support import POLL_S, STATION, TIMEOUT_S, Recorder
+from printer_support import POLL_S, STATION, TIMEOUT_S
 
 from peripherals.printer import PrinterConfig
 from peripherals.printer.driver import SerialPrinter
+from tests.support.recording_outbox import RecordingOutbox
 
 
 @pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
+def recorder(tmp_path) -> Iterator[RecordingOutbox]:
+    rec = RecordingOutbox(tmp_path / "recorder")
+    yield rec
+    rec.close()
 
 
 @pytest.fixture
@@ -26,7 +29,7 @@ def fake() -> Iterator[FakePrinter]:
 
 
 @pytest.fixture
-def make_printer(recorder: Recorder) -> Iterator[Callable[..., SerialPrinter]]:
+def make_printer(recorder: RecordingOutbox) -> Iterator[Callable[..., SerialPrinter]]:
     started: list[SerialPrinter] = []
 
     def make(port: str, **options: Any) -> SerialPrinter:

@@ -6,11 +6,12 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from printer_support import STATION, Recorder
+from printer_support import STATION
 
 from edge.configfile import ConfigError, Section
 from peripherals.printer import NoPrinter, Printer, PrinterConfig, Ticket, build, parse_printer
 from peripherals.printer.sim import SimPrinter
+from tests.support.recording_outbox import RecordingOutbox
 
 TICKET = Ticket(id="s1-B012", number="B012", category="民政事务", ahead=5, issued_at=datetime(2026, 3, 2, 14, 5))
 
@@ -54,7 +55,7 @@ def test_bad_config_is_an_error_naming_the_key(raw: dict[str, Any], message: str
     assert str(caught.value).startswith(f"yimen.toml: {message}")
 
 
-def test_build_without_a_printer(recorder: Recorder) -> None:
+def test_build_without_a_printer(recorder: RecordingOutbox) -> None:
     printer = build(parse({}), station_name=STATION, emit=recorder)
     assert isinstance(printer, NoPrinter)
     assert isinstance(printer, Printer)
@@ -66,14 +67,14 @@ def test_build_without_a_printer(recorder: Recorder) -> None:
     assert recorder.pending() == [], "no printer configured is not a fault to report"
 
 
-def test_build_a_driver_that_is_not_started_yet(recorder: Recorder) -> None:
+def test_build_a_driver_that_is_not_started_yet(recorder: RecordingOutbox) -> None:
     printer = build(parse({"port": "/dev/ttyUSB0"}), station_name=STATION, emit=recorder)
     assert isinstance(printer, Printer)
     assert printer.status()["state"] == "starting"
     assert printer.print_ticket(TICKET).reason == "stopped"
 
 
-def test_simulator(recorder: Recorder) -> None:
+def test_simulator(recorder: RecordingOutbox) -> None:
     printer = build(parse({}), station_name=STATION, emit=recorder, simulate=True)
     assert isinstance(printer, SimPrinter)
     assert isinstance(printer, Printer)

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 from fake_printer import FakePrinter
-from printer_support import STATION, Recorder, settle, wait_until
+from printer_support import STATION, settle, wait_until
 
 from peripherals.printer import Printer, Ticket
 from peripherals.printer.driver import SerialPrinter
+from tests.support.recording_outbox import RecordingOutbox
 
 MakePrinter = Callable[..., SerialPrinter]
 
@@ -24,7 +25,7 @@ TICKET = Ticket(
 )
 
 
-def started(make_printer: MakePrinter, recorder: Recorder, fake: FakePrinter) -> SerialPrinter:
+def started(make_printer: MakePrinter, recorder: RecordingOutbox, fake: FakePrinter) -> SerialPrinter:
     """A driver on the fake, past its first event (the state at start)."""
     printer = make_printer(fake.path)
     first = recorder.next()
@@ -36,7 +37,7 @@ def started(make_printer: MakePrinter, recorder: Recorder, fake: FakePrinter) ->
 
 @pytest.mark.parametrize("width,chars", [(58, 32), (80, 48)])
 def test_ticket_text_as_the_printer_decodes_it(
-    make_printer: MakePrinter, recorder: Recorder, fake: FakePrinter, width: int, chars: int
+    make_printer: MakePrinter, recorder: RecordingOutbox, fake: FakePrinter, width: int, chars: int
 ) -> None:
     printer = make_printer(fake.path, width=width)
     recorder.next()
@@ -60,7 +61,7 @@ def test_ticket_text_as_the_printer_decodes_it(
     assert printer.status()["tickets"] == {"printed": 1}
 
 
-def test_green_channel_ticket_says_so(make_printer: MakePrinter, recorder: Recorder, fake: FakePrinter) -> None:
+def test_green_channel_ticket_says_so(make_printer: MakePrinter, recorder: RecordingOutbox, fake: FakePrinter) -> None:
     printer = started(make_printer, recorder, fake)
     ticket = Ticket(id="s1-P001", number="P001", category="民政", ahead=0, issued_at=TICKET.issued_at, priority=True)
     assert printer.print_ticket(ticket).printed
@@ -91,7 +92,9 @@ TRANSITIONS = [
 ]
 
 
-def test_every_status_transition_is_one_event(make_printer: MakePrinter, recorder: Recorder, fake: FakePrinter) -> None:
+def test_every_status_transition_is_one_event(
+    make_printer: MakePrinter, recorder: RecordingOutbox, fake: FakePrinter
+) -> None:
     printer = started(make_printer, recorder, fake)
     settle(printer)
     assert recorder.pending() == [], "no event while nothing changes"
@@ -117,7 +120,7 @@ def test_every_status_transition_is_one_event(make_printer: MakePrinter, recorde
     assert set(fake.queries) == {1, 2, 3, 4}
 
 
-def test_a_printer_that_never_answers(make_printer: MakePrinter, recorder: Recorder, fake: FakePrinter) -> None:
+def test_a_printer_that_never_answers(make_printer: MakePrinter, recorder: RecordingOutbox, fake: FakePrinter) -> None:
     fake.mute = True
     printer = make_printer(fake.path)
     event = recorder.next()
@@ -147,7 +150,7 @@ def test_first_ticket_before_the_first_answer(make_printer: MakePrinter, fake: F
 
 
 def test_out_of_paper_declines_with_a_clear_outcome(
-    make_printer: MakePrinter, recorder: Recorder, fake: FakePrinter
+    make_printer: MakePrinter, recorder: RecordingOutbox, fake: FakePrinter
 ) -> None:
     printer = started(make_printer, recorder, fake)
     fake.paper = "out"
@@ -167,7 +170,7 @@ def test_out_of_paper_declines_with_a_clear_outcome(
 
 
 def test_absent_printer_is_failed_until_plugged_in(
-    make_printer: MakePrinter, recorder: Recorder, fake: FakePrinter, tmp_path: Path
+    make_printer: MakePrinter, recorder: RecordingOutbox, fake: FakePrinter, tmp_path: Path
 ) -> None:
     port = tmp_path / "ttyUSB0"
     printer = make_printer(str(port))
@@ -186,7 +189,7 @@ def test_absent_printer_is_failed_until_plugged_in(
     assert printer.print_ticket(TICKET).printed
 
 
-def test_unplugged_while_running(make_printer: MakePrinter, recorder: Recorder, fake: FakePrinter) -> None:
+def test_unplugged_while_running(make_printer: MakePrinter, recorder: RecordingOutbox, fake: FakePrinter) -> None:
     printer = started(make_printer, recorder, fake)
     fake.stop()
     event = recorder.next()
@@ -195,7 +198,7 @@ def test_unplugged_while_running(make_printer: MakePrinter, recorder: Recorder, 
     assert printer.print_ticket(TICKET).reason == "absent"
 
 
-def test_stopped_printer_declines(make_printer: MakePrinter, recorder: Recorder, fake: FakePrinter) -> None:
+def test_stopped_printer_declines(make_printer: MakePrinter, recorder: RecordingOutbox, fake: FakePrinter) -> None:
     printer = started(make_printer, recorder, fake)
     assert isinstance(printer, Printer)
     printer.stop()

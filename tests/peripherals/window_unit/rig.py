@@ -5,7 +5,7 @@
 - `Unit` runs firmware/app.py's `App` on its own thread, as the board's main loop would.
 - `Line` joins the gateway and a unit through two ptys and a relay that can drop and corrupt bytes,
   fall silent, or be unplugged and plugged in again (the gateway opens a symlink, as /dev/serial/by-id).
-- `Recorder` is `emit` for tests: every event committed to SQLite before it returns.
+- `Recorder` is `emit` for tests: the real outbox, every event on disk before it returns.
 """
 
 from __future__ import annotations
@@ -16,19 +16,17 @@ import json
 import os
 import random
 import select
-import sqlite3
 import sys
 import threading
 import time
 import tty
 import types
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from edge.events import Clock, Event, NewEvent, format_ts
 from tests.firmware import use_firmware_path
+from tests.support.recording_outbox import RecordingOutbox
 
 use_firmware_path()
 
@@ -137,9 +135,7 @@ class Unit:
         if self.proto != fw_link.PROTO:  # a unit from some future firmware
             hello = json.loads(self.app.unit.hello)
             self.app.unit.hello = fw_link.dumps({**hello, "proto": self.proto})
-        self._thread = threading.Thread(
-            target=self.app.run, args=(self._stopped.is_set,), name=f"unit-{self.uid}"
-        )
+        self._thread = threading.Thread(target=self.app.run, args=(self._stopped.is_set,), name=f"unit-{self.uid}")
         self._thread.start()
 
     def shutdown(self) -> None:
@@ -255,44 +251,11 @@ class Line:
                         os.write(target, data)
 
 
-class Recorder:
-    """`emit` for tests: each event is committed to SQLite before the call returns, as the outbox will be."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self.gate = threading.Event()  # cleared: emit blocks, as a slow SD card would
-        self.gate.set()
-        with contextlib.closing(sqlite3.connect(path)) as db, db:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS events"
-                " (seq INTEGER PRIMARY KEY, kind TEXT, priority INTEGER, data TEXT)"
-            )
-
-    def __call__(self, new: NewEvent) -> Event:
-        self.gate.wait()
-        with self._lock, contextlib.closing(sqlite3.connect(self.path)) as db, db:
-            cursor = db.execute(
-                "INSERT INTO events (kind, priority, data) VALUES (?, ?, ?)",
-                (new.kind, int(new.priority), json.dumps(new.data)),
-            )
-            seq = cursor.lastrowid
-        assert seq is not None
-        return Event(
-            "test",
-            seq,
-            new.kind,
-            format_ts(datetime.now().astimezone()),
-            Clock.UNSYNCED,
-            new.priority,
-            new.data,
-        )
+class Recorder(RecordingOutbox):
+    """`emit` for window-unit tests: the real outbox; `events` and `keys` read back what is on disk."""
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
-        """What is on disk, oldest first: each event's data, with its kind and priority."""
-        with contextlib.closing(sqlite3.connect(self.path)) as db:
-            rows = db.execute("SELECT kind, priority, data FROM events ORDER BY seq").fetchall()
-        return [{"kind": k, "priority": p, **json.loads(d)} for k, p, d in rows if kind is None or k == kind]
+        return self.stored(kind)
 
     def keys(self) -> list[tuple[str, int]]:
         return [(e["key"], e["n"]) for e in self.events("key")]

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
+import textwrap
 import tomllib
 
 import pytest
 
-from edge.configfile import ConfigError, Section
-from peripherals.window_unit import WindowConfig, WindowUnitOptions, parse_windows, window_units
+from edge import config
+from edge.configfile import ConfigError
+from peripherals.window_unit import WindowConfig, WindowUnitOptions, window_units
 from peripherals.window_unit.driver import WindowUnits
 from peripherals.window_unit.sim import SimWindowUnits
 
+BASE = '[station]\nid = "st-0001"\ncounty = "c"\n[storage]\npath = "/tmp/yimen-unused"\n'
+
 
 def parse(text: str):
-    doc = tomllib.loads(text)
-    top = Section("", doc, source="station.toml")
-    sections = [
-        Section(f"windows.{i}", raw, source="station.toml") for i, raw in enumerate(top.get_list("windows"))
-    ]
-    options = (
-        Section("window_unit", doc["window_unit"], source="station.toml") if "window_unit" in doc else None
-    )
-    return parse_windows(sections, options)
+    """Through the gateway's own config parser, as a person's file is read."""
+    return config.parse(tomllib.loads(BASE + textwrap.dedent(text)), "station.toml").windows
 
 
 def test_named_and_auto_windows() -> None:
@@ -68,34 +65,34 @@ def test_named_and_auto_windows() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('[[windows]]\nnumber = 1\nunit = "auto"', r"\[windows.0\] uid: .*needs the uid"),
-        ('[[windows]]\nnumber = 1\nunit = "ttyACM0"', r"\[windows.0\] unit: 'ttyACM0': give a device path"),
-        ('[[windows]]\nnumber = 1\nunti = "/dev/ttyACM0"', r"\[windows.0\] unti: unknown key"),
-        ("[[windows]]\nunit = '/dev/ttyACM0'", r"\[windows.0\] number: missing"),
+        ('[[windows]]\nnumber = 1\nunit = "auto"', r"\[windows #1\] uid: .*needs the uid"),
+        ('[[windows]]\nnumber = 1\nunit = "ttyACM0"', r"\[windows #1\] unit: 'ttyACM0': give a device path"),
+        ('[[windows]]\nnumber = 1\nunti = "/dev/ttyACM0"', r"\[windows #1\] unti: unknown key"),
+        ("[[windows]]\nunit = '/dev/ttyACM0'", r"\[windows #1\] number: missing"),
         (
             '[[windows]]\nnumber = 1\nunit = "/dev/ttyACM0"\n[[windows]]\nnumber = 2\nunit = "/dev/ttyACM0"',
-            r"\[windows.0\] and \[windows.1\] both use unit '/dev/ttyACM0'",
+            r"\[windows #1\] and \[windows #2\] both use unit '/dev/ttyACM0'",
         ),
         (
             "[[windows]]\nnumber = 4\n[[windows]]\nnumber = 4",
-            r"\[windows.0\] and \[windows.1\] both use number 4",
+            r"\[windows #2\] number: window 4 is already given in \[windows #1\]",
         ),
         (
             "[[windows]]\nnumber = 1\ngpio = { good = 17 }\n[[windows]]\nnumber = 2\ngpio = { bad = 17 }",
-            r"\[windows.0\] and \[windows.1\] both use gpio pin 17",
+            r"\[windows #1\] and \[windows #2\] both use gpio pin 17",
         ),
         (
             '[[windows]]\nnumber = 1\nunit = "/dev/ttyS1"\n[[windows]]\nnumber = 2\nkeypad = "/dev/ttyS1"',
-            r"\[windows.0\] and \[windows.1\] both use keypad '/dev/ttyS1'",
+            r"\[windows #1\] and \[windows #2\] both use keypad '/dev/ttyS1'",
         ),
-        ("[[windows]]\nnumber = 1\ngpio = { great = 17 }", r"\[windows.0\] gpio: 'great' is not a key"),
+        ("[[windows]]\nnumber = 1\ngpio = { great = 17 }", r"\[windows #1\] gpio: 'great' is not a key"),
         (
             "[[windows]]\nnumber = 1\ngpio = { good = 40 }",
-            r"\[windows.0.gpio\] good: 40 is above the maximum 27",
+            r"\[windows #1.gpio\] good: 40 is above the maximum 27",
         ),
         (
             "[[windows]]\nnumber = 1\nkeymap = { KEY_A = 'good' }",
-            r"\[windows.0\] keymap: a keymap needs a keypad",
+            r"\[windows #1\] keymap: a keymap needs a keypad",
         ),
         ('[window_unit]\nusb_ids = ["pico"]\n[[windows]]\nnumber = 1', r"\[window_unit\] usb_ids: 'pico'"),
         ("[window_unit]\nping_s = 0\n[[windows]]\nnumber = 1", r"\[window_unit\] ping_s: 0.0 is below"),

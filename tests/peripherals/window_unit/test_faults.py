@@ -34,9 +34,7 @@ def test_presses_made_while_the_gateway_is_down_arrive_when_it_restarts(
     assert online_count(recorder) == 2
 
 
-def test_a_unit_reboot_starts_a_new_session_and_counts_again(
-    make_line, make_unit, make_gateway, recorder
-) -> None:
+def test_a_unit_reboot_starts_a_new_session_and_counts_again(make_line, make_unit, make_gateway, recorder) -> None:
     line = make_line()
     unit = make_unit(line)
     make_gateway(WindowConfig(1, line.path))
@@ -51,9 +49,7 @@ def test_a_unit_reboot_starts_a_new_session_and_counts_again(
     assert recorder.keys() == [("good", 1), ("bad", 2), ("next", 1)]
 
 
-def test_every_press_crosses_a_line_that_drops_and_corrupts_bytes(
-    make_line, make_unit, make_gateway, recorder
-) -> None:
+def test_every_press_crosses_a_line_that_drops_and_corrupts_bytes(make_line, make_unit, make_gateway, recorder) -> None:
     line = make_line(drop=0.005, corrupt=0.005, seed=7)  # per byte: about 1 frame in 4 is hit
     unit = make_unit(line)
     gateway = make_gateway(WindowConfig(1, line.path))
@@ -68,9 +64,7 @@ def test_every_press_crosses_a_line_that_drops_and_corrupts_bytes(
     assert status["resends"] + unit.app.unit.link.resends > 0
 
 
-def test_a_silent_unit_is_reported_offline_and_then_online_again(
-    make_line, make_unit, make_gateway, recorder
-) -> None:
+def test_a_silent_unit_is_reported_offline_and_then_online_again(make_line, make_unit, make_gateway, recorder) -> None:
     line = make_line()
     unit = make_unit(line)
     make_gateway(WindowConfig(2, line.path))
@@ -85,9 +79,7 @@ def test_a_silent_unit_is_reported_offline_and_then_online_again(
     assert (offline["window"], offline["unit"], offline["reason"]) == (2, "e6614103e7", "silent")
 
 
-def test_unplugging_and_plugging_back_in_recovers_by_itself(
-    make_line, make_unit, make_gateway, recorder
-) -> None:
+def test_unplugging_and_plugging_back_in_recovers_by_itself(make_line, make_unit, make_gateway, recorder) -> None:
     line = make_line()
     unit = make_unit(line)
     gateway = make_gateway(WindowConfig(1, line.path))

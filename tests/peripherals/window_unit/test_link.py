@@ -82,19 +82,13 @@ def test_a_unit_speaking_another_protocol_is_refused_by_name(
     caplog.set_level(logging.ERROR)
     gateway = make_gateway(WindowConfig(1, line.path))
     wait_until(lambda: gateway.status()["units"][0]["state"] == "refused", "the gateway to refuse the unit")
-    assert any(
-        "abcd0002" in r.message and line.path in r.message and "protocol 2" in r.message
-        for r in caplog.records
-    )
+    assert any("abcd0002" in r.message and line.path in r.message and "protocol 2" in r.message for r in caplog.records)
     assert recorder.events() == []
 
 
 def test_auto_binds_units_by_uid_and_reports_a_stranger(make_line, make_unit, make_gateway, recorder) -> None:
     lines = [make_line(f"ttyACM{i}") for i in range(3)]
-    units = [
-        make_unit(line, uid=uid)
-        for line, uid in zip(lines, ["aaaa0001", "bbbb0002", "cccc0003"], strict=True)
-    ]
+    units = [make_unit(line, uid=uid) for line, uid in zip(lines, ["aaaa0001", "bbbb0002", "cccc0003"], strict=True)]
     make_gateway(
         WindowConfig(1, AUTO, "aaaa0001"),
         WindowConfig(2, AUTO, "bbbb0002"),
