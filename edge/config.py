@@ -18,6 +18,7 @@ from mqtt.commands import Command
 from mqtt.config import BrokerConfig, parse_broker
 from peripherals.camera import CameraConfig, parse_cameras
 from peripherals.simulator import SimulateConfig, parse_simulate
+from provisioning.config import ProvisioningConfig, parse_provisioning
 
 ID_PATTERN = r"[a-z0-9-]{1,32}"
 
@@ -74,6 +75,7 @@ class Config:
     telemetry: TelemetryConfig
     simulate: SimulateConfig | None
     cameras: tuple[CameraConfig, ...] = ()
+    provisioning: ProvisioningConfig | None = None
 
 
 def _station(section: Section) -> StationConfig:
@@ -123,7 +125,9 @@ def parse(doc: dict, source: str) -> Config:
 
     station = _station(sec("station")) if top.has("station") else None
     if station is None:
-        raise ConfigError(f"{source}: [station] missing: id and county are required")
+        raise ConfigError(
+            f"{source}: [station] missing: id and county are required (or add [provisioning] to enrol this station)"
+        )
     if not top.has("storage"):
         raise ConfigError(f"{source}: [storage] missing: path is required")
     cfg = Config(
@@ -135,6 +139,7 @@ def parse(doc: dict, source: str) -> Config:
         telemetry=_telemetry(sec("telemetry")),
         simulate=parse_simulate(sec("simulate")) if top.has("simulate") else None,
         cameras=parse_cameras(top),
+        provisioning=parse_provisioning(sec("provisioning")) if top.has("provisioning") else None,
     )
     unknown = top.unread()
     if unknown:
