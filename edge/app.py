@@ -7,6 +7,7 @@ uplink says offline before it disconnects.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -68,7 +69,7 @@ class Gateway:
         for command in [*self.uplink.commands(), config_commands(config), *self.changes.commands()]:
             self.downlink.register(command)
         self._was_synced = self.clock.synced()
-        self._inventory: dict[str, Any] | None = None
+        self._inventory: str | None = None  # the inventory the county was last told, as JSON
         self.parts: list[Part] = [
             self.downlink,
             self.uplink,
@@ -76,7 +77,7 @@ class Gateway:
             Periodic("yimen-retention", 3600.0, self._expire, run_first=True),
             Periodic("yimen-clock", config.clock.poll_s, self._watch_clock),
             # Polling /dev is hotplug detection without udev bindings: a device shows within 30 s.
-            Periodic("yimen-inventory", 30.0, self._report_inventory, run_first=True),
+            Periodic("yimen-inventory", 30.0, self._report_inventory),
             Periodic("yimen-config-watch", 1.0, self._watch_config),
         ]
         if config.provisioning is not None:
@@ -104,10 +105,13 @@ class Gateway:
         self.changes.watch(connected=self.uplink.status()["state"] == "connected")
 
     def _report_inventory(self) -> None:
-        """An `inventory` event at boot and whenever what is plugged in changes."""
-        found = inventory.scan(cameras=self.config.cameras)
+        """An `inventory` event whenever what is plugged in differs from what the county was last told,
+        checked at boot (the last report is kept in the outbox, so a reboot alone costs nothing) and
+        every 30 s after."""
+        found = json.dumps(inventory.scan(cameras=self.config.cameras), sort_keys=True)
         if found != self._inventory:
-            self.outbox.append(NewEvent("inventory", Priority.NORMAL, found))
+            self.outbox.append(NewEvent("inventory", Priority.NORMAL, json.loads(found)))
+            self.outbox.set_meta("inventory", found)
             self._inventory = found
 
     def _watch_enrolment(self) -> None:
@@ -134,6 +138,8 @@ class Gateway:
         self.outbox.set_meta("pid", str(os.getpid()))
         self._watch_clock()
         self.changes.report_outcome()
+        self._inventory = self.outbox.get_meta("inventory")
+        self._report_inventory()  # before the uplink starts: a drained backlog includes it
         for part in self.parts:
             part.start()
 

@@ -46,7 +46,7 @@ def county(tmp_path: Path) -> Iterator[County]:
     if plugin is None:
         pytest.skip("mosquitto_dynamic_security.so not found under /usr/lib: install Debian's mosquitto >= 2.0")
     if ctrl is None:
-        pytest.skip("mosquitto_ctrl not found: install Debian's mosquitto-clients (./dev does)")
+        pytest.skip("mosquitto_ctrl not found: Debian 12 ships it in mosquitto (./dev also tries mosquitto-clients)")
     work = tmp_path / "county"
     work.mkdir()
     subprocess.run([ctrl, "dynsec", "init", str(work / "dynsec.json"), *ADMIN], check=True, capture_output=True)
