@@ -8,11 +8,14 @@ conditional UPDATE, so two requests racing with the same token cannot both win.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import sqlite3
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +71,7 @@ class Registry:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         # Used from the registrar's worker thread and, for status updates, from paho's.
+        self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=5000")
@@ -76,16 +80,30 @@ class Registry:
     def close(self) -> None:
         self._db.close()
 
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[None]:
+        """One transaction at a time on this connection; IMMEDIATE so that a `yimen registrar`
+        command in another process waits (busy_timeout) instead of failing half-way."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     # ----- settings -----------------------------------------------------------------------------
 
     def set_settings(self, values: dict[str, Any]) -> None:
-        with self._db:
+        with self._tx():
             self._db.executemany(
                 "INSERT OR REPLACE INTO settings VALUES (?, ?)", [(k, json.dumps(v)) for k, v in values.items()]
             )
 
     def settings(self) -> dict[str, Any]:
-        rows = self._db.execute("SELECT key, value FROM settings").fetchall()
+        with self._lock:
+            rows = self._db.execute("SELECT key, value FROM settings").fetchall()
         if not rows:
             raise RegistryError(f"{self.path}: registry has no settings; run `yimen registrar init`")
         return {k: json.loads(v) for k, v in rows}
@@ -93,19 +111,22 @@ class Registry:
     # ----- stations and tokens ------------------------------------------------------------------
 
     def station(self, station: str) -> dict[str, Any] | None:
-        cur = self._db.execute("SELECT * FROM stations WHERE station = ?", (station,))
-        row = cur.fetchone()
+        with self._lock:
+            cur = self._db.execute("SELECT * FROM stations WHERE station = ?", (station,))
+            row = cur.fetchone()
         return dict(zip([c[0] for c in cur.description], row, strict=True)) if row else None
 
     def stations(self) -> list[dict[str, Any]]:
-        cur = self._db.execute("SELECT * FROM stations ORDER BY station")
+        with self._lock:
+            cur = self._db.execute("SELECT * FROM stations ORDER BY station")
+            rows = cur.fetchall()
         names = [c[0] for c in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        return [dict(zip(names, row, strict=True)) for row in rows]
 
     def add_token(self, station: str, name: str, token: str, expires_at: float) -> None:
         """A new claim for `station`; any earlier unused claim for it stops working."""
         now = time.time()
-        with self._db:
+        with self._tx():
             self._db.execute(
                 "INSERT INTO stations (station, name, state) VALUES (?, ?, 'pending') ON CONFLICT(station) "
                 "DO UPDATE SET name = CASE WHEN excluded.name = '' THEN name ELSE excluded.name END",
@@ -120,7 +141,7 @@ class Registry:
     def claim(self, token: str, now: float) -> Claim:
         """Consume a token if it is good; otherwise say why not. At most one caller ever gets "ok"."""
         digest = token_hash(token)
-        with self._db:
+        with self._tx():
             won = self._db.execute(
                 "UPDATE tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL AND void = 0 AND expires_at > ?",
                 (now, digest, now),
@@ -138,11 +159,11 @@ class Registry:
 
     def unclaim(self, token: str) -> None:
         """Give a token back: the enrolment it was claimed for failed on the county's side."""
-        with self._db:
+        with self._tx():
             self._db.execute("UPDATE tokens SET used_at = NULL WHERE hash = ?", (token_hash(token),))
 
     def enrolled(self, station: str, username: str, serial: str, public_key: str, inventory: dict[str, Any]) -> None:
-        with self._db:
+        with self._tx():
             self._db.execute(
                 "UPDATE stations SET state = 'enrolled', username = ?, serial = ?, public_key = ?, inventory = ?, "
                 "enrolled_at = ?, revoked_at = NULL WHERE station = ?",
@@ -150,14 +171,14 @@ class Registry:
             )
 
     def revoked(self, station: str) -> None:
-        with self._db:
+        with self._tx():
             self._db.execute(
                 "UPDATE stations SET state = 'revoked', revoked_at = ? WHERE station = ?", (time.time(), station)
             )
             self._db.execute("UPDATE tokens SET void = 1 WHERE station = ? AND used_at IS NULL", (station,))
 
     def record_status(self, station: str, status: dict[str, Any]) -> None:
-        with self._db:
+        with self._tx():
             self._db.execute(
                 "UPDATE stations SET last_status = ?, last_status_at = ? WHERE station = ?",
                 (json.dumps(status, ensure_ascii=False), time.time(), station),
