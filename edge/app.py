@@ -25,7 +25,7 @@ from edge.outbox import Outbox
 from edge.periodic import Periodic
 from mqtt.downlink import Downlink
 from mqtt.uplink import Uplink
-from provisioning import enrol, inventory
+from provisioning import inventory
 
 log = logging.getLogger("yimen.app")
 
@@ -119,6 +119,8 @@ class Gateway:
         prov = self.config.provisioning
         if prov is None or self.uplink.status()["state"] != "needs_enrolment":
             return
+        from provisioning import enrol  # the crypto is imported only by a station that needs it
+
         found = enrol.find_claim(prov, enrol.identity_dir(self.config))
         if found is not None:
             log.warning("our login was refused and a new claim is at %s: enrolling again", found.where)

@@ -62,11 +62,11 @@ def _enrol(path: Path) -> bool:
 def _cmd_run(args: argparse.Namespace) -> int:
     from edge import app, config, configset
     from edge.outbox import OutboxError
-    from provisioning import enrol
+    from provisioning.config import needs_enrolment
 
     path = Path(args.config)
     configset.check_at_start(path)
-    if enrol.needs_enrolment(path):
+    if needs_enrolment(path):
         return _restart(app.EXIT_RESTART) if _enrol(path) else 0
     cfg = config.load(path)
     try:

@@ -7,6 +7,7 @@ stays, so that a station whose login is later refused can enrol again from a new
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,17 @@ class ProvisioningConfig:
     reply_timeout_s: float = 30.0
     # Pause between searches while no claim is found, and after a refused one.
     retry_s: float = 10.0
+
+
+def needs_enrolment(path: Path) -> bool:
+    """A config with `[provisioning]` and no `[station]`: a station that has not enrolled yet.
+
+    Here rather than in enrol.py so that an enrolled gateway's start never imports the crypto."""
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False  # config.load reports it properly
+    return "provisioning" in doc and "station" not in doc
 
 
 def parse_provisioning(section: Section) -> ProvisioningConfig:

@@ -53,15 +53,6 @@ class EnrolError(RuntimeError):
     pass
 
 
-def needs_enrolment(path: Path) -> bool:
-    """A config with `[provisioning]` and no `[station]`: a station that has not enrolled yet."""
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return False  # config.load reports it properly
-    return "provisioning" in doc and "station" not in doc
-
-
 def load(path: Path) -> config_mod.Config:
     """The config, checked as a whole; before enrolment its identity is a stand-in."""
     text = path.read_text(encoding="utf-8")

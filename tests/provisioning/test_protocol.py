@@ -13,7 +13,7 @@ from PIL import Image
 from edge import config as config_mod
 from edge.configfile import ConfigError
 from provisioning import enrol, inventory, protocol, qr
-from provisioning.config import ProvisioningConfig
+from provisioning.config import ProvisioningConfig, needs_enrolment
 from provisioning.registry import Registry
 
 CLAIM = protocol.ProvisioningFile(
@@ -118,7 +118,7 @@ def test_a_bootstrap_config_is_checked_before_enrolment(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"\[provisioning\] serch: unknown key"):
         enrol.load(path)
     path.write_text(f'[storage]\npath = "{tmp_path}"\n')
-    assert not enrol.needs_enrolment(path)
+    assert not needs_enrolment(path)
     with pytest.raises(ConfigError, match=r"add \[provisioning\]"):
         config_mod.load(path)
 
