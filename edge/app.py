@@ -8,6 +8,7 @@ prints on and stops before it; drivers that press its keys are to be added after
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -19,6 +20,8 @@ from typing import Any, Protocol
 from edge import __version__, retention
 from edge.clock import ClockSource
 from edge.config import Config, config_commands
+from edge.configset import ConfigChanges
+from edge.events import NewEvent, Priority
 from edge.health import Health
 from edge.outbox import Outbox
 from edge.periodic import Periodic
@@ -29,8 +32,15 @@ from mqtt.uplink import Uplink
 from peripherals import printer
 from peripherals.keyevents import KeyPress
 from peripherals.window_unit import window_units
+from provisioning import inventory
 
 log = logging.getLogger("yimen.app")
+
+# What `yimen run` does next, after the gateway stopped on its own: start again (a config
+# change, the `restart` command), or enrol first (the broker refused our login and a new claim
+# is at hand). The CLI re-executes itself; if it cannot, it exits with this code for systemd.
+EXIT_RESTART = 75
+EXIT_ENROL = 76
 
 
 class Part(Protocol):
@@ -84,9 +94,13 @@ class Gateway:
             on_message=self.downlink.on_message,
         )
         self.downlink.bind(self.uplink.publish_control)
-        for command in [*self.uplink.commands(), config_commands(config)]:
+        self.stopping = threading.Event()
+        self.exit_code = 0
+        self.changes = ConfigChanges(config, self.outbox.append, lambda: self.request_exit(EXIT_RESTART))
+        for command in [*self.uplink.commands(), config_commands(config), *self.changes.commands()]:
             self.downlink.register(command)
         self._was_synced = self.clock.synced()
+        self._inventory: str | None = None  # the inventory the county was last told, as JSON
         self.parts: list[Part] = [
             self.downlink,
             self.uplink,
@@ -94,13 +108,21 @@ class Gateway:
             Periodic("yimen-retention", 3600.0, self._expire, run_first=True),
             Periodic("yimen-clock", config.clock.poll_s, self._watch_clock),
             self.printer,
+            # Polling /dev is hotplug detection without udev bindings: a device shows within 30 s.
+            Periodic("yimen-inventory", 30.0, self._report_inventory),
+            Periodic("yimen-config-watch", 1.0, self._watch_config),
         ]
+        if config.provisioning is not None:
+            self.parts.append(Periodic("yimen-enrol-watch", config.provisioning.retry_s, self._watch_enrolment))
         if config.cameras:
             from edge.media import MediaStore
             from peripherals.camera import make_camera
+            from peripherals.camera.commands import snapshot_command
 
             media = MediaStore(config.storage.path, self.outbox.append)
-            self.parts += [make_camera(cam, media) for cam in config.cameras]
+            cameras = [make_camera(cam, media) for cam in config.cameras]
+            self.parts += cameras
+            self.downlink.register(snapshot_command(cameras))
         self.parts += self._key_sources()
         if self.station is not None:
             self.parts.append(self.station)
@@ -134,6 +156,36 @@ class Gateway:
             sources.append(evdev_inputs(windows, self.outbox.append, on_key=on_key))
         return sources
 
+    def request_exit(self, code: int) -> None:
+        """Stop the gateway from inside (a command, a watch); `run` returns `code`."""
+        self.exit_code = code
+        self.stopping.set()
+
+    def _watch_config(self) -> None:
+        self.changes.watch(connected=self.uplink.status()["state"] == "connected")
+
+    def _report_inventory(self) -> None:
+        """An `inventory` event whenever what is plugged in differs from what the county was last told,
+        checked at boot (the last report is kept in the outbox, so a reboot alone costs nothing) and
+        every 30 s after."""
+        found = json.dumps(inventory.scan(cameras=self.config.cameras), sort_keys=True)
+        if found != self._inventory:
+            self.outbox.append(NewEvent("inventory", Priority.NORMAL, json.loads(found)))
+            self.outbox.set_meta("inventory", found)
+            self._inventory = found
+
+    def _watch_enrolment(self) -> None:
+        """The broker refused our login: enrol again as soon as a new claim is at hand."""
+        prov = self.config.provisioning
+        if prov is None or self.uplink.status()["state"] != "needs_enrolment":
+            return
+        from provisioning import enrol  # the crypto is imported only by a station that needs it
+
+        found = enrol.find_claim(prov, enrol.identity_dir(self.config))
+        if found is not None:
+            log.warning("our login was refused and a new claim is at %s: enrolling again", found.where)
+            self.request_exit(EXIT_ENROL)
+
     def _expire(self) -> None:
         retention.expire(self.outbox, self.config.storage.retention_days)
 
@@ -147,6 +199,9 @@ class Gateway:
     def start(self) -> None:
         self.outbox.set_meta("pid", str(os.getpid()))
         self._watch_clock()
+        self.changes.report_outcome()
+        self._inventory = self.outbox.get_meta("inventory")
+        self._report_inventory()  # before the uplink starts: a drained backlog includes it
         for part in self.parts:
             part.start()
 
@@ -184,14 +239,13 @@ def run(config: Config) -> int:
         config.broker.port,
         config.storage.path,
     )
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     gateway = Gateway(config)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: gateway.stopping.set())
     gateway.start()
     try:
-        stop.wait()
+        gateway.stopping.wait()
     finally:
         log.info("stopping")
         gateway.stop()
-    return 0
+    return gateway.exit_code

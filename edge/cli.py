@@ -7,11 +7,15 @@ import contextlib
 import json
 import logging
 import logging.handlers
+import os
 import queue
 import sys
+from pathlib import Path
 
 from edge import __version__
 from edge.configfile import ConfigError
+
+_log_listeners: list[logging.handlers.QueueListener] = []
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -21,6 +25,7 @@ def _setup_logging(verbose: bool) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     listener = logging.handlers.QueueListener(records, handler)
     listener.start()
+    _log_listeners.append(listener)
     root = logging.getLogger()
     root.addHandler(logging.handlers.QueueHandler(records))
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -29,16 +34,103 @@ def _setup_logging(verbose: bool) -> None:
     atexit.register(listener.stop)
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from edge import app, config
-    from edge.outbox import OutboxError
-
-    cfg = config.load(args.config)
+def _restart(code: int) -> int:
+    """Start `yimen` afresh in this process (same pid, so systemd and tests see one gateway);
+    if that fails, exit with `code` and let systemd start it again."""
+    for listener in _log_listeners:
+        listener.stop()  # exec skips atexit: flush the log first
     try:
-        return app.run(cfg)
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+    except OSError as exc:
+        print(f"yimen: cannot restart myself ({exc}); exiting with {code} for systemd to restart", file=sys.stderr)
+    return code
+
+
+def _enrol(path: Path) -> bool:
+    """Enrol in the foreground until a claim works; SIGTERM or Ctrl-C abandon it (False)."""
+    import signal
+    import threading
+
+    from provisioning import enrol
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return enrol.run(path, stop)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from edge import app, config, configset
+    from edge.outbox import OutboxError
+    from provisioning.config import needs_enrolment
+
+    path = Path(args.config)
+    configset.check_at_start(path)
+    if needs_enrolment(path):
+        return _restart(app.EXIT_RESTART) if _enrol(path) else 0
+    cfg = config.load(path)
+    try:
+        code = app.run(cfg)
     except OutboxError as exc:
         print(f"yimen: {exc}", file=sys.stderr)
         return 1
+    if code == app.EXIT_ENROL and not _enrol(path):
+        return 0
+    return _restart(code) if code in (app.EXIT_RESTART, app.EXIT_ENROL) else code
+
+
+def _cmd_registrar(args: argparse.Namespace) -> int:
+    """County side: `yimen registrar init|issue-token|reenrol|revoke|list|serve`."""
+    from provisioning import registrar
+    from provisioning.dynsec import DynSecError
+    from provisioning.registry import Registry, RegistryError
+
+    db = Path(args.db)
+    try:
+        if args.action == "init":
+            password = Path(args.admin_password_file).read_text().strip()
+            registrar.init(
+                db, args.county, args.broker, args.admin_user, password, args.station_broker, args.token_hours
+            ).close()
+            print(f"registry {db} created; county {args.county}: registrar and provisioning logins are on the broker")
+            return 0
+        reg = registrar.Registrar(Registry(db))
+        if args.action in ("issue-token", "reenrol"):
+            out = Path(args.out)
+            if args.action == "issue-token":
+                issued = reg.issue(args.station, out, name=args.name, hours=args.hours)
+            else:
+                issued = reg.reenrol(args.station, out, hours=args.hours)
+            print(f"claim for {issued.station}, valid until {time_text(issued.expires)}:")
+            print(f"  {issued.file}   copy to the Pi's boot partition or a USB stick")
+            print(f"  {issued.png}   print it; hold it up to the station's camera")
+        elif args.action == "revoke":
+            reg.revoke(args.station)
+            print(f"station {args.station} revoked: its login is deleted and its claims are void")
+        elif args.action == "list":
+            rows = reg.list()
+            print(json.dumps(rows, indent=2, ensure_ascii=False) if args.json else registrar.render(rows))
+        elif args.action == "serve":
+            import threading
+
+            service = registrar.Service(reg).start()
+            with contextlib.suppress(KeyboardInterrupt):
+                import signal
+
+                stop = threading.Event()
+                signal.signal(signal.SIGTERM, lambda *_: stop.set())
+                stop.wait()
+            service.stop()
+    except (RegistryError, DynSecError, ValueError, OSError) as exc:
+        print(f"yimen registrar: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def time_text(ts: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(ts))
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -94,6 +186,28 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--port", type=int, default=1883)
     watch.add_argument("--county", required=True)
     watch.set_defaults(func=_cmd_watch)
+
+    reg = sub.add_parser("registrar", help="county side: enrol stations, issue claims, revoke")
+    reg.add_argument("--db", required=True, help="the county's registry (SQLite; keep it 0600)")
+    reg.set_defaults(func=_cmd_registrar)
+    acts = reg.add_subparsers(dest="action", required=True)
+    init = acts.add_parser("init", help="create the registry and the registrar's and provisioning logins")
+    init.add_argument("--county", required=True)
+    init.add_argument("--broker", required=True, help="HOST:PORT of the county broker, as the registrar reaches it")
+    init.add_argument("--station-broker", help="HOST:PORT as stations reach it (default: --broker)")
+    init.add_argument("--admin-user", required=True, help="a dynamic-security admin (mosquitto_ctrl dynsec init)")
+    init.add_argument("--admin-password-file", required=True, help="a file holding that admin's password")
+    init.add_argument("--token-hours", type=float, default=72.0, help="how long a claim stays valid")
+    for name, text in [("issue-token", "a one-time claim for a new station"), ("reenrol", "replace a station's Pi")]:
+        act = acts.add_parser(name, help=text)
+        act.add_argument("station", help="the station id, [a-z0-9-]{1,32}")
+        act.add_argument("--out", default=".", help="writes OUT/<station>/yimen-provision.json and the QR PNG")
+        act.add_argument("--hours", type=float, help="validity (default: as set at init)")
+        if name == "issue-token":
+            act.add_argument("--name", default="", help="the station's name, e.g. 新桥村便民服务站")
+    acts.add_parser("revoke", help="delete a station's login; it can no longer connect").add_argument("station")
+    acts.add_parser("list", help="stations, their state and last status").add_argument("--json", action="store_true")
+    acts.add_parser("serve", help="answer enrolment requests and record station status (foreground)")
     return parser
 
 

@@ -23,6 +23,7 @@ from peripherals.camera import CameraConfig, parse_cameras
 from peripherals.printer import PrinterConfig, parse_printer
 from peripherals.simulator import SimulateConfig, default_station, parse_simulate
 from peripherals.window_unit import WindowsConfig, parse_windows
+from provisioning.config import ProvisioningConfig, parse_provisioning
 
 ID_PATTERN = r"[a-z0-9-]{1,32}"
 
@@ -84,6 +85,7 @@ class Config:
     service: StationSettings | None = None
     # How each window's keys reach the gateway: window units, GPIO buttons, keypads, card readers.
     windows: WindowsConfig = field(default_factory=WindowsConfig)
+    provisioning: ProvisioningConfig | None = None
 
 
 def _station(section: Section) -> StationConfig:
@@ -133,7 +135,9 @@ def parse(doc: dict, source: str) -> Config:
 
     station = _station(sec("station")) if top.has("station") else None
     if station is None:
-        raise ConfigError(f"{source}: [station] missing: id and county are required")
+        raise ConfigError(
+            f"{source}: [station] missing: id and county are required (or add [provisioning] to enrol this station)"
+        )
     if not top.has("storage"):
         raise ConfigError(f"{source}: [storage] missing: path is required")
     windows = top.tables("windows")
@@ -155,6 +159,7 @@ def parse(doc: dict, source: str) -> Config:
         printer=parse_printer(sec("printer")) if top.has("printer") else PrinterConfig(),
         service=service,
         windows=units,
+        provisioning=parse_provisioning(sec("provisioning")) if top.has("provisioning") else None,
     )
     for window in windows:
         window.done()

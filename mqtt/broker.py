@@ -28,7 +28,15 @@ def free_port() -> int:
 class Mosquitto:
     """One mosquitto process on 127.0.0.1:<port>; `extra` lines are appended to its config."""
 
-    def __init__(self, workdir: Path, *, port: int | None = None, persistence: bool = False, extra: str = "") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        port: int | None = None,
+        persistence: bool = False,
+        extra: str = "",
+        allow_anonymous: bool = True,
+    ) -> None:
         self.binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(self.binary).exists():
             raise BrokerError("mosquitto is not installed: run `apt-get install mosquitto` (see README)")
@@ -36,6 +44,8 @@ class Mosquitto:
         self.port = port or free_port()
         self.persistence = persistence
         self.extra = extra
+        # False for a broker whose logins come from a plugin (dynamic security), as a county's does.
+        self.allow_anonymous = allow_anonymous
         self.proc: subprocess.Popen | None = None
         workdir.mkdir(parents=True, exist_ok=True)
 
@@ -46,7 +56,7 @@ class Mosquitto:
     def write_config(self) -> None:
         lines = [
             f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+            f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.workdir}/",
             "log_dest stderr",

@@ -70,6 +70,8 @@ class Command:
     handler: Handler
     args: dict[str, Arg] = field(default_factory=dict)
     doc: str = ""
+    # Run once the reply is on its way (e.g. `restart`, which would otherwise cut it off).
+    after: Callable[[], None] | None = None
 
 
 def parse_request(command: Command | None, name: str, payload: bytes, now: float | None = None) -> dict[str, Any]:

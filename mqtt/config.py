@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edge.configfile import ConfigError, Section
@@ -15,6 +15,8 @@ class BrokerConfig:
     protocol: str = "5"  # "5" or "3.1.1"
     username: str | None = None
     password: str | None = None
+    # Where enrolment stored the station's password (mode 0600), so the config holds no secret.
+    password_file: Path | None = None
     tls: bool = False
     ca_file: Path | None = None
     cert_file: Path | None = None
@@ -34,6 +36,7 @@ def parse_broker(section: Section) -> BrokerConfig:
         protocol=section.get_str("protocol", BrokerConfig.protocol, choices=("5", "3.1.1")),
         username=section.get_str("username", None),
         password=section.get_str("password", None),
+        password_file=section.get_path("password_file", None),
         tls=section.get_bool("tls", False),
         ca_file=section.get_path("ca_file", None),
         cert_file=section.get_path("cert_file", None),
@@ -45,6 +48,13 @@ def parse_broker(section: Section) -> BrokerConfig:
         connect_timeout_s=section.get_float("connect_timeout_s", BrokerConfig.connect_timeout_s, minval=0.5),
     )
     section.done()
+    if cfg.password_file is not None:
+        if cfg.password is not None:
+            raise section.error("password_file", "give password or password_file, not both")
+        try:
+            cfg = replace(cfg, password=cfg.password_file.read_text(encoding="utf-8").strip())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise section.error("password_file", f"cannot read {cfg.password_file}: {exc}") from None
     if cfg.password is not None and cfg.username is None:
         raise section.error("password", "given without username")
     if (cfg.cert_file is None) != (cfg.key_file is None):

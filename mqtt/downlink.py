@@ -80,10 +80,12 @@ class Downlink:
             log.warning("ignoring a message on %s: not a command topic", topic)
             return
         correlation = None
+        after = None
         try:
             args = parse_request(self._commands.get(name), name, payload)
             correlation = args.get("correlation")
             reply = response(self._commands[name].handler(args), correlation=correlation)
+            after = self._commands[name].after
             self.handled += 1
         except CommandError as exc:
             reply = response(error=exc, correlation=correlation or _correlation(payload))
@@ -100,6 +102,8 @@ class Downlink:
             out.CorrelationData = props.CorrelationData
         if self._publish is not None:
             self._publish(reply_to, reply, out)
+        if after is not None:
+            after()
 
 
 def _correlation(payload: bytes) -> str | None:

@@ -4,6 +4,8 @@
     yimen/v1/<county>/<station>/status            retained online/offline, QoS 1
     yimen/v1/<county>/<station>/cmd/<name>        a command to the station
     yimen/v1/<county>/<station>/cmd-reply/<name>  its reply, where the request named no response topic
+    yimen/enrol/v1/<county>/request               a new station's enrolment request (provisioning login)
+    yimen/enrol/v1/<county>/reply                 the registrar's replies, sealed to each requester's key
 See mqtt/TOPICS.md for the payloads.
 """
 
@@ -75,3 +77,21 @@ def parse(topic: str) -> Topic:
     if CHANNELS.get(channel) != len(parts) - 5:
         raise ValueError(f"unknown yimen topic: {topic!r}")
     return Topic(county, station, channel, parts[5] if len(parts) > 5 else None)
+
+
+def status_filter(county: str) -> str:
+    """Every station's retained status in a county: what the registrar records as "last status"."""
+    return f"{ROOT}/{_check('county', county)}/+/status"
+
+
+# Enrolment lives outside yimen/v1/<county>/... so that no county subscriber (`county_filter`)
+# ever sees a claim token, and no station name can collide with it.
+ENROL_ROOT = "yimen/enrol/v1"
+
+
+def enrol_request_topic(county: str) -> str:
+    return f"{ENROL_ROOT}/{_check('county', county)}/request"
+
+
+def enrol_reply_topic(county: str) -> str:
+    return f"{ENROL_ROOT}/{_check('county', county)}/reply"

@@ -191,6 +191,8 @@ class Uplink:
                 except queue.Empty:
                     break
             if any(i[0] == "stop" for i in items):
+                # What was queued before the stop (a command's reply, say) still goes out first.
+                self._handle([i for i in items if i[0] != "stop"])
                 self._shutdown()
                 return
             self._handle(items)

@@ -1,0 +1,164 @@
+"""`config-set` and `restart`: a new config from the county, applied by a restart, undone if it fails.
+
+The new text is checked with the same parser the gateway starts with, and must keep the
+station's identity and storage. The old file is kept beside it (`<config>.previous`) and a
+small state file (`<config>.pending.json`) says a change is on trial. At every start with a
+change on trial:
+
+- the config does not load, or this is the third start in a row with it: roll back now;
+- the gateway reaches the broker: the change is confirmed, the state file removed;
+- `confirm_s` passes without reaching the broker: roll back and restart.
+
+Each outcome is reported to the county as a `config` event. The files sit beside the config
+because a config that cannot be parsed does not say where storage is.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edge import config as config_mod
+from edge.configfile import ConfigError
+from edge.events import NewEvent, Priority
+from mqtt.commands import Arg, Command, CommandError
+
+log = logging.getLogger("yimen.config")
+
+MAX_TRIAL_STARTS = 3
+DEFAULT_CONFIRM_S = 60.0
+
+
+def _pending_path(config: Path) -> Path:
+    return config.with_name(config.name + ".pending.json")
+
+
+def _previous_path(config: Path) -> Path:
+    return config.with_name(config.name + ".previous")
+
+
+def _outcome_path(config: Path) -> Path:
+    """What became of the last change, until the gateway has reported it."""
+    return config.with_name(config.name + ".outcome.json")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Replace a file so that a power cut leaves the old or the new one, never half; keeps its mode."""
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def rollback(config: Path, reason: str) -> None:
+    """Put the previous config back and note why; the caller starts (or restarts) with it."""
+    previous = _previous_path(config)
+    log.error("config change rolled back: %s", reason)
+    _atomic_write(config, previous.read_bytes())
+    _atomic_write(_outcome_path(config), json.dumps({"result": "rolled-back", "reason": reason}).encode())
+    _pending_path(config).unlink(missing_ok=True)
+    previous.unlink(missing_ok=True)
+
+
+def check_at_start(config: Path) -> None:
+    """Before the config is loaded: count this start against a change on trial; roll back a bad one."""
+    pending = _read_json(_pending_path(config))
+    if pending is None:
+        return
+    pending["starts"] = pending.get("starts", 0) + 1
+    _atomic_write(_pending_path(config), json.dumps(pending).encode())
+    if pending["starts"] > MAX_TRIAL_STARTS:
+        rollback(config, f"the gateway did not come back after {MAX_TRIAL_STARTS} starts with the new config")
+        return
+    try:
+        config_mod.load(config)
+    except ConfigError as exc:
+        rollback(config, f"the new config does not load: {exc}")
+
+
+class ConfigChanges:
+    """The commands, and the watch that confirms or undoes a change on trial."""
+
+    def __init__(self, config: config_mod.Config, emit: Callable[[NewEvent], Any], restart: Callable[[], None]) -> None:
+        self.config = config
+        self._emit = emit
+        self._restart = restart
+        self._started = time.monotonic()
+
+    def commands(self) -> list[Command]:
+        return [
+            Command(
+                "config-set",
+                self._set,
+                args={"toml": Arg("str", required=True), "confirm_s": Arg("number", min=5, max=3600)},
+                doc="replace the config file; applied by a restart, rolled back if the gateway does not come back",
+                after=self._restart,
+            ),
+            Command("restart", lambda _a: {"restarting": True}, doc="restart the gateway", after=self._restart),
+        ]
+
+    def _set(self, args: dict[str, Any]) -> dict[str, Any]:
+        source = self.config.source
+        if _pending_path(source).exists():
+            raise CommandError("bad-request", "a config change is still on trial; wait for its `config` event")
+        text: str = args["toml"]
+        try:
+            new = config_mod.parse(tomllib.loads(text), str(source))
+        except tomllib.TOMLDecodeError as exc:
+            raise CommandError("bad-request", f"not valid TOML: {exc}") from None
+        except ConfigError as exc:
+            raise CommandError("bad-request", f"config refused, nothing changed: {exc}") from None
+        old = self.config
+        for what, before, after in [
+            ("[station] id", old.station.id, new.station.id),
+            ("[station] county", old.station.county, new.station.county),
+            ("[storage] path", old.storage.path, new.storage.path),
+        ]:
+            if before != after:
+                raise CommandError("bad-request", f"{what} cannot be changed remotely ({before} -> {after})")
+        confirm_s = float(args.get("confirm_s", DEFAULT_CONFIRM_S))
+        _atomic_write(_previous_path(source), source.read_bytes())
+        _atomic_write(_pending_path(source), json.dumps({"confirm_s": confirm_s, "starts": 0}).encode())
+        _atomic_write(source, text.encode())
+        log.info("config-set: new config written to %s; restarting to apply it", source)
+        return {"restarting": True, "confirm_s": confirm_s}
+
+    def report_outcome(self) -> None:
+        """At start: tell the county what became of the last change, once."""
+        outcome = _read_json(_outcome_path(self.config.source))
+        if outcome is not None:
+            self._emit(NewEvent("config", Priority.NORMAL, outcome))
+            _outcome_path(self.config.source).unlink(missing_ok=True)
+
+    def watch(self, connected: bool) -> None:
+        """Called periodically: confirm a change on trial once connected, undo it past its deadline."""
+        source = self.config.source
+        pending = _read_json(_pending_path(source))
+        if pending is None:
+            return
+        if connected:
+            _pending_path(source).unlink(missing_ok=True)
+            _previous_path(source).unlink(missing_ok=True)
+            log.info("config change confirmed: the gateway is back and connected")
+            self._emit(NewEvent("config", Priority.NORMAL, {"result": "applied"}))
+        elif time.monotonic() - self._started > pending.get("confirm_s", DEFAULT_CONFIRM_S):
+            rollback(source, f"not connected to the broker within {pending['confirm_s']:g} s of the restart")
+            self._restart()

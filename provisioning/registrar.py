@@ -1,0 +1,352 @@
+"""The county's registrar: claim tokens out, enrolment requests in, one broker login per station.
+
+`init` creates two logins on the county broker through the dynamic-security plugin: the
+registrar's own (it administers logins, reads enrolment requests and station status, answers
+on the reply topic) and the shared provisioning login every new station uses (it may publish
+enrolment requests and read replies, nothing else). Each enrolled station then gets a login
+bound to its client id and a role of its own whose ACL covers only its subtree: Mosquitto 2.0's
+dynamic security has no per-client topic patterns, so it is one role per station.
+
+The service ("yimen-registrar" thread) handles one request at a time: paho's callbacks only
+enqueue, the registry is touched on that one thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from mqtt import topics
+from provisioning import protocol, qr
+from provisioning.dynsec import DynSec, DynSecError, acl
+from provisioning.registry import Registry, RegistryError
+
+log = logging.getLogger("yimen.registrar")
+
+# Claims are sent to a county by courier or carried by the installer: days, not minutes.
+DEFAULT_TOKEN_HOURS = 72.0
+
+_REFUSALS = {
+    "token-unknown": "this claim token was never issued by this registrar (forged or mistyped)",
+    "token-void": "this claim token was replaced by a newer one or its station was revoked; ask for a new one",
+    "token-used": "this claim token has already been used; to enrol a station again, `yimen registrar reenrol` it",
+    "token-expired": "this claim token has expired; ask the county for a new one (`yimen registrar issue-token`)",
+}
+
+
+def station_username(county: str, station: str) -> str:
+    """A station's login and, bound to it by the broker, its MQTT client id (as mqtt/uplink.py uses)."""
+    return f"yimen-{county}-{station}"
+
+
+def station_role(county: str, station: str) -> str:
+    return f"yimen-station-{county}-{station}"
+
+
+def station_acls(county: str, station: str) -> list[dict[str, Any]]:
+    """Publish anywhere in its own subtree except its command topics; subscribe to its own commands."""
+    root = topics.station_root(county, station)
+    return [
+        acl("publishClientSend", f"{root}/cmd/#", allow=False, priority=10),
+        acl("publishClientSend", f"{root}/#"),
+        acl("subscribePattern", f"{root}/cmd/#"),
+        acl("publishClientReceive", f"{root}/cmd/#"),
+    ]
+
+
+def registrar_acls(county: str) -> list[dict[str, Any]]:
+    return [
+        acl("publishClientSend", "$CONTROL/dynamic-security/#"),
+        acl("publishClientReceive", "$CONTROL/dynamic-security/#"),
+        acl("subscribePattern", "$CONTROL/dynamic-security/#"),
+        acl("subscribeLiteral", topics.enrol_request_topic(county)),
+        acl("publishClientReceive", topics.enrol_request_topic(county)),
+        acl("publishClientSend", topics.enrol_reply_topic(county)),
+        acl("subscribePattern", topics.status_filter(county)),
+        acl("publishClientReceive", topics.status_filter(county)),
+    ]
+
+
+def provisioning_acls(county: str) -> list[dict[str, Any]]:
+    return [
+        acl("publishClientSend", topics.enrol_request_topic(county)),
+        acl("subscribeLiteral", topics.enrol_reply_topic(county)),
+        acl("publishClientReceive", topics.enrol_reply_topic(county)),
+    ]
+
+
+def _hostport(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"{text!r}: give HOST:PORT, e.g. 127.0.0.1:1883")
+    return host, int(port)
+
+
+def init(
+    db: Path,
+    county: str,
+    broker: str,
+    admin_user: str,
+    admin_password: str,
+    station_broker: str | None = None,
+    token_hours: float = DEFAULT_TOKEN_HOURS,
+) -> Registry:
+    """Create the registry and the registrar's and provisioning logins on the broker."""
+    topics.station_root(county, "x")  # the county name must be a valid topic segment
+    if db.exists():
+        raise RegistryError(f"{db} already exists: a county has one registry; remove it only to start over")
+    host, port = _hostport(broker)
+    station_host, station_port = _hostport(station_broker or broker)
+    settings = {
+        "county": county,
+        "host": host,
+        "port": port,
+        "station_host": station_host,
+        "station_port": station_port,
+        "token_hours": token_hours,
+        "registrar_username": f"yimen-registrar-{county}",
+        "registrar_password": secrets.token_urlsafe(24),
+        "provision_username": f"yimen-provision-{county}",
+        "provision_password": secrets.token_urlsafe(24),
+    }
+    with DynSec(host, port, admin_user, admin_password) as dyn:
+        for user, role, acls in [
+            ("registrar", f"yimen-registrar-{county}", registrar_acls(county)),
+            ("provision", f"yimen-provisioning-{county}", provisioning_acls(county)),
+        ]:
+            dyn.create_role(role, acls, textname=f"yimen {user} role, county {county}")
+            dyn.create_client(settings[f"{user}_username"], settings[f"{user}_password"], [role])
+    registry = Registry(db, create=True)
+    registry.set_settings(settings)
+    return registry
+
+
+@dataclass(frozen=True)
+class Issued:
+    station: str
+    expires: float
+    file: Path
+    png: Path
+
+
+class Registrar:
+    """The operator's verbs (issue, re-enrol, revoke, list) over one registry."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.settings = registry.settings()
+        self.county: str = self.settings["county"]
+
+    def dynsec(self) -> DynSec:
+        s = self.settings
+        return DynSec(s["host"], s["port"], s["registrar_username"], s["registrar_password"])
+
+    def issue(self, station: str, out_dir: Path, *, name: str = "", hours: float | None = None) -> Issued:
+        """A claim for a new station: the provisioning file and its QR code under out_dir/<station>/."""
+        topics.station_root(self.county, station)
+        known = self.registry.station(station)
+        if known is not None and known["state"] != "pending":
+            raise RegistryError(
+                f"station {station} is {known['state']}: use `yimen registrar reenrol {station}` for a replacement Pi"
+            )
+        return self._issue(station, out_dir, name, hours)
+
+    def _issue(self, station: str, out_dir: Path, name: str, hours: float | None) -> Issued:
+        s = self.settings
+        token = secrets.token_urlsafe(18)
+        expires = time.time() + 3600.0 * (hours if hours is not None else s["token_hours"])
+        self.registry.add_token(station, name, token, expires)
+        claim = protocol.ProvisioningFile(
+            county=self.county,
+            station=station,
+            token=token,
+            expires=round(expires, 3),
+            host=s["station_host"],
+            port=s["station_port"],
+            username=s["provision_username"],
+            password=s["provision_password"],
+        )
+        folder = out_dir / station
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "yimen-provision.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(claim.to_bytes())
+        png = folder / "yimen-provision-qr.png"
+        qr.write_png(claim.to_bytes(), png)
+        return Issued(station, expires, path, png)
+
+    def reenrol(self, station: str, out_dir: Path, *, hours: float | None = None) -> Issued:
+        """A replacement Pi: the old login is deleted now, a new claim is issued for the new Pi."""
+        if self.registry.station(station) is None:
+            raise RegistryError(f"no station {station} in {self.registry.path}; use issue-token for a new one")
+        self._delete_login(station)
+        self.registry.revoked(station)
+        return self._issue(station, out_dir, "", hours)
+
+    def revoke(self, station: str) -> None:
+        """The station's login and role are deleted (the broker drops its connection) and its claims voided."""
+        if self.registry.station(station) is None:
+            raise RegistryError(f"no station {station} in {self.registry.path}")
+        self._delete_login(station)
+        self.registry.revoked(station)
+
+    def _delete_login(self, station: str) -> None:
+        with self.dynsec() as dyn:
+            dyn.delete_client(station_username(self.county, station))
+            dyn.delete_role(station_role(self.county, station))
+
+    def list(self) -> list[dict[str, Any]]:
+        rows = self.registry.stations()
+        for row in rows:
+            row["last_status"] = json.loads(row["last_status"]) if row["last_status"] else None
+            row["inventory"] = json.loads(row["inventory"]) if row["inventory"] else None
+        return rows
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    """`yimen registrar list` for people: one line per station."""
+    if not rows:
+        return "no stations yet: issue a claim with `yimen registrar issue-token STATION`"
+
+    def when(ts: float | None) -> str:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
+
+    lines = [f"{'station':<20} {'state':<9} {'enrolled':<16} {'last status':<30} serial"]
+    for r in rows:
+        status = r["last_status"] or {}
+        last = f"{status.get('state', '-')} {when(r['last_status_at'])}" if status else "-"
+        lines.append(f"{r['station']:<20} {r['state']:<9} {when(r['enrolled_at']):<16} {last:<30} {r['serial'] or '-'}")
+    return "\n".join(lines)
+
+
+class Service:
+    """`yimen registrar serve`: answers enrolment requests and records each station's last status."""
+
+    def __init__(self, registrar: Registrar) -> None:
+        self.registrar = registrar
+        self.registry = registrar.registry
+        self.county = registrar.county
+        self._queue: queue.SimpleQueue[tuple[str, bytes] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="yimen-registrar", daemon=True)
+        self._subscribed = threading.Event()
+        self._client: paho.Client | None = None
+        self._dynsec: DynSec | None = None
+        self.enrolled = 0
+        self.refused = 0
+
+    def start(self, timeout: float = 10.0) -> Service:
+        s = self.registrar.settings
+        self._dynsec = self.registrar.dynsec()
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"yimen-registrar-{self.county}", protocol=paho.MQTTv5
+        )
+        client.username_pw_set(s["registrar_username"], s["registrar_password"])
+        filters = [(topics.enrol_request_topic(self.county), 1), (topics.status_filter(self.county), 1)]
+        client.on_connect = lambda c, _u, _f, rc, _p: None if rc.is_failure else c.subscribe(filters)
+        client.on_subscribe = lambda _c, _u, _m, codes, _p: self._subscribed.set()
+        client.on_message = lambda _c, _u, msg: self._queue.put((msg.topic, msg.payload))
+        client.reconnect_delay_set(1, 30)
+        client.connect(s["host"], s["port"], keepalive=30)
+        client.loop_start()
+        self._client = client
+        self._thread.start()
+        if not self._subscribed.wait(timeout):
+            self.stop()
+            raise RegistryError(f"registrar could not subscribe at {s['host']}:{s['port']} within {timeout} s")
+        log.info("registrar for county %s serving on %s:%d", self.county, s["host"], s["port"])
+        return self
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        if self._thread.is_alive():
+            self._thread.join(10)
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+        if self._dynsec is not None:
+            self._dynsec.close()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            topic, payload = item
+            try:
+                if topic == topics.enrol_request_topic(self.county):
+                    self._enrol(payload)
+                else:
+                    self._status(topic, payload)
+            except Exception:
+                log.exception("registrar: failed to handle a message on %s", topic)
+
+    def _status(self, topic: str, payload: bytes) -> None:
+        try:
+            station = topics.parse(topic).station
+            status = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            return
+        if isinstance(status, dict):
+            self.registry.record_status(station, status)
+
+    def _reply(self, payload: bytes) -> None:
+        assert self._client is not None
+        self._client.publish(topics.enrol_reply_topic(self.county), payload, qos=1)
+
+    def _refuse(self, request: str | None, code: str, message: str) -> None:
+        self.refused += 1
+        log.warning("enrolment refused (%s): %s", code, message)
+        if request is not None:
+            self._reply(protocol.reply_error(request, code, message))
+
+    def _enrol(self, payload: bytes) -> None:
+        try:
+            req = protocol.Request.from_bytes(payload)
+        except protocol.ProtocolError as exc:
+            self._refuse(protocol.reply_request_id(payload), exc.code, exc.message)
+            return
+        claim = self.registry.claim(req.token, time.time())
+        if claim.code != "ok":
+            self._refuse(req.request, claim.code, _REFUSALS[claim.code])
+            return
+        if claim.station != req.station:
+            self.registry.unclaim(req.token)
+            self._refuse(req.request, "token-mismatch", f"this claim is for station {claim.station}, not {req.station}")
+            return
+        station = req.station
+        username = station_username(self.county, station)
+        password = secrets.token_urlsafe(24)
+        assert self._dynsec is not None
+        try:
+            self._dynsec.delete_client(username)  # a replacement Pi: the old one's session ends here
+            self._dynsec.delete_role(station_role(self.county, station))
+            self._dynsec.create_role(station_role(self.county, station), station_acls(self.county, station))
+            self._dynsec.create_client(username, password, [station_role(self.county, station)], clientid=username)
+        except DynSecError as exc:
+            self.registry.unclaim(req.token)
+            log.error("enrolment of %s failed at the broker: %s", station, exc)
+            self._refuse(req.request, "failed", f"the county broker refused to create the login: {exc}; try again")
+            return
+        self.registry.enrolled(station, username, req.serial, req.public_key, req.inventory)
+        known = self.registry.station(station) or {}
+        secret = {
+            "station": {"id": station, "county": self.county, "name": known.get("name", "")},
+            "broker": {
+                "host": self.registrar.settings["station_host"],
+                "port": self.registrar.settings["station_port"],
+                "username": username,
+                "password": password,
+            },
+        }
+        self._reply(protocol.reply_ok(req.request, req.public_key, secret))
+        self.enrolled += 1
+        log.info("enrolled station %s (serial %s) as %s", station, req.serial, username)

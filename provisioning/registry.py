@@ -1,0 +1,185 @@
+"""The county's registry of stations: one SQLite file, readable only by its owner.
+
+It holds the registrar's own settings (its broker login and the shared provisioning login,
+hence mode 0600), every station with its state, and claim tokens. Tokens are stored as
+SHA-256 hashes: a copied registry yields no usable claim. A token is consumed by one
+conditional UPDATE, so two requests racing with the same token cannot both win.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS stations (
+    station TEXT PRIMARY KEY,
+    name TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL,            -- pending | enrolled | revoked
+    username TEXT,
+    serial TEXT,
+    public_key TEXT,
+    inventory TEXT,
+    enrolled_at REAL,
+    revoked_at REAL,
+    last_status TEXT,
+    last_status_at REAL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    hash TEXT PRIMARY KEY,
+    station TEXT NOT NULL REFERENCES stations(station),
+    issued_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    used_at REAL,
+    void INTEGER NOT NULL DEFAULT 0  -- superseded by a newer token, or the station was revoked
+);
+"""
+
+
+class RegistryError(RuntimeError):
+    pass
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Why a token is (not) good, as the registrar reports it."""
+
+    station: str | None
+    code: str  # "ok", "token-unknown", "token-void", "token-used", "token-expired"
+
+
+class Registry:
+    def __init__(self, path: Path, *, create: bool = False) -> None:
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise RegistryError(f"{self.path}: no registry here; create one with `yimen registrar init`")
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        # Used from the registrar's worker thread and, for status updates, from paho's.
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[None]:
+        """One transaction at a time on this connection; IMMEDIATE so that a `yimen registrar`
+        command in another process waits (busy_timeout) instead of failing half-way."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # ----- settings -----------------------------------------------------------------------------
+
+    def set_settings(self, values: dict[str, Any]) -> None:
+        with self._tx():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO settings VALUES (?, ?)", [(k, json.dumps(v)) for k, v in values.items()]
+            )
+
+    def settings(self) -> dict[str, Any]:
+        with self._lock:
+            rows = self._db.execute("SELECT key, value FROM settings").fetchall()
+        if not rows:
+            raise RegistryError(f"{self.path}: registry has no settings; run `yimen registrar init`")
+        return {k: json.loads(v) for k, v in rows}
+
+    # ----- stations and tokens ------------------------------------------------------------------
+
+    def station(self, station: str) -> dict[str, Any] | None:
+        with self._lock:
+            cur = self._db.execute("SELECT * FROM stations WHERE station = ?", (station,))
+            row = cur.fetchone()
+        return dict(zip([c[0] for c in cur.description], row, strict=True)) if row else None
+
+    def stations(self) -> list[dict[str, Any]]:
+        with self._lock:
+            cur = self._db.execute("SELECT * FROM stations ORDER BY station")
+            rows = cur.fetchall()
+        names = [c[0] for c in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def add_token(self, station: str, name: str, token: str, expires_at: float) -> None:
+        """A new claim for `station`; any earlier unused claim for it stops working."""
+        now = time.time()
+        with self._tx():
+            self._db.execute(
+                "INSERT INTO stations (station, name, state) VALUES (?, ?, 'pending') ON CONFLICT(station) "
+                "DO UPDATE SET name = CASE WHEN excluded.name = '' THEN name ELSE excluded.name END",
+                (station, name),
+            )
+            self._db.execute("UPDATE tokens SET void = 1 WHERE station = ? AND used_at IS NULL", (station,))
+            self._db.execute(
+                "INSERT INTO tokens (hash, station, issued_at, expires_at) VALUES (?, ?, ?, ?)",
+                (token_hash(token), station, now, expires_at),
+            )
+
+    def claim(self, token: str, now: float) -> Claim:
+        """Consume a token if it is good; otherwise say why not. At most one caller ever gets "ok"."""
+        digest = token_hash(token)
+        with self._tx():
+            won = self._db.execute(
+                "UPDATE tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL AND void = 0 AND expires_at > ?",
+                (now, digest, now),
+            ).rowcount
+            row = self._db.execute("SELECT station, used_at, void FROM tokens WHERE hash = ?", (digest,))
+            found = row.fetchone()
+        if found is None:
+            return Claim(None, "token-unknown")
+        station, used_at, void = found
+        if won:
+            return Claim(station, "ok")
+        if void:
+            return Claim(station, "token-void")
+        return Claim(station, "token-used" if used_at is not None else "token-expired")
+
+    def unclaim(self, token: str) -> None:
+        """Give a token back: the enrolment it was claimed for failed on the county's side."""
+        with self._tx():
+            self._db.execute("UPDATE tokens SET used_at = NULL WHERE hash = ?", (token_hash(token),))
+
+    def enrolled(self, station: str, username: str, serial: str, public_key: str, inventory: dict[str, Any]) -> None:
+        with self._tx():
+            self._db.execute(
+                "UPDATE stations SET state = 'enrolled', username = ?, serial = ?, public_key = ?, inventory = ?, "
+                "enrolled_at = ?, revoked_at = NULL WHERE station = ?",
+                (username, serial, public_key, json.dumps(inventory, ensure_ascii=False), time.time(), station),
+            )
+
+    def revoked(self, station: str) -> None:
+        with self._tx():
+            self._db.execute(
+                "UPDATE stations SET state = 'revoked', revoked_at = ? WHERE station = ?", (time.time(), station)
+            )
+            self._db.execute("UPDATE tokens SET void = 1 WHERE station = ? AND used_at IS NULL", (station,))
+
+    def record_status(self, station: str, status: dict[str, Any]) -> None:
+        with self._tx():
+            self._db.execute(
+                "UPDATE stations SET last_status = ?, last_status_at = ? WHERE station = ?",
+                (json.dumps(status, ensure_ascii=False), time.time(), station),
+            )

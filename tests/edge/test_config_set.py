@@ -1,0 +1,84 @@
+"""`config-set` and `restart` against a running gateway: refused, applied, or rolled back."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import GatewayProcess, Subscriber, station_config, wait_until
+from tests.mqtt.test_commands import Requester
+
+
+def config_events(sub: Subscriber) -> list[dict]:
+    return [
+        json.loads(base64.b64decode(m["payload"]))["data"] for m in sub.messages() if m["topic"].endswith("/config")
+    ]
+
+
+@pytest.fixture
+def running(tmp_path: Path, broker, subscriber, gateways):
+    gw = GatewayProcess(station_config(tmp_path, broker.port)).start()
+    gateways.append(gw)
+    wait_until(lambda: gw.status()["broker"]["connection"] == "connected", 15, "the gateway to connect")
+    req = Requester(broker.port)
+    yield gw, req, subscriber
+    req.close()
+
+
+BAD = [
+    (lambda t: t.replace("[storage]", "[storage]\nmax_mbb = 3"), "max_mbb: unknown key"),
+    (lambda t: t.replace('id = "st-0001"', 'id = "st-0002"'), "[station] id cannot be changed"),
+    (lambda t: t + "\n[broker", "not valid TOML"),
+    (lambda t: t.replace("[storage]", "[storage-x]"), "[storage] missing"),
+]
+
+
+def test_a_bad_config_is_refused_and_the_old_one_keeps_running(running) -> None:
+    gw, req, _sub = running
+    before = gw.config.read_bytes()
+    for change, message in BAD:
+        _msg, reply = req.request("config-set", json.dumps({"toml": change(before.decode())}).encode())
+        assert reply["ok"] is False and reply["error"]["code"] == "bad-request", message
+        assert message in reply["error"]["message"]
+    assert gw.config.read_bytes() == before
+    assert not gw.config.with_name(gw.config.name + ".pending.json").exists()
+    _msg, reply = req.request("ping", b"{}")
+    assert reply["ok"] and gw.proc.poll() is None
+
+
+def test_a_good_config_is_applied_by_a_restart_and_confirmed(running) -> None:
+    gw, req, sub = running
+    pid = gw.proc.pid
+    new = gw.config.read_text().replace("interval_s = 3600", "interval_s = 1800")
+    _msg, reply = req.request("config-set", json.dumps({"toml": new}).encode())
+    assert reply == {"ok": True, "result": {"restarting": True, "confirm_s": 60.0}}
+    wait_until(lambda: {"result": "applied"} in config_events(sub), 20, "the `config` applied event")
+    assert gw.proc.pid == pid and gw.proc.poll() is None
+    assert "interval_s = 1800" in gw.config.read_text()
+    _msg, reply = req.request("config-get", b"{}")
+    assert "interval_s = 1800" in reply["result"]["toml"]
+    assert not gw.config.with_name(gw.config.name + ".previous").exists()
+
+    _msg, reply = req.request("restart", b"{}")
+    assert reply == {"ok": True, "result": {"restarting": True}}
+    wait_until(lambda: gw.logs().count("yimen 0.1.0 starting") == 3, 20, "the restart")
+    wait_until(lambda: gw.status()["broker"]["connection"] == "connected", 15, "reconnect after restart")
+
+
+@pytest.mark.slow
+def test_a_config_that_does_not_come_back_is_rolled_back(running) -> None:
+    gw, req, sub = running
+    before = gw.config.read_text()
+    unreachable = before.replace(f"port = {sub.port}", "port = 9")  # nothing listens on port 9
+    assert unreachable != before
+    _msg, reply = req.request("config-set", json.dumps({"toml": unreachable, "confirm_s": 5}).encode())
+    assert reply["ok"] is True
+    wait_until(lambda: config_events(sub), 30, "the `config` event after the rollback")
+    (event,) = config_events(sub)
+    assert event["result"] == "rolled-back" and "within 5 s" in event["reason"]
+    assert gw.config.read_text() == before
+    _msg, reply = req.request("ping", b"{}")
+    assert reply["ok"] and gw.proc.poll() is None
