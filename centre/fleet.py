@@ -71,6 +71,7 @@ class FleetStation:
         self.clips = False
         self.killed = False
         self.connected = False
+        self.last_sent: paho.MQTTMessageInfo | None = None
         self.numbers = itertools.count(1)
         self.waiting: dict[str, float] = {}
         self.script: list[tuple[str, Priority, dict[str, Any]]] = []
@@ -139,6 +140,10 @@ class FleetStation:
             self.fleet.unregister(sock)
             sock.close()
 
+    def sending(self) -> bool:
+        """Events handed to paho and not yet acknowledged by the broker."""
+        return self.connected and self.last_sent is not None and not self.last_sent.is_published()
+
     def shutdown(self) -> None:
         """A clean stop: say offline (cause shutdown) ourselves, then disconnect."""
         self.client.publish(
@@ -160,7 +165,7 @@ class FleetStation:
             self.withhold_next -= 1
             self.withheld.add(event.seq)
         elif self.connected:
-            self.client.publish(topics.event_topic(self.fleet.county, self.id, kind), payload, qos=1)
+            self.last_sent = self.client.publish(topics.event_topic(self.fleet.county, self.id, kind), payload, qos=1)
         self.fleet.sent += 1
         return event
 
@@ -317,6 +322,7 @@ class Fleet:
         self._selector = selectors.DefaultSelector()
         self._calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
         self._stop = threading.Event()
+        self._quiet = threading.Event()  # no new events: the fleet is stopping
         self._thread = threading.Thread(target=self._run, name="yimen-fleet", daemon=True)
         self._timers: list[tuple[float, int, str, str]] = []  # (when, tiebreak, what, station)
         self._order = itertools.count()
@@ -355,6 +361,11 @@ class Fleet:
         return sum(s.connected for s in self.stations.values())
 
     def stop(self) -> None:
+        """Stop making events, let what is in flight be acknowledged, then say goodbye cleanly."""
+        self._quiet.set()
+        deadline = time.monotonic() + 10
+        while any(s.sending() for s in self.stations.values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
         if self._thread.is_alive():
             self.call(lambda: [s.shutdown() for s in self.stations.values() if s.connected])
             time.sleep(0.3)
@@ -388,7 +399,7 @@ class Fleet:
                         station.client.loop_misc()
 
     def _fire(self, what: str, station: FleetStation) -> None:
-        if station.killed:
+        if station.killed or self._quiet.is_set():
             return
         if what == "event":
             station.next_event()

@@ -63,6 +63,7 @@ class Ingest:
         self._floors: dict[str, int] = {}
         self.subscribed = threading.Event()
         self.counters = {"messages": 0, "stored": 0, "duplicates": 0, "errors": 0, "batches": 0}
+        self.per_worker = [0] * config.ingest.workers  # messages each connection received
         self.clients = [self._client(i) for i in range(config.ingest.workers)]
 
     # ----- connections ----------------------------------------------------------------------
@@ -86,7 +87,7 @@ class Ingest:
         client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
         client.on_connect = lambda c, _u, _f, rc, _p: self._on_connect(c, index, rc)
         client.on_subscribe = lambda *_: index == 0 and self.subscribed.set()
-        client.on_message = self._on_message
+        client.on_message = lambda c, u, msg: self._on_message(c, u, msg, index)
         return client
 
     def _subscriptions(self, index: int) -> list[str]:
@@ -105,8 +106,9 @@ class Ingest:
             return
         client.subscribe([(f, 1) for f in self._subscriptions(index)])
 
-    def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
+    def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage, index: int) -> None:
         """paho's thread: stamp and hand over, or resolve a waiting command."""
+        self.per_worker[index] += 1
         if msg.topic == self.reply_topic:
             self._resolve(msg.payload, getattr(msg.properties, "CorrelationData", None))
             return
@@ -304,7 +306,13 @@ class Ingest:
         return future
 
     def metrics(self) -> dict[str, Any]:
-        return {**self.counters, "queued": self._queue.qsize(), "pending_commands": len(self._pending)}
+        return {
+            **self.counters,
+            "queued": self._queue.qsize(),
+            "pending_commands": len(self._pending),
+            "subscribed": self.subscribed.is_set(),
+            "per_worker": self.per_worker,
+        }
 
 
 def _segment(text: str) -> str:

@@ -147,6 +147,10 @@ class CountyModel:
             state = doc["state"]
             if state == "offline" and session < view.session:
                 return "stale"
+            if state == "offline" and view.state == "offline" and session <= view.session:
+                # The will of a connection that already said goodbye (cause `shutdown`): the
+                # station's own word stands.
+                return "unchanged"
             changed = state != view.state
             if state == "online":
                 view.session = max(view.session, session)
