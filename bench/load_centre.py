@@ -74,9 +74,10 @@ port = {web}
 
 
 def lag_from_store(root: Path, since: float) -> list[float]:
-    """Seconds from each event's creation (`ts`) to its stored_at, for events stored after `since`."""
+    """Seconds from each event's creation (`ts`) to its stored_at, for events stored after `since`;
+    replays (answers to the console's requests, late by design) are counted apart."""
     with sqlite3.connect(root / "centre.db") as db:
-        rows = db.execute("SELECT ts, stored_at FROM events WHERE stored_at >= ?", (since,)).fetchall()
+        rows = db.execute("SELECT ts, stored_at FROM events WHERE stored_at >= ? AND NOT replayed", (since,)).fetchall()
     return [stored - datetime.fromisoformat(ts).timestamp() for ts, stored in rows]
 
 

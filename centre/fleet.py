@@ -72,6 +72,7 @@ class FleetStation:
         self.killed = False
         self.connected = False
         self.last_sent: paho.MQTTMessageInfo | None = None
+        self.unsent: list[int] = []
         self.numbers = itertools.count(1)
         self.waiting: dict[str, float] = {}
         self.script: list[tuple[str, Priority, dict[str, Any]]] = []
@@ -119,6 +120,11 @@ class FleetStation:
         client.subscribe(topics.command_filter(self.fleet.county, self.id), qos=1)
         self._birth()
         self.connected = True
+        for seq in self.unsent:
+            if seq in self.history:
+                kind, payload = self.history[seq]
+                self.last_sent = client.publish(topics.event_topic(self.fleet.county, self.id, kind), payload, qos=1)
+        self.unsent.clear()
 
     def _birth(self) -> None:
         self.client.publish(
@@ -166,6 +172,8 @@ class FleetStation:
             self.withheld.add(event.seq)
         elif self.connected:
             self.last_sent = self.client.publish(topics.event_topic(self.fleet.county, self.id, kind), payload, qos=1)
+        else:
+            self.unsent.append(event.seq)  # as an outbox would: sent once connected
         self.fleet.sent += 1
         return event
 

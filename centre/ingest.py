@@ -5,11 +5,12 @@ paho calls `on_message` on its network thread; it only stamps the message and qu
 transaction, feeds the new ones to the model, persists status changes and outages, and once a
 second looks for gaps that have outlasted the grace period and asks those stations for a replay.
 
-With `workers = 1` one connection subscribes plainly to the county's tree. With more, every
-connection joins the shared subscription `$share/<group>/.../events/+`, so the broker splits
-the events between them (and between console processes sharing a PostgreSQL store); statuses
-and command replies are taken by connection 0 alone, plainly, because a broker sends retained
-messages to a shared subscription never, and every console must see every station's state.
+Connection 0 takes statuses and command replies, plainly: a broker never sends retained
+messages to a shared subscription, every console must see every station's state, and a will
+must not wait behind a backlog of events. Events come in on `workers` more connections: one
+plain subscription, or with `workers > 1` the shared subscription `$share/<group>/.../events/+`,
+so the broker splits the events between them (and between console processes sharing a
+PostgreSQL store).
 """
 
 from __future__ import annotations
@@ -63,8 +64,10 @@ class Ingest:
         self._floors: dict[str, int] = {}
         self.subscribed = threading.Event()
         self.counters = {"messages": 0, "stored": 0, "duplicates": 0, "errors": 0, "batches": 0}
-        self.per_worker = [0] * config.ingest.workers  # messages each connection received
-        self.clients = [self._client(i) for i in range(config.ingest.workers)]
+        # Connection 0: statuses and replies; 1..workers: events (see _subscriptions).
+        self.per_worker = [0] * (config.ingest.workers + 1)  # messages each connection received
+        self._subscribed_clients: set[int] = set()
+        self.clients = [self._client(i) for i in range(config.ingest.workers + 1)]
 
     # ----- connections ----------------------------------------------------------------------
 
@@ -86,19 +89,25 @@ class Ingest:
             )
         client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
         client.on_connect = lambda c, _u, _f, rc, _p: self._on_connect(c, index, rc)
-        client.on_subscribe = lambda *_: index == 0 and self.subscribed.set()
+        client.on_subscribe = lambda *_: self._on_subscribe(index)
         client.on_message = lambda c, u, msg: self._on_message(c, u, msg, index)
         return client
 
     def _subscriptions(self, index: int) -> list[str]:
+        """Connection 0 takes statuses and command replies, the others events. A will must not
+        queue behind thousands of events at the broker: an offline station turns red at once
+        even while the event connections catch up."""
         county = self.config.county
-        plain = [self.reply_topic] if self._v5 else []
-        if not self.config.ingest.shared:
-            return [topics.county_filter(county), *plain]
-        events = topics.shared(self.config.ingest.group, topics.county_events_filter(county))
         if index == 0:
-            return [events, topics.county_status_filter(county), topics.county_reply_filter(county), *plain]
-        return [events]
+            plain = [self.reply_topic] if self._v5 else []
+            return [topics.county_status_filter(county), topics.county_reply_filter(county), *plain]
+        events = topics.county_events_filter(county)
+        return [topics.shared(self.config.ingest.group, events) if self.config.ingest.shared else events]
+
+    def _on_subscribe(self, index: int) -> None:
+        self._subscribed_clients.add(index)
+        if len(self._subscribed_clients) == len(self.clients):
+            self.subscribed.set()
 
     def _on_connect(self, client: paho.Client, index: int, rc: Any) -> None:
         if rc.is_failure:
