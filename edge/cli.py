@@ -160,6 +160,17 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_centre(args: argparse.Namespace) -> int:
+    from centre import app, config
+    from centre.store import StoreError
+
+    try:
+        return app.run(config.load(args.config))
+    except StoreError as exc:
+        print(f"yimen centre: {exc}", file=sys.stderr)
+        return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yimen", description="Village-station edge gateway")
     parser.add_argument("--version", action="version", version=f"yimen {__version__}")
@@ -208,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     acts.add_parser("revoke", help="delete a station's login; it can no longer connect").add_argument("station")
     acts.add_parser("list", help="stations, their state and last status").add_argument("--json", action="store_true")
     acts.add_parser("serve", help="answer enrolment requests and record station status (foreground)")
+    centre = sub.add_parser("centre", help="county side: the console (ingest, store, web page)")
+    centre.add_argument("--config", required=True, help="the console's TOML config file")
+    centre.set_defaults(func=_cmd_centre)
     return parser
 
 

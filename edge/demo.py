@@ -1,25 +1,30 @@
-"""`yimen demo`: a whole simulated station end to end on this machine.
+"""`yimen demo`: a whole simulated county end to end on this machine.
 
 A private Mosquitto on a free loopback port, a gateway process with the simulator switched
-on, and a county-side watcher printing what arrives; at the end, a reconciliation of what
-the station assigned against what the county received.
+on, a few lighter simulated stations (centre.fleet), the county console serving its page,
+and a county-side watcher printing what the gateway's station sends; at the end, a
+reconciliation of what that station assigned against what the county received.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
+from centre.fleet import Fleet
 from edge import status
 from edge.config import load
-from mqtt.broker import Mosquitto
+from mqtt.broker import Mosquitto, free_port
 from mqtt.watch import CountyWatch
 
 STATION, COUNTY = "demo-0001", "demo-county"
+FLEET = [f"demo-{n:04d}" for n in range(2, 6)]  # simulated beside the real gateway
 
 
 def write_config(path: Path, port: int, rate: float) -> None:
@@ -57,6 +62,74 @@ snapshot_interval_s = 10
     )
 
 
+def write_console_config(root: Path, broker_port: int, web_port: int) -> Path:
+    path = root / "centre.toml"
+    path.write_text(
+        f"""[centre]
+county = "{COUNTY}"
+name = "演示县 Demo county"
+
+[broker]
+port = {broker_port}
+
+[ingest]
+gap_grace_s = 5
+replay_retry_s = 10
+
+[store]
+path = "centre.db"
+
+[web]
+port = {web_port}
+
+[media]
+dir = "console-media"
+""",
+        encoding="utf-8",
+    )
+    # Until media files are uploaded, the console shows the gateway's own snapshots from its disk.
+    (root / "console-media").mkdir(exist_ok=True)
+    link = root / "console-media" / STATION
+    if not link.exists():
+        link.symlink_to(root / "state" / "media")
+    return path
+
+
+def start_console(root: Path, broker_port: int) -> tuple[subprocess.Popen, str]:
+    web_port = free_port()
+    config = write_console_config(root, broker_port, web_port)
+    log = open(root / "centre.log", "ab")  # noqa: SIM115 - kept open for the process
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "centre", "--config", str(config)], stdout=log, stderr=log, env=env
+    )
+    return proc, f"http://127.0.0.1:{web_port}/"
+
+
+def wait_for_console(url: str, proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    """Until the console has subscribed: stations started before it would only be a gap to replay."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{url}api/metrics", timeout=1) as res:
+                if json.load(res)["ingest"]["subscribed"]:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    print(f"the console did not come up within {timeout} s; see its log centre.log", file=sys.stderr)
+
+
+def console_view(url: str) -> dict:
+    """What the console holds of the gateway's station, for the reconciliation."""
+    try:
+        with urllib.request.urlopen(f"{url}api/station/{STATION}", timeout=5) as res:
+            seq = json.load(res)["seq"]
+        return {"console_seq_floor": seq["floor"], "console_missing": seq["missing_count"]}
+    except OSError as exc:
+        return {"console": f"unreachable: {exc}"}
+
+
 def run_demo(seconds: float, rate: float, workdir: str | None) -> int:
     with tempfile.TemporaryDirectory(prefix="yimen-demo-") as tmp:
         root = Path(workdir or tmp).resolve()
@@ -65,9 +138,20 @@ def run_demo(seconds: float, rate: float, workdir: str | None) -> int:
         config_path = root / "station.toml"
         write_config(config_path, broker.port, rate)
         print(f"broker: private mosquitto on 127.0.0.1:{broker.port}; station config {config_path}")
-        watch = CountyWatch("127.0.0.1", broker.port, COUNTY, on_line=lambda line: print("county <-", line))
+        console, url = start_console(root, broker.port)
+        wait_for_console(url, console)
+        watch = CountyWatch(
+            "127.0.0.1",
+            broker.port,
+            COUNTY,
+            on_line=lambda line: line.startswith((STATION, "CONTRACT")) and print("county <-", line),
+        )
         watch.start()
         gateway = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(config_path)])
+        fleet = Fleet("127.0.0.1", broker.port, COUNTY, FLEET, rate=0.5, telemetry_s=10, snapshot_s=30).start()
+        for station in fleet.stations.values():
+            station.clips = True
+        print(f"\ncounty console: {url}   (the gateway {STATION} and {len(FLEET)} simulated stations)\n")
         try:
             deadline = time.monotonic() + seconds if seconds > 0 else float("inf")
             while time.monotonic() < deadline and gateway.poll() is None:
@@ -75,9 +159,13 @@ def run_demo(seconds: float, rate: float, workdir: str | None) -> int:
         except KeyboardInterrupt:
             pass
         finally:
+            fleet.stop()
             gateway.terminate()
             gateway.wait(15)
         time.sleep(0.5)
+        seen = console_view(url)
+        console.terminate()
+        console.wait(15)
         watch.stop()
         broker.stop()
         local = status.read(load(config_path))
@@ -89,6 +177,7 @@ def run_demo(seconds: float, rate: float, workdir: str | None) -> int:
             "county_missing": view.missing()[:20],
             "duplicates": view.duplicates,
             "contract_errors": watch.errors[:5],
+            **seen,
         }
         print("\nreconciliation:", json.dumps(summary, ensure_ascii=False))
         # Every seq the station assigned is at the county, or still held in the outbox for next time.

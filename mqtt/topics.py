@@ -79,11 +79,6 @@ def parse(topic: str) -> Topic:
     return Topic(county, station, channel, parts[5] if len(parts) > 5 else None)
 
 
-def status_filter(county: str) -> str:
-    """Every station's retained status in a county: what the registrar records as "last status"."""
-    return f"{ROOT}/{_check('county', county)}/+/status"
-
-
 # Enrolment lives outside yimen/v1/<county>/... so that no county subscriber (`county_filter`)
 # ever sees a claim token, and no station name can collide with it.
 ENROL_ROOT = "yimen/enrol/v1"
@@ -95,3 +90,31 @@ def enrol_request_topic(county: str) -> str:
 
 def enrol_reply_topic(county: str) -> str:
     return f"{ENROL_ROOT}/{_check('county', county)}/reply"
+
+
+# ----- the county side ------------------------------------------------------------------------
+
+
+def county_events_filter(county: str) -> str:
+    return f"{ROOT}/{_check('county', county)}/+/events/+"
+
+
+def county_status_filter(county: str) -> str:
+    """Every station's retained status: the console's online picture, the registrar's "last status"."""
+    return f"{ROOT}/{_check('county', county)}/+/status"
+
+
+def county_reply_filter(county: str) -> str:
+    """Command replies sent without a response topic (stations on MQTT 3.1.1)."""
+    return f"{ROOT}/{_check('county', county)}/+/cmd-reply/+"
+
+
+def shared(group: str, topic_filter: str) -> str:
+    """An MQTT 5 shared subscription: the broker hands each message to one member of the group."""
+    return f"$share/{group}/{topic_filter}"
+
+
+def centre_reply_topic(county: str, client: str) -> str:
+    """Where a console asks MQTT 5 stations to answer its commands: outside the stations' tree,
+    so no county filter picks it up by accident."""
+    return f"yimen/centre/{_check('county', county)}/{client}/reply"

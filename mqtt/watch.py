@@ -78,6 +78,8 @@ class CountyWatch:
         except ValueError as exc:
             self._error(str(exc))
             return
+        if topic.channel not in ("status", "events"):
+            return  # commands and their replies (a console asking for replays) are not the stations' data
         with self._lock:
             view = self.stations.setdefault(topic.station, StationView())
             if topic.channel == "status":

@@ -1,6 +1,7 @@
 """The provisioning file as a printable QR code, and reading one back from a camera frame.
 
-Writing uses `qrcode` (with Pillow, already a dependency). Reading uses `zxing-cpp`, which
+Writing uses `qrcode` (the county side's `county` extra; a station never writes one). Reading
+uses `zxing-cpp`, which
 ships its decoder in the wheel (no system library); it is optional: a station without it
 simply does not look at the camera, and says so.
 """
@@ -10,12 +11,13 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import qrcode
 from PIL import Image
 
 
 def write_png(data: bytes, path: Path) -> None:
     """A QR code of `data` as a PNG, with error correction M: survives a crease or a smudge."""
+    import qrcode
+
     code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=8, border=4)
     code.add_data(data)
     code.make(fit=True)

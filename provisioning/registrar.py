@@ -73,8 +73,8 @@ def registrar_acls(county: str) -> list[dict[str, Any]]:
         acl("subscribeLiteral", topics.enrol_request_topic(county)),
         acl("publishClientReceive", topics.enrol_request_topic(county)),
         acl("publishClientSend", topics.enrol_reply_topic(county)),
-        acl("subscribePattern", topics.status_filter(county)),
-        acl("publishClientReceive", topics.status_filter(county)),
+        acl("subscribePattern", topics.county_status_filter(county)),
+        acl("publishClientReceive", topics.county_status_filter(county)),
     ]
 
 
@@ -253,7 +253,7 @@ class Service:
             CallbackAPIVersion.VERSION2, client_id=f"yimen-registrar-{self.county}", protocol=paho.MQTTv5
         )
         client.username_pw_set(s["registrar_username"], s["registrar_password"])
-        filters = [(topics.enrol_request_topic(self.county), 1), (topics.status_filter(self.county), 1)]
+        filters = [(topics.enrol_request_topic(self.county), 1), (topics.county_status_filter(self.county), 1)]
         client.on_connect = lambda c, _u, _f, rc, _p: None if rc.is_failure else c.subscribe(filters)
         client.on_subscribe = lambda _c, _u, _m, codes, _p: self._subscribed.set()
         client.on_message = lambda _c, _u, msg: self._queue.put((msg.topic, msg.payload))

@@ -1,0 +1,329 @@
+"""Ingest: the console's MQTT connections, and the one thread that stores what they receive.
+
+paho calls `on_message` on its network thread; it only stamps the message and queues it. The
+"centre-ingest" thread takes whatever has queued up (a batch), stores the events in one
+transaction, feeds the new ones to the model, persists status changes and outages, and once a
+second looks for gaps that have outlasted the grace period and asks those stations for a replay.
+
+Connection 0 takes statuses and command replies, plainly: a broker never sends retained
+messages to a shared subscription, every console must see every station's state, and a will
+must not wait behind a backlog of events. Events come in on `workers` more connections: one
+plain subscription, or with `workers > 1` the shared subscription `$share/<group>/.../events/+`,
+so the broker splits the events between them (and between console processes sharing a
+PostgreSQL store).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import queue
+import re
+import socket
+import threading
+import time
+from concurrent.futures import Future
+from datetime import date
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from centre.config import CentreConfig
+from centre.model import CountyModel, Outage
+from centre.store import Incoming, Store
+from edge.events import Event
+from mqtt import codec, topics
+
+log = logging.getLogger("yimen.centre.ingest")
+
+BATCH = 2000  # messages per transaction at most
+COMMAND_TIMEOUT_S = 30.0
+MAX_REPLAYS_PER_TICK = 50  # replay requests per second, county-wide: a restart must not storm
+
+Message = tuple[str, bytes, Any, float]
+
+
+class Ingest:
+    def __init__(self, config: CentreConfig, model: CountyModel, store: Store) -> None:
+        self.config = config
+        self.model = model
+        self.store = store
+        self._queue: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="centre-ingest", daemon=True)
+        self._client_tag = f"{socket.gethostname()[:16]}-{os.getpid()}".lower()
+        self._v5 = config.broker.protocol == "5"
+        self.reply_topic = topics.centre_reply_topic(config.county, _segment(self._client_tag))
+        self._pending: dict[str, tuple[Future[dict[str, Any]], float]] = {}
+        self._pending_lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._floors: dict[str, int] = {}
+        self.subscribed = threading.Event()
+        self.counters = {"messages": 0, "stored": 0, "duplicates": 0, "errors": 0, "batches": 0}
+        # Connection 0: statuses and replies; 1..workers: events (see _subscriptions).
+        self.per_worker = [0] * (config.ingest.workers + 1)  # messages each connection received
+        self._subscribed_clients: set[int] = set()
+        self.clients = [self._client(i) for i in range(config.ingest.workers + 1)]
+
+    # ----- connections ----------------------------------------------------------------------
+
+    def _client(self, index: int) -> paho.Client:
+        cfg = self.config.broker
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"yimen-centre-{self.config.county}-{self._client_tag}-{index}",
+            protocol=paho.MQTTv5 if self._v5 else paho.MQTTv311,
+            clean_session=None if self._v5 else True,
+        )
+        if cfg.username is not None:
+            client.username_pw_set(cfg.username, cfg.password)
+        if cfg.tls:
+            client.tls_set(
+                ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
+                certfile=str(cfg.cert_file) if cfg.cert_file else None,
+                keyfile=str(cfg.key_file) if cfg.key_file else None,
+            )
+        client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
+        client.on_connect = lambda c, _u, _f, rc, _p: self._on_connect(c, index, rc)
+        client.on_subscribe = lambda *_: self._on_subscribe(index)
+        client.on_message = lambda c, u, msg: self._on_message(c, u, msg, index)
+        return client
+
+    def _subscriptions(self, index: int) -> list[str]:
+        """Connection 0 takes statuses and command replies, the others events. A will must not
+        queue behind thousands of events at the broker: an offline station turns red at once
+        even while the event connections catch up."""
+        county = self.config.county
+        if index == 0:
+            plain = [self.reply_topic] if self._v5 else []
+            return [topics.county_status_filter(county), topics.county_reply_filter(county), *plain]
+        events = topics.county_events_filter(county)
+        return [topics.shared(self.config.ingest.group, events) if self.config.ingest.shared else events]
+
+    def _on_subscribe(self, index: int) -> None:
+        self._subscribed_clients.add(index)
+        if len(self._subscribed_clients) == len(self.clients):
+            self.subscribed.set()
+
+    def _on_connect(self, client: paho.Client, index: int, rc: Any) -> None:
+        if rc.is_failure:
+            log.error("console connection %d refused by the broker: %s", index, rc)
+            return
+        client.subscribe([(f, 1) for f in self._subscriptions(index)])
+
+    def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage, index: int) -> None:
+        """paho's thread: stamp and hand over, or resolve a waiting command."""
+        self.per_worker[index] += 1
+        if msg.topic == self.reply_topic:
+            self._resolve(msg.payload, getattr(msg.properties, "CorrelationData", None))
+            return
+        self._queue.put((msg.topic, msg.payload, getattr(msg, "properties", None), time.time()))
+
+    def start(self, timeout: float = 10.0) -> None:
+        self._restore()
+        self._thread.start()
+        cfg = self.config.broker
+        for client in self.clients:
+            client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
+            client.loop_start()
+        if not self.subscribed.wait(timeout):
+            log.warning("not yet subscribed at %s:%d; retrying in the background", cfg.host, cfg.port)
+
+    def stop(self) -> None:
+        for client in self.clients:
+            client.disconnect()
+            client.loop_stop()
+        self._queue.put(None)
+        self._thread.join(10)
+
+    # ----- commands ----------------------------------------------------------------------------
+
+    def request(self, station: str, name: str, args: dict[str, Any] | None = None) -> Future[dict[str, Any]]:
+        """Send a command; the future resolves with the station's reply (or a timeout reply).
+
+        The correlation id travels both ways a station may answer: as MQTT 5 Correlation Data with
+        our response topic, and as the `correlation` argument that a 3.1.1 station echoes."""
+        correlation = f"{self._client_tag}-{next(self._ids)}"
+        future: Future[dict[str, Any]] = Future()
+        with self._pending_lock:
+            self._pending[correlation] = (future, time.monotonic())
+        body = {**(args or {}), "correlation": correlation, "expires_at": time.time() + COMMAND_TIMEOUT_S}
+        props = None
+        if self._v5:
+            props = Properties(PacketTypes.PUBLISH)
+            props.ResponseTopic = self.reply_topic
+            props.CorrelationData = correlation.encode()
+        topic = topics.command_topic(self.config.county, station, name)
+        self.clients[0].publish(topic, json.dumps(body).encode(), qos=1, properties=props)
+        return future
+
+    def _resolve(self, payload: bytes, correlation: bytes | None) -> None:
+        try:
+            reply = json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            log.warning("a command reply that is not JSON: %r", payload[:80])
+            return
+        key = correlation.decode(errors="replace") if correlation else reply.get("correlation")
+        with self._pending_lock:
+            entry = self._pending.pop(str(key), None)
+        if entry is not None:
+            entry[0].set_result(reply)
+
+    def _expire_requests(self) -> None:
+        now = time.monotonic()
+        with self._pending_lock:
+            stale = [k for k, (_f, at) in self._pending.items() if now - at > COMMAND_TIMEOUT_S]
+            expired = [self._pending.pop(k)[0] for k in stale]
+        for future in expired:
+            future.set_result({"ok": False, "error": {"code": "timeout", "message": "no reply from the station"}})
+
+    # ----- the ingest thread ---------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        """Pick up where the last run stopped: states, outages, seq floors, today's figures."""
+        for sid, state, session, since, cause, floor in self.store.stations():
+            self.model.restore_station(sid, state, session, since, cause, floor)
+            self._floors[sid] = floor
+        for sid, start, end, cause in self.store.outages():
+            self.model.restore_outage(sid, Outage(start, end, cause))
+        now = time.time()
+        for payload, replayed in self.store.events_to_restore(self.model.today.isoformat()):
+            self.model.apply_event(Event.from_bytes(payload.encode()), now, replayed=bool(replayed))
+        for sid, first, last, _reason in self.store.losses():
+            self.model.station(sid).tracker.lose(first, last, now)
+
+    def _run(self) -> None:
+        next_tick = time.monotonic()
+        while True:
+            try:
+                first = self._queue.get(timeout=max(0.0, next_tick - time.monotonic()))
+            except queue.Empty:
+                first = ()
+            if first is None:
+                break
+            batch = [first] if first else []
+            while len(batch) < BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)
+                    break
+                batch.append(item)
+            try:
+                if batch:
+                    self._handle(batch)
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + 1.0
+                    self._tick()
+            except Exception:
+                self.counters["errors"] += 1
+                log.exception("ingest batch failed; carrying on (a replay brings back what it lost)")
+
+    def _handle(self, batch: list[Message]) -> None:
+        incoming: list[tuple[Incoming, Event]] = []
+        for topic_text, payload, props, received in batch:
+            self.counters["messages"] += 1
+            try:
+                topic = topics.parse(topic_text)
+                if topic.channel == "status":
+                    self._status(topic.station, codec.decode_status(payload), received)
+                elif topic.channel == "cmd-reply":
+                    self._resolve(payload, None)
+                elif topic.channel == "events":
+                    event = Event.from_bytes(payload)
+                    replayed = ("replay", "1") in (getattr(props, "UserProperty", None) or [])
+                    row = Incoming(
+                        event.id, event.station, event.seq, event.kind, event.ts, payload.decode(), replayed, received
+                    )
+                    incoming.append((row, event))
+            except (ValueError, KeyError, TypeError) as exc:
+                self.counters["errors"] += 1
+                log.warning("ignoring a message on %s: %s", topic_text, exc)
+        if incoming:
+            new = self.store.insert_events([row for row, _ in incoming])
+            now = time.time()
+            touched = set()
+            for row, event in incoming:
+                if row.id in new:
+                    new.discard(row.id)  # a batch may hold the same id twice
+                    self.model.apply_event(event, now, replayed=row.replayed)
+                    touched.add(event.station)
+                    self.counters["stored"] += 1
+                else:
+                    self.counters["duplicates"] += 1
+            self._save_floors(touched)
+        self.store.commit()
+        self.counters["batches"] += 1
+
+    def _status(self, sid: str, doc: dict[str, Any], now: float) -> None:
+        change = self.model.apply_status(sid, doc, now)
+        if change == "stale":
+            log.info("%s: ignored an offline status of session %s, older than its birth", sid, doc.get("session"))
+            return
+        view = self.model.stations[sid]
+        self.store.save_station(sid, view.state, view.session, view.since, view.cause)
+        if change == "offline":
+            self.store.open_outage(sid, now, view.cause or "lost")
+        elif change == "online":
+            self.store.close_outage(sid, now)
+
+    def _save_floors(self, stations: set[str]) -> None:
+        for sid in stations:
+            floor = self.model.stations[sid].tracker.floor
+            if self._floors.get(sid) != floor:
+                self.store.save_floor(sid, floor)
+                self._floors[sid] = floor
+
+    def _tick(self) -> None:
+        now = time.time()
+        self.model.roll_day(date.today())
+        self._expire_requests()
+        ing = self.config.ingest
+        for sid, ranges in self.model.exhausted(ing.replay_tries, ing.replay_retry_s, now):
+            for first, last in ranges:
+                self.store.record_loss(sid, first, last, "not held by the station after replay requests", now)
+                log.warning("%s: seqs %d..%d recorded as lost: replays did not bring them", sid, first, last)
+            self._save_floors({sid})
+        for sid, ranges in self.model.replay_due(now, ing.gap_grace_s, ing.replay_retry_s, ing.replay_tries)[
+            :MAX_REPLAYS_PER_TICK
+        ]:
+            self._ask_replay(sid, ranges, now)
+        self.store.commit()
+
+    def _ask_replay(self, sid: str, ranges: list[tuple[int, int]], now: float) -> None:
+        self.model.replay_sent(sid, ranges, now)
+        for first, last in ranges:
+            last = min(last, first + 9_999)  # a station replays at most 10,000 seqs per request
+            log.info("%s: asking for a replay of seqs %d..%d", sid, first, last)
+            future = self.request(sid, "replay", {"first": first, "last": last})
+            future.add_done_callback(lambda f, sid=sid: self.model.replay_answered(sid, f.result()))
+
+    def live_view(self, station: str, window: int | None) -> Future[dict[str, Any]]:
+        future = self.request(station, "live-view", {} if window is None else {"window": window})
+        self.model.set_live(station, {"window": window, "at": time.time(), "answer": None})
+
+        def answered(f: Future[dict[str, Any]]) -> None:
+            self.model.set_live(station, {"window": window, "at": time.time(), "answer": f.result()})
+
+        future.add_done_callback(answered)
+        return future
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            **self.counters,
+            "queued": self._queue.qsize(),
+            "pending_commands": len(self._pending),
+            "subscribed": self.subscribed.is_set(),
+            "per_worker": self.per_worker,
+        }
+
+
+def _segment(text: str) -> str:
+    """A topic segment from any text: [a-z0-9-], at most 32 characters."""
+    return re.sub(r"[^a-z0-9-]", "-", text.lower())[:32]

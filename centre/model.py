@@ -1,0 +1,391 @@
+"""The county's picture of its stations: what the web page shows, kept up to date by ingest.
+
+One writer (the ingest thread) and many readers (the web page's requests), so every method
+takes the one lock and readers get plain dicts, never live objects. The day's figures (ratings,
+queue, snapshots) are for the local calendar day: they start afresh at midnight, as a county's
+daily report does. Pure apart from the lock: no MQTT, no database, no clock of its own.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import PurePosixPath
+from typing import Any
+
+from centre.tracker import SeqTracker
+from edge.events import Event
+
+MAX_OUTAGES = 50  # per station, newest kept: the page shows history, the store keeps all
+MAX_BAD = 100  # bad ratings listed per station and day
+QUEUE_OPENS = ("issue", "issued", "put-back")  # actions after which a ticket is waiting
+
+
+@dataclass
+class Outage:
+    start: float
+    end: float | None
+    cause: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "cause": self.cause}
+
+
+@dataclass
+class Tally:
+    good: int = 0
+    bad: int = 0
+
+    def add(self, verdict: str) -> None:
+        if verdict == "good":
+            self.good += 1
+        elif verdict == "bad":
+            self.bad += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        total = self.good + self.bad
+        return {"good": self.good, "bad": self.bad, "good_share": round(self.good / total, 3) if total else None}
+
+
+@dataclass
+class Day:
+    """One station's figures for one calendar day."""
+
+    events: int = 0
+    ratings: Tally = field(default_factory=Tally)
+    by_window: dict[int, Tally] = field(default_factory=dict)
+    by_clerk: dict[str, Tally] = field(default_factory=dict)
+    bad: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_BAD))
+    clips: dict[str, dict[str, Any]] = field(default_factory=dict)  # rating id -> its clip
+    snapshots: dict[int, dict[str, Any]] = field(default_factory=dict)  # window -> latest snapshot
+    waiting: dict[str, float] = field(default_factory=dict)  # ticket -> queued since (unix)
+    queue_report: dict[str, Any] | None = None  # the station's own, from telemetry
+
+
+@dataclass
+class StationView:
+    id: str
+    state: str = "unknown"
+    session: int = -1  # session of the latest online status seen
+    since: float | None = None
+    cause: str | None = None
+    version: str | None = None
+    last_event: float | None = None
+    outages: deque[Outage] = field(default_factory=lambda: deque(maxlen=MAX_OUTAGES))
+    tracker: SeqTracker = field(default_factory=SeqTracker)
+    replay_tries: int = 0
+    replay_at: float = 0.0
+    replay_last: dict[str, Any] | None = None
+    replayed: int = 0  # events that arrived as answers to our replay requests (or re-sends)
+    live: dict[str, Any] | None = None  # the last live-view request and its answer
+    day: Day = field(default_factory=Day)
+
+
+def _unix(ts: Any) -> float | None:
+    if not isinstance(ts, str):
+        return None
+    try:
+        return datetime.fromisoformat(ts).timestamp()
+    except ValueError:
+        return None
+
+
+def media_info(station: str, event: Event) -> dict[str, Any]:
+    data = event.data
+    name = PurePosixPath(str(data.get("path") or f"{data.get('media_id')}")).name
+    return {
+        "id": event.id,
+        "media_id": data.get("media_id"),
+        "type": data.get("type"),
+        "window": data.get("window"),
+        "ts": event.ts,
+        "started": data.get("started"),
+        "size": data.get("size"),
+        "file": name,
+        "url": f"/media/{station}/{name}",
+    }
+
+
+class CountyModel:
+    def __init__(self, county: str, name: str) -> None:
+        self.county = county
+        self.name = name
+        self.stations: dict[str, StationView] = {}
+        self.version = 0  # +1 per change: lets the page skip a fetch when nothing changed
+        self.today = date.today()
+        self.lock = threading.RLock()
+
+    def station(self, sid: str) -> StationView:
+        view = self.stations.get(sid)
+        if view is None:
+            view = self.stations[sid] = StationView(sid)
+        return view
+
+    def _touch(self) -> None:
+        self.version += 1
+
+    def roll_day(self, today: date) -> None:
+        """At midnight the day's figures start afresh; states, outages and seqs carry on."""
+        with self.lock:
+            if today != self.today:
+                self.today = today
+                for view in self.stations.values():
+                    view.day = Day()
+                self._touch()
+
+    # ----- status ---------------------------------------------------------------------------
+
+    def apply_status(self, sid: str, doc: dict[str, Any], now: float) -> str:
+        """A retained status (birth or will): returns `stale` when it was ignored (a will from an
+        older session than the last birth, which the broker may deliver late), `unchanged`, or
+        the new state (`online`, `offline`)."""
+        with self.lock:
+            view = self.station(sid)
+            session = int(doc.get("session", -1))
+            state = doc["state"]
+            if state == "offline" and session < view.session:
+                return "stale"
+            if state == "offline" and view.state == "offline" and session <= view.session:
+                # The will of a connection that already said goodbye (cause `shutdown`): the
+                # station's own word stands.
+                return "unchanged"
+            changed = state != view.state
+            if state == "online":
+                view.session = max(view.session, session)
+                view.version = doc.get("version", view.version)
+            if state != view.state:
+                if state == "offline":
+                    view.outages.append(Outage(now, None, str(doc.get("cause", "lost"))))
+                elif view.outages and view.outages[-1].end is None:
+                    view.outages[-1].end = now
+                view.state, view.since = state, now
+            view.cause = doc.get("cause") if state == "offline" else None
+            self._touch()
+            return state if changed else "unchanged"
+
+    def restore_station(
+        self, sid: str, state: str, session: int, since: float | None, cause: str | None, floor: int
+    ) -> None:
+        """What the store remembers from before a restart: `since` and the seq floor survive it."""
+        with self.lock:
+            view = self.station(sid)
+            view.state, view.session, view.since, view.cause = state, session, since, cause
+            view.tracker.floor = floor
+
+    def restore_outage(self, sid: str, outage: Outage) -> None:
+        with self.lock:
+            self.station(sid).outages.append(outage)
+
+    # ----- events -----------------------------------------------------------------------------
+
+    def apply_event(self, event: Event, now: float, *, replayed: bool = False) -> None:
+        """A newly stored event (each id once): seqs, and the day's figures if it is today's."""
+        with self.lock:
+            view = self.station(event.station)
+            view.tracker.add(event.seq, now)
+            view.last_event = now
+            view.replayed += replayed
+            if event.kind == "eviction":
+                for ranges in (event.data.get("evicted") or {}).values():
+                    for first, last in ranges:
+                        view.tracker.lose(int(first), int(last), now)
+            elif event.kind == "incident" and isinstance(event.data.get("possibly_lost"), list):
+                first, last = event.data["possibly_lost"]
+                view.tracker.lose(int(first), int(last), now)
+            if event.ts[:10] == self.today.isoformat():
+                self._apply_day(view, event, now)
+            self._touch()
+
+    def _apply_day(self, view: StationView, event: Event, now: float) -> None:
+        day, data = view.day, event.data
+        day.events += 1
+        if event.kind == "rating":
+            verdict = str(data.get("verdict"))
+            window = int(data.get("window") or 0)
+            clerk = str(data.get("clerk") or "—")
+            day.ratings.add(verdict)
+            day.by_window.setdefault(window, Tally()).add(verdict)
+            day.by_clerk.setdefault(clerk, Tally()).add(verdict)
+            if verdict == "bad":
+                reason = data.get("reason")
+                day.bad.append(
+                    {
+                        "id": event.id,
+                        "ts": event.ts,
+                        "window": window,
+                        "clerk": clerk,
+                        "ticket": data.get("ticket"),
+                        "level": data.get("level"),
+                        "reason": reason.get("name") if isinstance(reason, dict) else reason,
+                    }
+                )
+        elif event.kind == "media":
+            info = media_info(view.id, event)
+            if data.get("caused_by"):
+                day.clips[str(data["caused_by"])] = info
+            elif data.get("type") == "snapshot":
+                window = int(data.get("window") or 0)
+                if window not in day.snapshots or day.snapshots[window]["ts"] <= event.ts:
+                    day.snapshots[window] = info
+        elif event.kind == "queue":
+            key = str(data.get("ticket_id") or data.get("ticket"))
+            if data.get("action") in QUEUE_OPENS:
+                day.waiting[key] = _unix(data.get("queued")) or _unix(event.ts) or now
+            else:
+                day.waiting.pop(key, None)
+        elif event.kind == "telemetry" and isinstance(data.get("queue"), dict):
+            day.queue_report = {**data["queue"], "at": _unix(event.ts) or now}
+
+    # ----- replay bookkeeping (ingest decides; the page shows) ---------------------------------
+
+    def replay_due(self, now: float, grace: float, retry: float, tries: int) -> list[tuple[str, list[tuple[int, int]]]]:
+        """Online stations whose gaps have outlasted the grace period and are due a (re)request."""
+        due = []
+        with self.lock:
+            for view in self.stations.values():
+                since = view.tracker.gap_since
+                if since is None:
+                    view.replay_tries = 0
+                    continue
+                if view.state != "online" or now - since < grace or now - view.replay_at < retry:
+                    continue
+                if view.replay_tries >= tries:
+                    continue
+                due.append((view.id, view.tracker.missing(limit=5)))
+        return due
+
+    def replay_sent(self, sid: str, ranges: list[tuple[int, int]], now: float) -> None:
+        with self.lock:
+            view = self.station(sid)
+            view.replay_tries += 1
+            view.replay_at = now
+            view.replay_last = {"ranges": ranges, "at": now, "answer": None}
+            self._touch()
+
+    def replay_answered(self, sid: str, answer: dict[str, Any]) -> None:
+        with self.lock:
+            view = self.station(sid)
+            if view.replay_last is not None:
+                view.replay_last["answer"] = answer
+            self._touch()
+
+    def exhausted(self, tries: int, retry: float, now: float) -> list[tuple[str, list[tuple[int, int]]]]:
+        """Gaps still open a retry period after the last allowed request: the station no longer
+        holds them (past its retention). Returns them so ingest can record them as lost."""
+        out = []
+        with self.lock:
+            for view in self.stations.values():
+                if view.tracker.gap_since is not None and view.replay_tries >= tries and now - view.replay_at >= retry:
+                    ranges = view.tracker.missing(limit=1000)
+                    for first, last in ranges:
+                        view.tracker.lose(first, last, now)
+                    view.replay_tries = 0
+                    out.append((view.id, ranges))
+                    self._touch()
+        return out
+
+    def set_live(self, sid: str, info: dict[str, Any]) -> None:
+        with self.lock:
+            self.station(sid).live = info
+            self._touch()
+
+    # ----- what the page reads ------------------------------------------------------------------
+
+    @staticmethod
+    def _queue(day: Day, now: float) -> dict[str, Any]:
+        report = day.queue_report
+        if report is not None:
+            waiting = report.get("waiting")
+            longest = report.get("longest_wait_s")
+            return {
+                "source": "telemetry",
+                "waiting": sum(waiting.values()) if isinstance(waiting, dict) else waiting,
+                "longest_wait_s": max((v for v in longest.values() if v is not None), default=None)
+                if isinstance(longest, dict)
+                else longest,
+                "at": report.get("at"),
+            }
+        oldest = min(day.waiting.values(), default=None)
+        return {
+            "source": "events",
+            "waiting": len(day.waiting),
+            "longest_wait_s": round(now - oldest, 1) if oldest is not None else None,
+            "at": now,
+        }
+
+    def summary(self, now: float) -> dict[str, Any]:
+        """Every station in one line each: the overview the page draws as tiles."""
+        with self.lock:
+            stations = []
+            totals = {"stations": 0, "online": 0, "offline": 0, "good": 0, "bad": 0, "waiting": 0, "gaps": 0}
+            for sid in sorted(self.stations):
+                view = self.stations[sid]
+                queue = self._queue(view.day, now)
+                gaps = view.tracker.missing_count() if view.tracker.gap_since is not None else 0
+                stations.append(
+                    {
+                        "id": sid,
+                        "state": view.state,
+                        "since": view.since,
+                        "cause": view.cause,
+                        "good": view.day.ratings.good,
+                        "bad": view.day.ratings.bad,
+                        "waiting": queue["waiting"],
+                        "longest_wait_s": queue["longest_wait_s"],
+                        "gaps": gaps,
+                    }
+                )
+                totals["stations"] += 1
+                totals[view.state] = totals.get(view.state, 0) + 1
+                totals["good"] += view.day.ratings.good
+                totals["bad"] += view.day.ratings.bad
+                totals["waiting"] += queue["waiting"] or 0
+                totals["gaps"] += gaps
+            return {
+                "county": self.county,
+                "name": self.name,
+                "version": self.version,
+                "day": self.today.isoformat(),
+                "now": now,
+                "totals": totals,
+                "stations": stations,
+            }
+
+    def detail(self, sid: str, now: float) -> dict[str, Any] | None:
+        """One station in full: outages, ratings by window and clerk, bad ratings with clips, queue,
+        snapshots, seqs."""
+        with self.lock:
+            view = self.stations.get(sid)
+            if view is None:
+                return None
+            day = view.day
+            tracker = view.tracker
+            return {
+                "id": sid,
+                "state": view.state,
+                "since": view.since,
+                "cause": view.cause,
+                "session": view.session,
+                "version": view.version,
+                "last_event": view.last_event,
+                "outages": [o.as_dict() for o in reversed(view.outages)],
+                "events_today": day.events,
+                "ratings": day.ratings.as_dict(),
+                "by_window": {str(w): t.as_dict() for w, t in sorted(day.by_window.items())},
+                "by_clerk": {c: t.as_dict() for c, t in sorted(day.by_clerk.items())},
+                "bad": [{**b, "clip": day.clips.get(b["id"])} for b in reversed(day.bad)],
+                "queue": self._queue(day, now),
+                "snapshots": {str(w): s for w, s in sorted(day.snapshots.items())},
+                "seq": {
+                    "floor": tracker.floor,
+                    "top": tracker.top,
+                    "missing": tracker.missing(limit=20),
+                    "missing_count": tracker.missing_count(),
+                    "lost": tracker.lost,
+                    "replayed": view.replayed,
+                    "replay": view.replay_last,
+                },
+                "live": view.live,
+            }

@@ -1,0 +1,115 @@
+"""The console's web page and its JSON: served by Starlette under uvicorn.
+
+The page (static/index.html) is one file with no build step; it asks `/api/summary` every
+second, sending the version it has, and gets 204 when nothing changed, so an idle console costs
+nearly nothing however long the page stays open. Endpoints are plain functions: Starlette runs
+them on its thread pool, where taking the model's lock for a moment is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from centre.ingest import Ingest
+from centre.model import CountyModel
+
+STATIC = Path(__file__).parent / "static"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+SUMMARY_MIN_AGE_S = 0.5  # at most two summaries built per second, however many pages poll
+
+
+def _rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class Console:
+    def __init__(self, model: CountyModel, ingest: Ingest, media_dir: Path) -> None:
+        self.model = model
+        self.ingest = ingest
+        self.media_dir = media_dir
+        self._summary: tuple[int, float, bytes] = (-1, 0.0, b"")
+        self._started = time.time()
+
+    def _media_path(self, station: str, name: str) -> Path | None:
+        if not _NAME.match(station) or not _NAME.match(name):
+            return None
+        path = self.media_dir / station / name
+        return path if path.is_file() else None
+
+    def index(self, _request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    def summary(self, request: Request) -> Response:
+        version, built, body = self._summary
+        have = request.query_params.get("v")
+        fresh = time.monotonic() - built < SUMMARY_MIN_AGE_S
+        if version != self.model.version and not fresh:
+            doc = self.model.summary(time.time())
+            body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+            version, built = doc["version"], time.monotonic()
+            self._summary = (version, built, body)
+        if have == str(version):
+            return Response(status_code=204)
+        return Response(body, media_type="application/json")
+
+    def station(self, request: Request) -> Response:
+        sid = request.path_params["sid"]
+        doc = self.model.detail(sid, time.time())
+        if doc is None:
+            return JSONResponse({"error": f"no station {sid!r} has reported to this console"}, status_code=404)
+        for media in [*doc["snapshots"].values(), *(b["clip"] for b in doc["bad"] if b["clip"])]:
+            media["available"] = self._media_path(sid, media["file"]) is not None
+        return JSONResponse(doc)
+
+    async def live_view(self, request: Request) -> Response:
+        sid = request.path_params["sid"]
+        if sid not in self.model.stations:
+            return JSONResponse({"error": f"no station {sid!r} has reported to this console"}, status_code=404)
+        window = request.query_params.get("window")
+        future = self.ingest.live_view(sid, int(window) if window and window.isdigit() else None)
+        try:
+            reply = await asyncio.wait_for(asyncio.wrap_future(future), timeout=10)
+        except TimeoutError:
+            reply = {"ok": False, "error": {"code": "timeout", "message": "no reply within 10 s"}}
+        return JSONResponse(reply)
+
+    def media(self, request: Request) -> Response:
+        path = self._media_path(request.path_params["sid"], request.path_params["name"])
+        if path is None:
+            return Response("not uploaded (yet)", status_code=404)
+        return FileResponse(path)
+
+    def metrics(self, _request: Request) -> Response:
+        doc: dict[str, Any] = {
+            "ingest": self.ingest.metrics(),
+            "rss_bytes": _rss_bytes(),
+            "uptime_s": round(time.time() - self._started, 1),
+            "stations": len(self.model.stations),
+            "version": self.model.version,
+        }
+        return JSONResponse(doc)
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/", self.index),
+                Route("/api/summary", self.summary),
+                Route("/api/station/{sid}", self.station),
+                Route("/api/station/{sid}/live-view", self.live_view, methods=["POST"]),
+                Route("/api/metrics", self.metrics),
+                Route("/media/{sid}/{name}", self.media),
+            ]
+        )

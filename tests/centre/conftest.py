@@ -1,0 +1,125 @@
+"""The console as a real process (`yimen centre`), and a fleet of simulated stations beside it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from centre.fleet import Fleet
+from mqtt.broker import free_port
+from tests.conftest import COUNTY, ROOT, wait_until
+
+
+class ConsoleProcess:
+    def __init__(self, directory: Path, port: int, *, protocol: str = "5", extra: str = "") -> None:
+        self.directory = directory
+        self.web_port = free_port()
+        self.config = directory / "centre.toml"
+        self.config.write_text(
+            f"""[centre]
+county = "{COUNTY}"
+name = "测试县"
+
+[broker]
+port = {port}
+protocol = "{protocol}"
+keepalive_s = 5
+reconnect_min_s = 0.1
+reconnect_max_s = 1.0
+
+[ingest]
+gap_grace_s = 1
+replay_retry_s = 2
+
+[web]
+port = {self.web_port}
+
+[media]
+dir = "media"
+{extra}
+""",
+            encoding="utf-8",
+        )
+        self.media = directory / "media"
+        self.log = directory / "centre.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def start(self) -> ConsoleProcess:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "edge.cli", "centre", "--config", str(self.config)],
+                stdout=log,
+                stderr=log,
+                cwd=ROOT,
+            )
+        wait_until(self._subscribed, 15, f"the console to serve and subscribe; log: {self.log}")
+        return self
+
+    def _subscribed(self) -> bool:
+        assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
+        try:
+            return self.get("/api/metrics")["ingest"]["subscribed"]
+        except (urllib.error.URLError, ConnectionError):
+            return False
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.url + path, timeout=5) as res:
+            return json.load(res)
+
+    def station(self, sid: str) -> dict[str, Any] | None:
+        try:
+            return self.get(f"/api/station/{sid}")
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.terminate()
+        return self.proc.wait(15)
+
+
+@pytest.fixture
+def console_factory(tmp_path: Path) -> Iterator[Any]:
+    started: list[ConsoleProcess] = []
+
+    def make(port: int, name: str = "console", **kwargs: Any) -> ConsoleProcess:
+        directory = tmp_path / name
+        directory.mkdir(exist_ok=True)
+        console = ConsoleProcess(directory, port, **kwargs)
+        started.append(console)
+        return console
+
+    yield make
+    for console in started:
+        if console.proc is not None and console.proc.poll() is None:
+            console.proc.kill()
+            console.proc.wait()
+
+
+@pytest.fixture
+def fleet_factory() -> Iterator[Any]:
+    fleets: list[Fleet] = []
+
+    def make(port: int, ids: list[str], **kwargs: Any) -> Fleet:
+        fleet = Fleet("127.0.0.1", port, COUNTY, ids, **kwargs).start()
+        fleets.append(fleet)
+        wait_until(lambda: fleet.connected() == len(ids), 10, "the simulated stations to connect")
+        return fleet
+
+    yield make
+    for fleet in fleets:
+        fleet.stop()

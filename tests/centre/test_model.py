@@ -1,0 +1,104 @@
+"""The county's bookkeeping without a broker: seqs and gaps, statuses in session order, the day's figures."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from centre.model import CountyModel
+from centre.tracker import SeqTracker
+from edge.events import Event, Priority, format_ts
+
+NOW = 1_000_000.0
+
+
+def event(seq: int, kind: str, data: dict, station: str = "st-1") -> Event:
+    return Event(station, seq, kind, format_ts(datetime.now().astimezone()), "synced", Priority.NORMAL, data)
+
+
+def test_gaps_close_in_any_order_and_memory_stays_small() -> None:
+    t = SeqTracker()
+    for seq in (1, 2, 5, 7):
+        t.add(seq, NOW)
+    assert t.missing() == [(3, 4), (6, 6)]
+    assert t.gap_since == NOW
+    for seq in (4, 3, 6, 3):
+        t.add(seq, NOW + 1)
+    assert t.missing() == [] and t.gap_since is None
+    assert t.floor == 7 and t.above == set()
+
+
+def test_an_eviction_closes_a_gap_as_a_known_loss() -> None:
+    t = SeqTracker()
+    t.add(1, NOW)
+    t.add(10, NOW)
+    assert t.lose(2, 6, NOW) == 5
+    assert t.missing() == [(7, 9)] and t.lost == 5
+    t.lose(5, 9, NOW)  # overlaps what is already closed: counted once
+    assert t.lost == 8 and t.floor == 10
+
+
+def test_a_late_will_from_an_older_session_is_ignored() -> None:
+    m = CountyModel("c", "C")
+    assert m.apply_status("st-1", {"state": "online", "session": 7}, NOW) == "online"
+    # The will of session 6's half-dead connection arrives after session 7's birth.
+    assert m.apply_status("st-1", {"state": "offline", "session": 6, "cause": "lost"}, NOW + 1) == "stale"
+    assert m.stations["st-1"].state == "online"
+    assert m.apply_status("st-1", {"state": "offline", "session": 7, "cause": "shutdown"}, NOW + 2) == "offline"
+    # The same session's will after the station's own goodbye does not change the cause.
+    assert m.apply_status("st-1", {"state": "offline", "session": 7, "cause": "lost"}, NOW + 3) == "unchanged"
+    assert m.apply_status("st-1", {"state": "online", "session": 8}, NOW + 9) == "online"
+    detail = m.detail("st-1", NOW + 10)
+    assert detail is not None
+    assert detail["outages"] == [{"start": NOW + 2, "end": NOW + 9, "cause": "shutdown"}]
+
+
+def test_day_figures_by_window_and_clerk_with_clips_and_queue() -> None:
+    m = CountyModel("c", "C")
+    m.apply_event(event(1, "queue", {"action": "issue", "ticket": "A001"}), NOW)
+    m.apply_event(event(2, "queue", {"action": "issue", "ticket": "A002"}), NOW)
+    m.apply_event(event(3, "queue", {"action": "call", "ticket": "A001", "window": 1}), NOW)
+    m.apply_event(event(4, "rating", {"verdict": "good", "window": 1, "clerk": "王芳"}), NOW)
+    m.apply_event(event(5, "rating", {"verdict": "bad", "window": 2, "clerk": "李强", "level": 1}), NOW)
+    m.apply_event(
+        event(
+            6,
+            "media",
+            {
+                "type": "clip",
+                "window": 2,
+                "caused_by": "st-1-5",
+                "media_id": "evidence-x",
+                "path": "media/evidence-x.mjpeg",
+            },
+        ),
+        NOW,
+    )
+    m.apply_event(
+        event(7, "media", {"type": "snapshot", "window": 1, "media_id": "snap-1", "path": "media/snap-1.jpg"}), NOW
+    )
+    d = m.detail("st-1", NOW + 60)
+    assert d is not None
+    assert d["by_window"]["1"] == {"good": 1, "bad": 0, "good_share": 1.0}
+    assert d["by_clerk"]["李强"] == {"good": 0, "bad": 1, "good_share": 0.0}
+    assert d["bad"][0]["id"] == "st-1-5" and d["bad"][0]["clip"]["url"] == "/media/st-1/evidence-x.mjpeg"
+    assert d["snapshots"]["1"]["file"] == "snap-1.jpg"
+    assert d["queue"]["source"] == "events" and d["queue"]["waiting"] == 1
+    # The station's own queue report, once telemetry carries one, is what counts.
+    m.apply_event(
+        event(8, "telemetry", {"queue": {"waiting": {"A": 3, "B": 1}, "longest_wait_s": {"A": 420.0, "B": None}}}), NOW
+    )
+    q = m.detail("st-1", NOW)["queue"]  # type: ignore[index]
+    assert (q["source"], q["waiting"], q["longest_wait_s"]) == ("telemetry", 4, 420.0)
+
+
+def test_replay_is_asked_only_after_the_grace_period_and_only_of_online_stations() -> None:
+    m = CountyModel("c", "C")
+    m.apply_status("st-1", {"state": "online", "session": 1}, NOW)
+    for seq in (1, 4):
+        m.apply_event(event(seq, "queue", {}), NOW)
+    assert m.replay_due(NOW + 5, grace=10, retry=30, tries=3) == []
+    assert m.replay_due(NOW + 11, grace=10, retry=30, tries=3) == [("st-1", [(2, 3)])]
+    m.replay_sent("st-1", [(2, 3)], NOW + 11)
+    assert m.replay_due(NOW + 12, grace=10, retry=30, tries=3) == []  # not again before the retry period
+    m.apply_status("st-1", {"state": "offline", "session": 1}, NOW + 13)
+    assert m.replay_due(NOW + 100, grace=10, retry=30, tries=3) == []
