@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any, Protocol
 
-from edge import __version__, retention
+from edge import __version__, retention, systemd
 from edge.clock import ClockSource
 from edge.config import Config, config_commands
 from edge.health import Health
@@ -73,6 +73,11 @@ class Gateway:
             from peripherals.simulator.sim import SimulatedStation
 
             self.parts.append(SimulatedStation(config.simulate, self.outbox.append))
+        interval = systemd.watchdog_interval()
+        if interval is not None:
+            # Last to start, first to stop: it vouches for the parts started before it.
+            checks = [("outbox commit thread", self.outbox.committing), ("uplink thread", self.uplink.alive)]
+            self.parts.append(systemd.Watchdog(interval, checks, self.outbox.responsive))
 
     def _expire(self) -> None:
         retention.expire(self.outbox, self.config.storage.retention_days)
@@ -116,9 +121,11 @@ def run(config: Config) -> int:
         signal.signal(sig, lambda *_: stop.set())
     gateway = Gateway(config)
     gateway.start()
+    systemd.notify(f"READY=1\nSTATUS=running: station {config.station.id}")
     try:
         stop.wait()
     finally:
         log.info("stopping")
+        systemd.notify("STOPPING=1")
         gateway.stop()
     return 0

@@ -10,7 +10,7 @@ import logging.handlers
 import queue
 import sys
 
-from edge import __version__
+from edge import __version__, systemd
 from edge.configfile import ConfigError
 
 
@@ -18,7 +18,12 @@ def _setup_logging(verbose: bool) -> None:
     """Log through a queue: a stalled SD card must not stall the thread that logged."""
     records: queue.SimpleQueue = queue.SimpleQueue()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # Under systemd, journald stamps each line itself and files it by the "<N>" priority prefix.
+    handler.setFormatter(
+        systemd.JournalFormatter()
+        if systemd.stderr_is_journal()
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     listener = logging.handlers.QueueListener(records, handler)
     listener.start()
     root = logging.getLogger()
