@@ -277,6 +277,8 @@ def check_broker(cfg: Config) -> Finding:
         )
     except TimeoutError:
         return _no_answer(broker, where)
+    except ConnectionResetError:
+        return _hung_up(cfg)
     except OSError as exc:
         return problem(
             "broker",
@@ -287,12 +289,7 @@ def check_broker(cfg: Config) -> Finding:
     if reason is None:
         return _no_answer(broker, where)
     if reason == "closed":
-        return problem(
-            "broker",
-            f"{address} closed the connection without answering",
-            f"[broker] tls and protocol in {cfg.source}",
-            'the port may expect TLS (set tls = true) or another MQTT version (protocol = "3.1.1")',
-        )
+        return _hung_up(cfg)
     code = reason.value
     if code == 0:
         user = f"as user {broker.username!r}" if broker.username else "without a user name"
@@ -325,6 +322,21 @@ def check_broker(cfg: Config) -> Finding:
         f"{address} refused the connection: {reason} (0x{code:02X})",
         where,
         "tell the county this reason; the broker, not this station, must change",
+    )
+
+
+def _hung_up(cfg: Config) -> Finding:
+    broker = cfg.broker
+    fix = (
+        "this port may not speak TLS: use the broker's TLS port (usually 8883), or tls = false on 1883"
+        if broker.tls
+        else 'the port may expect TLS (set tls = true) or another MQTT version (protocol = "3.1.1")'
+    )
+    return problem(
+        "broker",
+        f"{broker.host}:{broker.port} hung up without answering",
+        f"[broker] tls, port and protocol in {cfg.source}",
+        fix,
     )
 
 
