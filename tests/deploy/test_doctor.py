@@ -182,3 +182,55 @@ def test_cameras_each_get_a_line(tmp_path: Path, locked_broker: Mosquitto) -> No
     camera2 = line_of(lines, "camera 2")
     assert camera2.startswith("PROBLEM")
     assert "picamera2 cannot be imported" in camera2 and "apt install" in camera2, camera2
+
+
+# ----- TLS, as the template configures it ------------------------------------------------------
+
+
+def make_ca(directory: Path, name: str) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1 signed by it: (ca, cert, key)."""
+    directory.mkdir()
+    ca_key, ca, key, csr, cert = (directory / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem"))
+    ext = directory / "san.ext"
+    ext.write_text("subjectAltName = IP:127.0.0.1\n")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
+            "-keyout", str(ca_key), "-out", str(ca))  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(csr))
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+            "-days", "2", "-extfile", str(ext), "-out", str(cert))  # fmt: skip
+    return ca, cert, key
+
+
+@pytest.fixture
+def tls_broker(tmp_path: Path) -> Iterator[tuple[Mosquitto, Path]]:
+    ca, cert, key = make_ca(tmp_path / "county-ca", "county CA")
+    with Mosquitto(tmp_path / "tls-broker", extra=f"certfile {cert}\nkeyfile {key}") as mosq:
+        yield mosq, ca
+
+
+def test_tls_with_the_county_ca_is_ok(tmp_path: Path, tls_broker: tuple[Mosquitto, Path]) -> None:
+    broker, ca = tls_broker
+    code, lines = doctor_lines(station_config(tmp_path, broker.port, broker_extra=f'tls = true\nca_file = "{ca}"'))
+    assert code == 0, lines
+    assert "(MQTT 5, TLS)" in line_of(lines, "broker")
+
+
+def test_tls_with_the_wrong_ca_names_ca_file_and_the_clock(tmp_path: Path, tls_broker: tuple[Mosquitto, Path]) -> None:
+    broker, _ = tls_broker
+    other, _, _ = make_ca(tmp_path / "other-ca", "someone else")
+    config = station_config(tmp_path, broker.port, broker_extra=f'tls = true\nca_file = "{other}"')
+    code, lines = doctor_lines(config)
+    assert code == 1
+    line = line_of(lines, "broker")
+    assert "certificate was not accepted" in line and "ca_file" in line and "clock" in line, line
+
+
+def test_tls_against_a_plain_port(tmp_path: Path, broker: Mosquitto) -> None:
+    code, lines = doctor_lines(station_config(tmp_path, broker.port, broker_extra="tls = true"))
+    assert code == 1
+    line = line_of(lines, "broker")
+    assert line.startswith("PROBLEM") and "8883" in line, line
