@@ -54,6 +54,7 @@ data=/var/lib/yimen
 config="$etc/station.toml"
 
 # ----- what are we installing onto --------------------------------------------------------
+# shellcheck disable=SC1091  # the target's os-release, read at run time
 codename="$( . "$r/etc/os-release" 2>/dev/null && echo "${VERSION_CODENAME:-unknown}" || echo unknown)"
 [ "$codename" = bookworm ] || say "warning: made for Raspberry Pi OS bookworm, this is '$codename'; going on"
 on_pi=0
@@ -109,7 +110,7 @@ if ! "$r$venv/bin/python" -c '' 2>/dev/null \
 fi
 say "installing yimen from $source_path into $venv"
 # shellcheck disable=SC2086  # pip_opts is a list of options
-"$r$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade $pip_opts "$source_path"
+"$r$venv/bin/python" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --upgrade $pip_opts "$source_path"
 ln -sfn "$venv/bin/yimen" "$r/usr/local/bin/yimen"
 [ -f "$source_path/README.md" ] && install -m 0644 "$source_path/README.md" "$r/opt/yimen/README.md"
 
