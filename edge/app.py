@@ -17,7 +17,7 @@ import time
 from functools import partial
 from typing import Any, Protocol
 
-from edge import __version__, retention
+from edge import __version__, retention, systemd
 from edge.clock import ClockSource
 from edge.config import Config, config_commands
 from edge.configset import ConfigChanges
@@ -49,7 +49,7 @@ class Part(Protocol):
 
 
 class Gateway:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, stopping: threading.Event | None = None) -> None:
         self.config = config
         self.clock = ClockSource(config.clock)
         self.outbox = Outbox(
@@ -94,7 +94,7 @@ class Gateway:
             on_message=self.downlink.on_message,
         )
         self.downlink.bind(self.uplink.publish_control)
-        self.stopping = threading.Event()
+        self.stopping = stopping or threading.Event()  # set: `run` stops the gateway
         self.exit_code = 0
         self.changes = ConfigChanges(config, self.outbox.append, lambda: self.request_exit(EXIT_RESTART))
         for command in [*self.uplink.commands(), config_commands(config), *self.changes.commands()]:
@@ -132,6 +132,11 @@ class Gateway:
             windows = [w.number for w in config.service.windows]
             codes = [c.code for c in config.service.clerks if c.code is not None]
             self.parts.append(SimulatedStation(config.simulate, self.station, windows, codes))
+        interval = systemd.watchdog_interval()
+        if interval is not None:
+            # Last to start, first to stop: it vouches for the parts started before it.
+            checks = [("outbox commit thread", self.outbox.committing), ("uplink thread", self.uplink.alive)]
+            self.parts.append(systemd.Watchdog(interval, checks, self.outbox.responsive))
 
     def _key_sources(self) -> list[Part]:
         """Window units, GPIO buttons, keypads and card readers: each press goes to the station
@@ -239,13 +244,17 @@ def run(config: Config) -> int:
         config.broker.port,
         config.storage.path,
     )
-    gateway = Gateway(config)
+    # Handlers first: a SIGTERM during start-up (systemd stopping a slow start) is a clean stop too.
+    stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: gateway.stopping.set())
+        signal.signal(sig, lambda *_: stopping.set())
+    gateway = Gateway(config, stopping)
     gateway.start()
+    systemd.notify(f"READY=1\nSTATUS=running: station {config.station.id}")
     try:
         gateway.stopping.wait()
     finally:
         log.info("stopping")
+        systemd.notify("STOPPING=1")
         gateway.stop()
     return gateway.exit_code

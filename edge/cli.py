@@ -12,7 +12,7 @@ import queue
 import sys
 from pathlib import Path
 
-from edge import __version__
+from edge import __version__, systemd
 from edge.configfile import ConfigError
 
 _log_listeners: list[logging.handlers.QueueListener] = []
@@ -22,7 +22,12 @@ def _setup_logging(verbose: bool) -> None:
     """Log through a queue: a stalled SD card must not stall the thread that logged."""
     records: queue.SimpleQueue = queue.SimpleQueue()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # Under systemd, journald stamps each line itself and files it by the "<N>" priority prefix.
+    handler.setFormatter(
+        systemd.JournalFormatter()
+        if systemd.stderr_is_journal()
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     listener = logging.handlers.QueueListener(records, handler)
     listener.start()
     _log_listeners.append(listener)
@@ -142,6 +147,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from edge import doctor
+
+    return doctor.run(Path(args.config), user=args.user)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from edge.demo import run_demo
 
@@ -185,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--config", required=True)
     st.add_argument("--json", action="store_true", help="machine-readable output")
     st.set_defaults(func=_cmd_status)
+
+    doc = sub.add_parser("doctor", help="check config, storage, clock, broker and peripherals; say what to fix")
+    doc.add_argument("--config", required=True)
+    doc.add_argument("--user", help="check file access for this user (default: yimen when run as root)")
+    doc.set_defaults(func=_cmd_doctor)
 
     demo = sub.add_parser("demo", help="a whole simulated station against a private local broker")
     demo.add_argument("--seconds", type=float, default=30.0, help="how long to run (0: until Ctrl-C)")

@@ -70,7 +70,7 @@ class Incident:
 
 @dataclass
 class _Append:
-    new: NewEvent
+    new: NewEvent | None  # None: a probe that only asks the commit thread to answer
     done: threading.Event = field(default_factory=threading.Event)
     event: Event | None = None
     error: Exception | None = None
@@ -287,6 +287,17 @@ class Outbox:
         assert request.event is not None
         return request.event
 
+    def responsive(self) -> threading.Event:
+        """Hand the commit thread a no-op; the returned Event is set once it has answered.
+        The systemd watchdog uses it: a commit thread stuck on a dead SD card never answers."""
+        probe = _Append(None)
+        self._requests.put(probe)
+        return probe.done
+
+    def committing(self) -> bool:
+        """Whether the commit thread is running (it ends only at close or on a crash)."""
+        return self._thread.is_alive()
+
     def _commit_loop(self) -> None:
         while True:
             first = self._requests.get()
@@ -303,14 +314,16 @@ class Outbox:
                     stop = True
                     break
                 batch.append(nxt)
+            work = [r for r in batch if r.new is not None]
             try:
-                self._commit(batch)
+                if work:
+                    self._commit(work)
             except Exception as exc:
                 log.exception("outbox commit failed")
                 error = (
                     exc if isinstance(exc, OutboxError) else OutboxError(f"outbox {self.path}: commit failed: {exc}")
                 )
-                for request in batch:
+                for request in work:
                     if request.event is None and request.error is None:
                         request.error = error
             for request in batch:

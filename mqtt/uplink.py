@@ -145,6 +145,10 @@ class Uplink:
             Command("rebirth", lambda _a: (self.rebirth(), {"session": self._session})[1], doc="publish status again"),
         ]
 
+    def alive(self) -> bool:
+        """Whether the uplink thread is running (for the systemd watchdog)."""
+        return self._thread.is_alive()
+
     def stop(self, timeout: float = 5.0) -> None:
         self._queue.put(("stop",))
         self._thread.join(timeout)

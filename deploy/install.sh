@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Install or upgrade the yimen gateway on Raspberry Pi OS (bookworm, arm64).
+#
+#   sudo deploy/install.sh            install; run it again to upgrade in place
+#
+# Re-running is safe: the venv is upgraded in place, the unit and udev rules are replaced,
+# and nothing under /var/lib/yimen (the outbox, media) or an existing /etc/yimen/station.toml
+# is ever touched.
+#
+# Options:
+#   --root DIR      install into DIR instead of / (tests; implies --no-apt and --no-start;
+#                   the user is added to DIR/etc/passwd). To build an SD card image, run the
+#                   script inside the image's chroot instead: the venv's paths must be real.
+#   --source PATH   what pip installs: a yimen source tree or wheel (default: this checkout)
+#   --python PY     the interpreter for the venv (default: /usr/bin/python3, the OS's own,
+#                   whose packages the venv sees: that is how it finds python3-picamera2)
+#   --pip-opts STR  extra options for pip (e.g. "--no-index --find-links /media/usb/wheels")
+#   --no-apt        install no Debian packages
+#   --no-start      enable the service but neither start nor restart it
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+root=/
+source_path="$(dirname "$here")"
+python=/usr/bin/python3
+pip_opts=""
+use_apt=1
+start=1
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --root) root="${2:?--root needs a directory}"; use_apt=0; start=0; shift 2 ;;
+    --source) source_path="${2:?--source needs a path}"; shift 2 ;;
+    --python) python="${2:?--python needs an interpreter}"; shift 2 ;;
+    --pip-opts) pip_opts="${2-}"; shift 2 ;;
+    --no-apt) use_apt=0; shift ;;
+    --no-start) start=0; shift ;;
+    -h|--help) usage ;;
+    *) echo "install.sh: unknown option $1" >&2; usage ;;
+  esac
+done
+
+say() { echo "yimen install: $*"; }
+die() { echo "yimen install: $*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run it as root: sudo $0"
+root="$(cd "$root" && pwd)" || die "--root $root: no such directory"
+r="${root%/}"   # prefix for every path below ("" when installing into /)
+
+venv=/opt/yimen/venv
+etc=/etc/yimen
+data=/var/lib/yimen
+config="$etc/station.toml"
+
+# ----- what are we installing onto --------------------------------------------------------
+# shellcheck disable=SC1091  # the target's os-release, read at run time
+codename="$( . "$r/etc/os-release" 2>/dev/null && echo "${VERSION_CODENAME:-unknown}" || echo unknown)"
+[ "$codename" = bookworm ] || say "warning: made for Raspberry Pi OS bookworm, this is '$codename'; going on"
+on_pi=0
+if [ -z "$r" ] && grep -qs "Raspberry Pi" /proc/device-tree/model; then on_pi=1; fi
+
+# ----- Debian packages -------------------------------------------------------------------
+if [ "$use_apt" = 1 ]; then
+  wanted=(python3 python3-venv)
+  # picamera2 comes only from Raspberry Pi OS; the venv sees it through --system-site-packages.
+  # Without recommends: on Lite those would pull in a desktop's worth of Qt and OpenGL.
+  [ "$on_pi" = 1 ] && wanted+=(python3-picamera2)
+  missing=()
+  for pkg in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]} from the OS's packages"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+fi
+
+# ----- the system user --------------------------------------------------------------------
+prefix=()
+[ -n "$r" ] && prefix=(--prefix "$r")
+if ! grep -q '^yimen:' "$r/etc/passwd"; then
+  say "adding system user yimen"
+  useradd "${prefix[@]}" --system --user-group --home-dir "$data" --no-create-home \
+    --shell /usr/sbin/nologin --comment "yimen gateway" yimen
+fi
+# Serial ports (window units, printers), input devices (keypads), USB printers, the camera,
+# GPIO buttons: each group only where this system has it (gpio exists on Raspberry Pi OS).
+for group in dialout input lp video gpio; do
+  if grep -q "^$group:" "$r/etc/group"; then
+    usermod "${prefix[@]}" --append --groups "$group" yimen
+  fi
+done
+uid="$(awk -F: '$1 == "yimen" {print $3}' "$r/etc/passwd")"
+gid="$(awk -F: '$1 == "yimen" {print $3}' "$r/etc/group")"
+
+# ----- directories: config readable by the service, data only by it ----------------------
+install -d -m 0755 "$r/opt/yimen" "$r/etc/systemd/system" "$r/etc/udev/rules.d" "$r/usr/local/bin"
+[ -d "$r$etc" ] || install -d -m 0750 -o 0 -g "$gid" "$r$etc"
+[ -d "$r$data" ] || install -d -m 0750 -o "$uid" -g "$gid" "$r$data"
+
+# ----- the venv: upgraded in place; rebuilt only when its Python is gone (an OS upgrade) --
+if ! "$r$venv/bin/python" -c '' 2>/dev/null \
+   || [ "$("$r$venv/bin/python" -c 'import sys; print(sys.version_info[:2])')" \
+        != "$("$python" -c 'import sys; print(sys.version_info[:2])')" ]; then
+  say "creating the venv $venv (it sees the OS's packages, for picamera2)"
+  rm -rf "$r$venv"
+  "$python" -m venv --system-site-packages "$r$venv"
+fi
+say "installing yimen from $source_path into $venv"
+# shellcheck disable=SC2086  # pip_opts is a list of options
+"$r$venv/bin/python" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --upgrade $pip_opts "$source_path"
+ln -sfn "$venv/bin/yimen" "$r/usr/local/bin/yimen"
+[ -f "$source_path/README.md" ] && install -m 0644 "$source_path/README.md" "$r/opt/yimen/README.md"
+
+# ----- config: a template the first time, never overwritten -------------------------------
+install -m 0640 -o 0 -g "$gid" "$here/station.toml.example" "$r$etc/station.toml.example"
+fresh=0
+if [ ! -e "$r$config" ]; then
+  install -m 0640 -o 0 -g "$gid" "$here/station.toml.example" "$r$config"
+  fresh=1
+fi
+
+# ----- systemd unit and udev rules: ours, replaced on every upgrade ------------------------
+install -m 0644 "$here/yimen.service" "$r/etc/systemd/system/yimen.service"
+install -m 0644 "$here/70-yimen.rules" "$r/etc/udev/rules.d/70-yimen.rules"
+
+if [ -z "$r" ] && [ -d /run/systemd/system ]; then
+  systemctl daemon-reload
+  if command -v udevadm >/dev/null; then
+    udevadm control --reload-rules
+    udevadm trigger --action=change --subsystem-match=tty --subsystem-match=input --subsystem-match=usbmisc
+  fi
+  systemctl enable --quiet yimen.service
+  if [ "$fresh" = 1 ]; then
+    say "installed; not started: fill in $config first"
+  elif [ "$start" = 1 ]; then
+    # An upgrade restarts a running gateway on the new code; a stopped one stays stopped.
+    systemctl try-restart yimen.service
+    say "upgraded; the gateway is $(systemctl is-active yimen.service || true)"
+  fi
+else
+  # No running systemd (a chroot, an image, --root): enabling is only a symlink.
+  systemctl --root="$root" enable --quiet yimen.service
+  say "installed into $root; systemd is not running there, so nothing was started or reloaded"
+fi
+
+if [ "$fresh" = 1 ]; then
+  cat <<EOF
+Next:
+  1. sudo nano $config        (station id, county, broker, user name, password)
+  2. sudo yimen doctor --config $config
+  3. sudo systemctl start yimen; journalctl -u yimen -f
+EOF
+fi
