@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge.configfile import ConfigError, Section
 from mqtt.commands import Command
-from mqtt.config import BrokerConfig, parse_broker
+from mqtt.config import BrokerConfig, MediaConfig, parse_broker, parse_media
 from peripherals.camera import CameraConfig, parse_cameras
 from peripherals.simulator import SimulateConfig, parse_simulate
 
@@ -74,6 +74,7 @@ class Config:
     telemetry: TelemetryConfig
     simulate: SimulateConfig | None
     cameras: tuple[CameraConfig, ...] = ()
+    media: MediaConfig = field(default_factory=MediaConfig)
 
 
 def _station(section: Section) -> StationConfig:
@@ -135,6 +136,7 @@ def parse(doc: dict, source: str) -> Config:
         telemetry=_telemetry(sec("telemetry")),
         simulate=parse_simulate(sec("simulate")) if top.has("simulate") else None,
         cameras=parse_cameras(top),
+        media=parse_media(sec("media")),
     )
     unknown = top.unread()
     if unknown:
