@@ -322,15 +322,16 @@ class Outbox:
                 for request in batch:
                     if request.event is None and request.error is None:
                         request.error = error
-            for request in batch:
-                request.done.set()
-            for listener in self._listeners:
-                listener()
+            # Before the producers return: once append returns, what its event sets off is under way.
             for event_listener in self._event_listeners:
                 try:
                     event_listener(committed)
                 except Exception:  # a listener's bug must not stop the commit thread
                     log.exception("outbox event listener failed")
+            for request in batch:
+                request.done.set()
+            for listener in self._listeners:
+                listener()
             if stop:
                 return
 
