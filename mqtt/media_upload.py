@@ -181,13 +181,18 @@ class MediaUploader:
         for pending in events:
             if pending.kind != "media":
                 continue
-            event = Event.from_bytes(pending.payload)
-            data = event.data
-            rank = 1 if data.get("type") == "clip" and data.get("caused_by") else 0  # evidence first
-            manifest = _manifest(event, self._chunk_size)
-            rows.append(
-                (data["media_id"], event.seq, event.id, rank, data["path"], data["size"], self._chunk_size, manifest)
-            )
+            try:
+                event = Event.from_bytes(pending.payload)
+                data = event.data
+                topics.media_topic(self._county, self._station, data["media_id"], topics.MANIFEST)  # a valid id
+                rank = 1 if data.get("type") == "clip" and data.get("caused_by") else 0  # evidence first
+                manifest = _manifest(event, self._chunk_size)
+                row = (data["media_id"], event.seq, event.id, rank, data["path"], int(data["size"]))
+            except (ValueError, KeyError, TypeError) as exc:
+                # Never let one odd event stop the uplink thread; the event itself was delivered.
+                log.error("media event seq %d has no usable file description (%s); not uploading it", pending.seq, exc)
+                continue
+            rows.append((*row, self._chunk_size, manifest))
         if not rows:
             return
         self._conn.execute("PRAGMA synchronous = FULL")
