@@ -18,7 +18,7 @@ from pathlib import Path
 from edge.configfile import ConfigError, Section
 from edge.station.config import StationSettings, parse_station
 from mqtt.commands import Command
-from mqtt.config import BrokerConfig, parse_broker
+from mqtt.config import BrokerConfig, MediaConfig, parse_broker, parse_media
 from peripherals.camera import CameraConfig, parse_cameras
 from peripherals.printer import PrinterConfig, parse_printer
 from peripherals.simulator import SimulateConfig, default_station, parse_simulate
@@ -86,6 +86,7 @@ class Config:
     # How each window's keys reach the gateway: window units, GPIO buttons, keypads, card readers.
     windows: WindowsConfig = field(default_factory=WindowsConfig)
     provisioning: ProvisioningConfig | None = None
+    media: MediaConfig = field(default_factory=MediaConfig)
 
 
 def _station(section: Section) -> StationConfig:
@@ -160,6 +161,7 @@ def parse(doc: dict, source: str) -> Config:
         service=service,
         windows=units,
         provisioning=parse_provisioning(sec("provisioning")) if top.has("provisioning") else None,
+        media=parse_media(sec("media")),
     )
     for window in windows:
         window.done()

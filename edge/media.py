@@ -9,6 +9,10 @@ removed: a file with no event would never be uploaded, only take space.
 Retention needs an order that survives a restart without asking the outbox, so the file name
 carries what it needs: the kind of item (`snapshot`, `clip`, or `evidence` for a clip caused by an
 event, i.e. a bad rating) and its start time in UTC.
+
+Media count against the disk budget ([storage] max_mb): the store keeps a running total of its
+files' bytes (the outbox asks on every commit, so no folder scan there), and under pressure the
+outbox's eviction calls `reclaim`, which deletes in `deletion_order`, uploaded items first.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -71,6 +76,44 @@ class MediaStore:
             # Left by a power cut mid-write: never renamed, so no event refers to it.
             log.warning("removing unfinished media file %s", stale.name)
             stale.unlink(missing_ok=True)
+        # Guards only the running total: any camera thread adds, the outbox's commit thread deletes.
+        self._used_lock = threading.Lock()
+        self._used = sum(p.stat().st_size for p in self.dir.iterdir() if p.is_file())
+
+    def used_bytes(self) -> int:
+        """Bytes of the finished media files: what media take of the disk budget."""
+        with self._used_lock:
+            return self._used
+
+    def _account(self, nbytes: int) -> None:
+        with self._used_lock:
+            self._used += nbytes
+
+    def reclaim(self, nbytes: int, uploaded: Callable[[], Collection[str]]) -> list[str]:
+        """Delete media files until `nbytes` are freed (or none are left); returns the ids of the
+        deleted items that had not been uploaded (losses for the county to be told of).
+
+        Items already at the county go first; within each group, `deletion_order`: oldest
+        snapshots first, evidence clips of bad ratings last."""
+        done = set(uploaded())
+        order = sorted(deletion_order(self.storage), key=lambda p: p.stem not in done)  # stable
+        freed = 0
+        lost: list[str] = []
+        for path in order:
+            if freed >= nbytes:
+                break
+            try:
+                size = path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            freed += size
+            self._account(-size)
+            if path.stem not in done:
+                lost.append(path.stem)
+        if lost:
+            log.error("disk budget: deleted %d media items before they were uploaded: %s", len(lost), lost[:5])
+        return lost
 
     def begin(self, media_type: MediaType, window: int, caused_by: str | None = None) -> MediaWriter:
         """Start an item that is written piece by piece (a clip, frame by frame)."""
@@ -96,7 +139,12 @@ class MediaStore:
         try:
             return self._emit(NewEvent(kind="media", priority=Priority.BULK, data=data))
         except BaseException:
-            final.unlink(missing_ok=True)
+            try:
+                final.unlink()
+            except FileNotFoundError:
+                pass  # the disk budget took it already, and uncounted it
+            else:
+                self._account(-data["size"])
             raise
 
     def _claim(self, tmp: Path, stem: str, extension: str) -> Path:
@@ -109,6 +157,7 @@ class MediaStore:
                 final = self.dir / f"{stem}-{n}.{extension}"
             os.replace(tmp, final)
         _fsync_dir(self.dir)
+        self._account(final.stat().st_size)  # counted before its event commits: the budget sees it
         return final
 
 

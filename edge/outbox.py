@@ -154,6 +154,7 @@ class Outbox:
         clock: ClockSource,
         max_bytes: int,
         extra_usage: Callable[[], int] = lambda: 0,
+        reclaim: eviction.Reclaim = eviction.nothing_to_reclaim,
         now: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
@@ -161,11 +162,14 @@ class Outbox:
         self._clock = clock
         self._max_bytes = max_bytes
         self._extra_usage = extra_usage
+        # Frees space counted by extra_usage (media files) under pressure, before undelivered events.
+        self._reclaim = reclaim
         self._now = now
         self._boot = boot_id()
         self._lock = threading.Lock()
         self._requests: queue.SimpleQueue[_Append | None] = queue.SimpleQueue()
         self._listeners: list[Callable[[], None]] = []
+        self._event_listeners: list[Callable[[list[Event]], None]] = []
         self.commits = 0  # group commits made: fewer than appends when producers arrive together
         self.incident: Incident | None = None
         self._prepare_storage()
@@ -277,6 +281,10 @@ class Outbox:
         """`listener` is called (on the commit thread) after each commit; it must only hand over."""
         self._listeners.append(listener)
 
+    def subscribe_events(self, listener: Callable[[list[Event]], None]) -> None:
+        """`listener` gets each commit's new events (on the commit thread); it must only hand over."""
+        self._event_listeners.append(listener)
+
     def append(self, new: NewEvent) -> Event:
         """Commit one event durably and return it with its seq; raises OutboxFull or OutboxError."""
         request = _Append(new)
@@ -315,9 +323,10 @@ class Outbox:
                     break
                 batch.append(nxt)
             work = [r for r in batch if r.new is not None]
+            committed: list[Event] = []
             try:
                 if work:
-                    self._commit(work)
+                    committed = self._commit(work)
             except Exception as exc:
                 log.exception("outbox commit failed")
                 error = (
@@ -326,6 +335,12 @@ class Outbox:
                 for request in work:
                     if request.event is None and request.error is None:
                         request.error = error
+            # Before the producers return: once append returns, what its event sets off is under way.
+            for event_listener in self._event_listeners:
+                try:
+                    event_listener(committed)
+                except Exception:  # a listener's bug must not stop the commit thread
+                    log.exception("outbox event listener failed")
             for request in batch:
                 request.done.set()
             for listener in self._listeners:
@@ -333,7 +348,7 @@ class Outbox:
             if stop:
                 return
 
-    def _commit(self, batch: list[_Append]) -> None:
+    def _commit(self, batch: list[_Append]) -> list[Event]:
         now = self._now()
         synced = self._clock.synced()
         mono = time.monotonic_ns()
@@ -368,11 +383,12 @@ class Outbox:
             self.commits += 1
         for request, event in zip(accepted, events[len(events) - len(accepted) :], strict=True):
             request.event = event
+        return events
 
     def _make_room(self, batch: list[_Append]) -> tuple[list[_Append], NewEvent | None]:
         """Evict to fit the batch in the budget; refuse bulk work that still does not fit."""
         incoming = sum(len(json.dumps(r.new.data)) + 300 for r in batch)
-        result = eviction.make_room(self._conn, self.used_bytes, incoming, self._max_bytes)
+        result = eviction.make_room(self._conn, self.used_bytes, incoming, self._max_bytes, self._reclaim)
         accepted = []
         for request in batch:
             if result.still_over and request.new.priority == Priority.BULK:

@@ -68,3 +68,31 @@ def parse_broker(section: Section) -> BrokerConfig:
     if cfg.reconnect_max_s < cfg.reconnect_min_s:
         raise section.error("reconnect_max_s", "must not be below reconnect_min_s")
     return cfg
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    """The `[media]` section: how pictures and clips travel to the county.
+
+    `upload_kbps` caps chunked media upload per station (a token bucket; events are never held
+    back by it, and live-view frames are charged to it so that chunks yield while someone
+    watches). `live_push_url`, where set, lets `live-view` push the window's frames through
+    ffmpeg to the county's RTSP/RTMP server instead of sending JPEGs over MQTT; `{station}` and
+    `{window}` in it are filled in.
+    """
+
+    upload_kbps: float = 128.0
+    chunk_kb: int = 16
+    live_interval_s: float = 2.0
+    live_push_url: str | None = None
+
+
+def parse_media(section: Section) -> MediaConfig:
+    cfg = MediaConfig(
+        upload_kbps=section.get_float("upload_kbps", MediaConfig.upload_kbps, minval=1.0, maxval=100_000.0),
+        chunk_kb=section.get_int("chunk_kb", MediaConfig.chunk_kb, minval=1, maxval=256),
+        live_interval_s=section.get_float("live_interval_s", MediaConfig.live_interval_s, minval=0.5, maxval=60.0),
+        live_push_url=section.get_str("live_push_url", None, pattern=r"(rtsp|rtsps|rtmp|rtmps)://\S+"),
+    )
+    section.done()
+    return cfg

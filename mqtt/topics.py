@@ -6,6 +6,9 @@
     yimen/v1/<county>/<station>/cmd-reply/<name>  its reply, where the request named no response topic
     yimen/enrol/v1/<county>/request               a new station's enrolment request (provisioning login)
     yimen/enrol/v1/<county>/reply                 the registrar's replies, sealed to each requester's key
+    yimen/v1/<county>/<station>/media/<media-id>/manifest   what a media file's chunks add up to
+    yimen/v1/<county>/<station>/media/<media-id>/<n>        chunk n (from 0) of a media file, raw bytes
+    yimen/v1/<county>/<station>/live/<window>     live view: one JPEG per message, QoS 0
 See mqtt/TOPICS.md for the payloads.
 """
 
@@ -16,10 +19,13 @@ from dataclasses import dataclass
 
 ROOT = "yimen/v1"
 _SEGMENT = re.compile(r"^[a-z0-9-]{1,32}$")
+# A media id names kind, window, UTC start and hash (edge/media.py): longer than a station id.
+_MEDIA_ID = re.compile(r"^[a-z0-9-]{1,64}$")
+MANIFEST = "manifest"
 
 
 # channel -> how many segments follow it
-CHANNELS = {"status": 0, "events": 1, "cmd": 1, "cmd-reply": 1}
+CHANNELS = {"status": 0, "events": 1, "cmd": 1, "cmd-reply": 1, "media": 2, "live": 1}
 
 
 @dataclass(frozen=True)
@@ -27,7 +33,8 @@ class Topic:
     county: str
     station: str
     channel: str  # a key of CHANNELS
-    kind: str | None = None  # the event kind or command name
+    kind: str | None = None  # the event kind, command name, media id or window
+    part: str | None = None  # media: "manifest" or the chunk number
 
 
 def _check(name: str, value: str) -> str:
@@ -61,6 +68,19 @@ def reply_topic(county: str, station: str, name: str) -> str:
     return f"{station_root(county, station)}/cmd-reply/{name}"
 
 
+def media_topic(county: str, station: str, media_id: str, part: int | str) -> str:
+    """A media file's chunk `part` (0, 1, ...) or its manifest (`part` = MANIFEST)."""
+    if not _MEDIA_ID.match(media_id):
+        raise ValueError(f"media id {media_id!r} is not a valid topic segment ([a-z0-9-]{{1,64}})")
+    if part != MANIFEST and not (isinstance(part, int) and part >= 0):
+        raise ValueError(f"media part {part!r}: give a chunk number >= 0 or {MANIFEST!r}")
+    return f"{station_root(county, station)}/media/{media_id}/{part}"
+
+
+def live_topic(county: str, station: str, window: int) -> str:
+    return f"{station_root(county, station)}/live/{window}"
+
+
 def county_filter(county: str) -> str:
     """Everything from every station of a county: what a county-side subscriber takes."""
     return f"{ROOT}/{_check('county', county)}/+/#"
@@ -76,7 +96,7 @@ def parse(topic: str) -> Topic:
     _check("station", station)
     if CHANNELS.get(channel) != len(parts) - 5:
         raise ValueError(f"unknown yimen topic: {topic!r}")
-    return Topic(county, station, channel, parts[5] if len(parts) > 5 else None)
+    return Topic(county, station, channel, parts[5] if len(parts) > 5 else None, parts[6] if len(parts) > 6 else None)
 
 
 # Enrolment lives outside yimen/v1/<county>/... so that no county subscriber (`county_filter`)

@@ -10,6 +10,11 @@ subscribers" is delivered). A reason code >= 0x80 parks the event with its reaso
 client session lives only in memory: on any disconnect the in-flight map is dropped and
 every unacknowledged event is sent again from the outbox. paho's own reconnect is off
 (it has no jitter); we reconnect with capped exponential backoff and jitter.
+
+Media files (mqtt/media_upload.py) ride the same connection and window: when a `media` event
+is acknowledged, its upload job is registered; chunks fill the window only when the outbox has
+nothing left to send, and their PUBACKs are matched by mid like events. Live-view frames go
+at QoS 0, one at a time: a frame still in paho's buffer makes the next one be skipped.
 """
 
 from __future__ import annotations
@@ -28,10 +33,11 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge import __version__
 from edge.events import NewEvent, Priority
-from edge.outbox import Outbox
+from edge.outbox import Outbox, Pending
 from mqtt import codec, topics
 from mqtt.commands import Arg, Command, CommandError
 from mqtt.config import BrokerConfig
+from mqtt.media_upload import Key, MediaUploader
 
 log = logging.getLogger("yimen.uplink")
 
@@ -76,6 +82,7 @@ class Uplink:
         status_fields: Callable[[], dict[str, Any]] = dict,
         subscriptions: list[tuple[str, int]] = (),  # type: ignore[assignment]
         on_message: Callable[[str, bytes, Any], None] | None = None,
+        media: MediaUploader | None = None,
     ) -> None:
         self._config = config
         self._county = county
@@ -84,6 +91,7 @@ class Uplink:
         self._status_fields = status_fields
         self._subscriptions = list(subscriptions)
         self._on_message = on_message
+        self._media = media
         self._queue: queue.SimpleQueue[tuple] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="yimen-uplink", daemon=True)
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
@@ -94,8 +102,11 @@ class Uplink:
         self._state_since = time.time()
         self._cause = "not yet connected"
         self._window = config.inflight
-        self._inflight: dict[int, int] = {}  # mid -> seq
+        self._inflight: dict[int, Pending] = {}  # mid -> the event in flight
         self._control_mids: set[int] = set()  # birth/offline publishes, not outbox events
+        self._media_mids: dict[int, Key] = {}  # mid -> media manifest or chunk in flight
+        self._live_mids: set[int] = set()  # live-view frames not yet written to the socket
+        self._live_skipped = 0
         self._attempted: set[int] = set()  # seqs published by this process and not yet acked
         self._first_live_seq = outbox.last_seq + 1
         self._next_attempt = 0.0
@@ -117,6 +128,11 @@ class Uplink:
         """Publish a message that is not an outbox event (a command reply) on the current
         connection, QoS 1; while disconnected it is dropped and logged: replies are transient."""
         self._queue.put(("control", topic, payload, properties))
+
+    def publish_live(self, topic: str, payload: bytes) -> None:
+        """Publish a live-view frame at QoS 0 if the link keeps up; otherwise it is skipped.
+        Never queued for later: a late live frame is worth nothing."""
+        self._queue.put(("live", topic, payload))
 
     def rebirth(self) -> None:
         """Publish the retained online status again (the county asked for a fresh picture)."""
@@ -164,6 +180,8 @@ class Uplink:
             "inflight": len(self._inflight),
             "delivered": self._delivered,
             "parked": self._parked,
+            "live_skipped": self._live_skipped,
+            **({"media": self._media.status()} if self._media is not None else {}),
         }
 
     # ----- the uplink thread -------------------------------------------------------------------
@@ -184,9 +202,14 @@ class Uplink:
             timeout = None
             if self._client is None and self._state != "needs_enrolment":
                 timeout = max(0.0, self._next_attempt - time.monotonic())
+            elif self._state == "connected" and self._media is not None:
+                # When the upload pace next allows a chunk; 0 or None: an ack or a wake will do.
+                timeout = self._media.wait_s() or None
             try:
                 item = self._queue.get(timeout=timeout)
             except queue.Empty:
+                if self._state == "connected":
+                    self._fill()
                 continue
             items = [item]
             while True:
@@ -204,13 +227,16 @@ class Uplink:
                 self._fill()
 
     def _handle(self, items: list[tuple]) -> None:
-        delivered: list[int] = []
+        delivered: list[Pending] = []
         for item in items:
             what = item[0]
             if what == "wake":
                 continue
             if what == "control":
                 self._publish_control(*item[1:])
+                continue
+            if what == "live":
+                self._publish_live(*item[1:])
                 continue
             if what == "rebirth":
                 if self._state == "connected":
@@ -228,22 +254,32 @@ class Uplink:
                 self._on_lost(item[2])
         self._mark(delivered)
 
-    def _mark(self, seqs: list[int]) -> None:
-        if seqs:
+    def _mark(self, items: list[Pending]) -> None:
+        if items:
+            if self._media is not None:
+                self._media.delivered(items)  # durably, before the mark: no media event without its job
+            seqs = [item.seq for item in items]
             self._outbox.mark_delivered(seqs)
             self._delivered += len(seqs)
             self._attempted.difference_update(seqs)
 
-    def _on_ack(self, mid: int, reason: ReasonCode | int, delivered: list[int]) -> None:
+    def _on_ack(self, mid: int, reason: ReasonCode | int, delivered: list[Pending]) -> None:
         code = reason.value if isinstance(reason, ReasonCode) else int(reason)
         if mid in self._control_mids:
             self._control_mids.discard(mid)
             return
-        seq = self._inflight.pop(mid, None)
-        if seq is None:
+        if mid in self._live_mids:
+            self._live_mids.discard(mid)
             return
+        if self._media is not None and mid in self._media_mids:
+            self._media.acked(self._media_mids.pop(mid), code)
+            return
+        item = self._inflight.pop(mid, None)
+        if item is None:
+            return
+        seq = item.seq
         if code < 0x80:
-            delivered.append(seq)
+            delivered.append(item)
             return
         why = f"0x{code:02X} {reason}"
         log.error("broker refused event seq %d: %s; parked (see `yimen status`)", seq, why)
@@ -351,6 +387,16 @@ class Uplink:
         info = self._client.publish(topic, payload, qos=1, retain=retain, properties=properties)
         self._control_mids.add(info.mid)
 
+    def _publish_live(self, topic: str, payload: bytes) -> None:
+        if self._client is None or self._state != "connected" or self._live_mids:
+            self._live_skipped += 1
+            return
+        info = self._client.publish(topic, payload, qos=0)
+        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._live_mids.add(info.mid)
+            if self._media is not None:
+                self._media.charge(len(payload) + len(topic) + 5)
+
     def _on_lost(self, reason: ReasonCode) -> None:
         self._drop_client()
         self._retry_later(f"connection lost: {reason}")
@@ -363,15 +409,21 @@ class Uplink:
         self._gen += 1  # whatever this connection's callbacks still say is now stale
         self._inflight.clear()
         self._control_mids.clear()
+        self._live_mids.clear()
+        self._media_mids.clear()
+        if self._media is not None:
+            self._media.lost()
 
     def _fill(self) -> None:
-        """Keep the window full: priority first, then seq; each event's stored bytes."""
-        room = self._window - len(self._inflight)
+        """Keep the window full: priority first, then seq; each event's stored bytes. Media
+        chunks take what is left only once every pending event is in flight."""
+        room = self._window - len(self._inflight) - len(self._media_mids)
         if room <= 0 or self._client is None:
             return
         client = self._client
         v5 = self._config.protocol == "5"
-        for item in self._outbox.pending(room, exclude=self._inflight.values()):
+        items = self._outbox.pending(room, exclude=[item.seq for item in self._inflight.values()])
+        for item in items:
             late = item.seq < self._first_live_seq or item.seq in self._attempted
             props = codec.replay_properties() if (late and v5) else None
             info = client.publish(
@@ -382,9 +434,20 @@ class Uplink:
             )
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 # The connection went away under us; the disconnect item will follow.
-                break
-            self._inflight[info.mid] = item.seq
+                return
+            self._inflight[info.mid] = item
             self._attempted.add(item.seq)
+        if self._media is not None and len(items) < room:
+            # Nothing else waits in the outbox: the rest of the window may carry media.
+            self._fill_media(room - len(items))
+
+    def _fill_media(self, room: int) -> None:
+        assert self._client is not None and self._media is not None
+        for message in self._media.take(room):
+            info = self._client.publish(message.topic, message.payload, qos=1)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break  # the disconnect that follows puts it (and the rest) back
+            self._media_mids[info.mid] = message.key
 
     def _shutdown(self) -> None:
         """Clean stop: say offline ourselves (a clean DISCONNECT suppresses the will)."""

@@ -29,6 +29,8 @@ class StationView:
     mismatches: int = 0  # a duplicate whose bytes differ from the first copy: a contract breach
     replays: int = 0
     status: dict[str, Any] | None = None
+    media_bytes: int = 0  # media manifests and chunks, as received
+    live_frames: int = 0
 
     def missing(self) -> list[int]:
         return sorted(set(range(1, max(self.seqs, default=0) + 1)) - self.seqs)
@@ -89,6 +91,10 @@ class CountyWatch:
                     self._error_locked(str(exc))
                     return
                 line = f"{topic.station} status {view.status['state']} (session {view.status['session']})"
+            elif topic.channel in ("media", "live"):
+                line = _media_line(view, topic, msg.payload)
+                if line is None:
+                    return  # one chunk or frame among many: counted, not printed
             else:
                 try:
                     event = Event.from_bytes(msg.payload)
@@ -130,6 +136,18 @@ class CountyWatch:
 
     def view(self, station: str) -> StationView:
         return self.stations.setdefault(station, StationView())
+
+
+def _media_line(view: StationView, topic: topics.Topic, payload: bytes) -> str | None:
+    """Count media bytes and live frames; a line for each manifest only."""
+    if topic.channel == "live":
+        view.live_frames += 1
+        return None
+    view.media_bytes += len(payload)
+    if topic.part != topics.MANIFEST:
+        return None
+    manifest = json.loads(payload)
+    return f"{topic.station} media {manifest['media_id']}: {manifest['size']} bytes in {manifest['chunks']} chunks"
 
 
 def _summary(event: Event) -> str:

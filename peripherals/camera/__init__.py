@@ -22,6 +22,7 @@ uses it, because picamera2 comes from Raspberry Pi OS and exists nowhere else).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -31,6 +32,7 @@ from edge.events import Event
 
 if TYPE_CHECKING:
     from edge.media import MediaStore
+    from peripherals.camera.frames import Frame
     from peripherals.camera.pipeline import FrameClock
 
 BACKENDS = ("picamera2", "sim")
@@ -151,6 +153,10 @@ class Camera(Protocol):
 
     def clip(self, caused_by: str | None = None) -> Future[Event]:
         """Store the frames from `clip_before_s` before now to `clip_after_s` after; resolves when stored."""
+
+    def add_frame_listener(self, listener: Callable[[Frame], None]) -> Callable[[], None]:
+        """Call `listener` on the camera thread with every frame (masked, encoded) until the returned
+        function is called; it must only hand over (live view)."""
 
 
 def make_camera(config: CameraConfig, media: MediaStore, clock: FrameClock | None = None) -> Camera:

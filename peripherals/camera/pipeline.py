@@ -12,6 +12,10 @@ is flushed into an output when a clip is wanted, then followed live until the cl
 finishes `clip_after_s` after it, and overlapping bad ratings each get their own clip. MJPEG has
 no inter-frame dependencies, so there is no keyframe to wait for. Clip frames go to their file as
 they come; memory is the ring alone, whatever the number of clips.
+
+Frame listeners (live view) see every frame on the camera thread and must only hand over. The
+listener tuple is replaced whole under a lock when one is added or removed, so the camera
+thread reads it without one.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -130,6 +135,8 @@ class FrameCamera(ABC):
         self._error: str | None = None
         self._counts = {"frames": 0, "snapshots": 0, "clips": 0, "clips_refused": 0, "store_errors": 0}
         self._last_frame: float | None = None
+        self._frame_listeners: tuple[Callable[[Frame], None], ...] = ()
+        self._listeners_lock = threading.Lock()
 
     # --- the interface (any thread) ---
 
@@ -162,6 +169,17 @@ class FrameCamera(ABC):
 
     def snapshot(self, caused_by: str | None = None) -> Future[Event]:
         return self._request(MediaType.SNAPSHOT, caused_by)
+
+    def add_frame_listener(self, listener: Callable[[Frame], None]) -> Callable[[], None]:
+        """Call `listener` with every frame from now on; returns the function that stops it."""
+        with self._listeners_lock:
+            self._frame_listeners = (*self._frame_listeners, listener)
+
+        def remove() -> None:
+            with self._listeners_lock:
+                self._frame_listeners = tuple(f for f in self._frame_listeners if f is not listener)
+
+        return remove
 
     def clip(self, caused_by: str | None = None) -> Future[Event]:
         return self._request(MediaType.CLIP, caused_by)
@@ -232,6 +250,11 @@ class FrameCamera(ABC):
             self.log.info("frames again after: %s", self._error)
             self._state, self._error = "running", None
         self._ring.add(frame)
+        for listener in self._frame_listeners:
+            try:
+                listener(frame)
+            except Exception:  # a viewer's bug must not stop the capture
+                self.log.exception("frame listener failed")
         for clip in list(self._clips):
             self._feed(clip, frame)
             if frame.ts >= clip.end:

@@ -113,3 +113,22 @@ def test_gateway_exits_nonzero_when_storage_is_not_writable(tmp_path: Path) -> N
         assert f"storage path {locked}: not writable" in result.stderr
     finally:
         subprocess.run([*unlock, str(locked)], check=True)
+
+
+@pytest.mark.parametrize(
+    ("media", "message"),
+    [
+        ("upload_kbps = 0", r"\[media\] upload_kbps: 0.0 is below the minimum 1.0"),
+        ("chunk_kb = 1024", r"\[media\] chunk_kb: 1024 is above the maximum 256"),
+        ('live_push_url = "http://county/live"', r"\[media\] live_push_url: 'http://county/live' does not match"),
+        ("upload_kpbs = 64", r"\[media\] upload_kpbs: unknown key"),
+    ],
+)
+def test_bad_media_section_names_key_and_problem(tmp_path: Path, media: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_text(tmp_path, GOOD + "[media]\n" + media + "\n")
+
+
+def test_media_defaults_fit_a_poor_link(tmp_path: Path) -> None:
+    media = load_text(tmp_path, GOOD).media
+    assert (media.upload_kbps, media.chunk_kb, media.live_push_url) == (128, 16, None)

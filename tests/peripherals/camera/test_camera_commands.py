@@ -19,11 +19,12 @@ def test_snapshot_on_request_travels_as_a_media_event(tmp_path: Path, broker, su
     try:
         _msg, reply = req.request("snapshot", b"{}")
         assert reply["ok"] is True and reply["result"]["window"] == 2
-        seq = reply["result"]["seq"]
+        seq = int(reply["result"]["event"].rsplit("-", 1)[1])
         _msg, refused = req.request("snapshot", b'{"window": 1}')
-        assert refused["ok"] is False and "cameras watch [2]" in refused["error"]["message"]
+        assert refused["ok"] is False and "cameras: [2]" in refused["error"]["message"]
     finally:
         req.close()
     wait_until(lambda: seq in subscriber.events(), 10, "the snapshot's media event at the county")
     event = json.loads(subscriber.events()[seq][0])
-    assert event["kind"] == "media" and event["data"] == reply["result"]["media"]
+    assert event["kind"] == "media" and event["data"]["media_id"] == reply["result"]["media_id"]
+    assert event["data"]["sha256"] == reply["result"]["sha256"]
