@@ -12,8 +12,8 @@ from tests.conftest import ROOT
 def test_readme_station_config_examples_parse() -> None:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```toml\n(.*?)```", text, re.S)
-    station = [b for b in blocks if "[station]" in b][0]
-    parts = [b for b in blocks if "[[categories]]" in b and "[[windows]]" in b][0]
+    station = next(b for b in blocks if "[station]" in b)
+    parts = next(b for b in blocks if "[[categories]]" in b and "[[windows]]" in b)
     cfg = parse(tomllib.loads(station + parts), "README.md")
     assert cfg.station.id == "hy-0001" and cfg.storage.max_mb == 512
     assert [w.number for w in cfg.windows.windows] == [1] and cfg.printer.port is not None
