@@ -29,7 +29,6 @@ from datetime import date
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -38,6 +37,7 @@ from centre.model import CountyModel, Outage
 from centre.store import Incoming, Store
 from edge.events import Event
 from mqtt import codec, topics
+from mqtt.client import make_client
 
 log = logging.getLogger("yimen.centre.ingest")
 
@@ -73,20 +73,10 @@ class Ingest:
 
     def _client(self, index: int) -> paho.Client:
         cfg = self.config.broker
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"yimen-centre-{self.config.county}-{self._client_tag}-{index}",
-            protocol=paho.MQTTv5 if self._v5 else paho.MQTTv311,
-            clean_session=None if self._v5 else True,
+        # The console reconnects by paho's own loop; its subscriptions are made again in on_connect.
+        client = make_client(
+            cfg, f"yimen-centre-{self.config.county}-{self._client_tag}-{index}", reconnect_on_failure=True
         )
-        if cfg.username is not None:
-            client.username_pw_set(cfg.username, cfg.password)
-        if cfg.tls:
-            client.tls_set(
-                ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
-                certfile=str(cfg.cert_file) if cfg.cert_file else None,
-                keyfile=str(cfg.key_file) if cfg.key_file else None,
-            )
         client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
         client.on_connect = lambda c, _u, _f, rc, _p: self._on_connect(c, index, rc)
         client.on_subscribe = lambda *_: self._on_subscribe(index)

@@ -23,11 +23,11 @@ from datetime import datetime
 from pathlib import Path
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.clock import ClockSource
 from edge.config import Config, load
 from edge.configfile import ConfigError
+from mqtt.client import make_client
 from mqtt.config import BrokerConfig
 
 # The user the unit file runs the gateway as (deploy/yimen.service).
@@ -352,22 +352,7 @@ def _no_answer(broker: BrokerConfig, where: str) -> Finding:
 def _connect(broker: BrokerConfig, client_id: str) -> paho.ReasonCode | str | None:
     """One CONNECT with the configured credentials and TLS: the CONNACK's reason, "closed" if the
     broker hung up first, None if nothing came back in time. Raises OSError for network errors."""
-    v5 = broker.protocol == "5"
-    client = paho.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
-        reconnect_on_failure=False,
-    )
-    client.connect_timeout = broker.connect_timeout_s
-    if broker.username is not None:
-        client.username_pw_set(broker.username, broker.password)
-    if broker.tls:
-        client.tls_set(
-            ca_certs=str(broker.ca_file) if broker.ca_file else None,
-            certfile=str(broker.cert_file) if broker.cert_file else None,
-            keyfile=str(broker.key_file) if broker.key_file else None,
-        )
+    client = make_client(broker, client_id)
     result: dict[str, object] = {}
     client.on_connect = lambda _c, _u, _f, rc, _p: result.setdefault("reason", rc)
     client.on_disconnect = lambda _c, _u, _f, _rc, _p: result.setdefault("reason", "closed")

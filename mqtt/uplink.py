@@ -28,13 +28,14 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge import __version__
 from edge.events import NewEvent, Priority
 from edge.outbox import Outbox, Pending
 from mqtt import codec, topics
+from mqtt.client import make_client
 from mqtt.commands import Arg, Command, CommandError
 from mqtt.config import BrokerConfig
 from mqtt.media_upload import Key, MediaUploader
@@ -304,22 +305,7 @@ class Uplink:
         gen = self._gen
         self._session = self._outbox.next_session()
         v5 = cfg.protocol == "5"
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"yimen-{self._county}-{self._station}",
-            protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
-            clean_session=None if v5 else True,
-            reconnect_on_failure=False,
-        )
-        client.connect_timeout = cfg.connect_timeout_s
-        if cfg.username is not None:
-            client.username_pw_set(cfg.username, cfg.password)
-        if cfg.tls:
-            client.tls_set(
-                ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
-                certfile=str(cfg.cert_file) if cfg.cert_file else None,
-                keyfile=str(cfg.key_file) if cfg.key_file else None,
-            )
+        client = make_client(cfg, f"yimen-{self._county}-{self._station}")
         client.will_set(
             topics.status_topic(self._county, self._station), codec.offline(self._session, "lost"), qos=1, retain=True
         )
