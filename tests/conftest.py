@@ -97,7 +97,7 @@ class GatewayProcess:
             )
         return self
 
-    def stop(self, timeout: float = 15) -> int:
+    def stop(self, timeout: float = 30) -> int:
         """SIGTERM once the gateway is up (as systemd would stop it); returns its exit code."""
         assert self.proc is not None
         wait_until(

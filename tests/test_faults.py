@@ -66,7 +66,7 @@ def test_gateway_killed_twenty_times_county_gets_every_seq(tmp_path: Path, broke
         time.sleep(rng.uniform(0.4, 1.5))
         gw.kill()
     killed_at = GatewayProcess(config).status()["last_seq"]
-    assert killed_at > 100
+    assert killed_at > 20, "the gateway was killed before it recorded anything: the test proves nothing"
     gw = GatewayProcess(config).start()
     drain_and_check(gw, subscriber)
 
