@@ -1,4 +1,4 @@
-"""`config-set` and `restart`: a new config from the county, applied by a restart, undone if it fails.
+"""`config-set`, `bind-unit` and `restart`: a new config from the county, applied by a restart, undone if it fails.
 
 The new text is checked with the same parser the gateway starts with, and must keep the
 station's identity and storage. The old file is kept beside it (`<config>.previous`) and a
@@ -28,6 +28,7 @@ from edge import config as config_mod
 from edge.configfile import ConfigError
 from edge.events import NewEvent, Priority
 from mqtt.commands import Arg, Command, CommandError
+from peripherals.window_unit import binding
 
 log = logging.getLogger("yimen.config")
 
@@ -112,14 +113,37 @@ class ConfigChanges:
                 doc="replace the config file; applied by a restart, rolled back if the gateway does not come back",
                 after=self._restart,
             ),
+            Command(
+                "bind-unit",
+                self._bind_unit,
+                args={
+                    "uid": Arg("str", required=True),
+                    "window": Arg("int", required=True, min=1, max=999),
+                    "confirm_s": Arg("number", min=5, max=3600),
+                },
+                doc='bind a window unit (by uid) to a window, unit = "auto"; applied and rolled back as config-set',
+                after=self._restart,
+            ),
             Command("restart", lambda _a: {"restarting": True}, doc="restart the gateway", after=self._restart),
         ]
 
     def _set(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self._apply(args["toml"], args.get("confirm_s"))
+
+    def _bind_unit(self, args: dict[str, Any]) -> dict[str, Any]:
+        try:
+            text, replaced = binding.bind(self.config.source.read_text(encoding="utf-8"), args["uid"], args["window"])
+        except binding.BindError as exc:
+            raise CommandError("bad-request", f"{exc}; nothing changed") from None
+        log.info("bind-unit: unit %s to window %d", args["uid"], args["window"])
+        return {**self._apply(text, args.get("confirm_s")), "replaced": replaced}
+
+    def _apply(self, text: str, confirm_s: float | None) -> dict[str, Any]:
+        """Check a new config as the gateway would load it, keep the old one, write it; the
+        command's `after` restarts the gateway, and the trial decides whether it stays."""
         source = self.config.source
         if _pending_path(source).exists():
             raise CommandError("bad-request", "a config change is still on trial; wait for its `config` event")
-        text: str = args["toml"]
         try:
             new = config_mod.parse(tomllib.loads(text), str(source))
         except tomllib.TOMLDecodeError as exc:
@@ -134,11 +158,11 @@ class ConfigChanges:
         ]:
             if before != after:
                 raise CommandError("bad-request", f"{what} cannot be changed remotely ({before} -> {after})")
-        confirm_s = float(args.get("confirm_s", DEFAULT_CONFIRM_S))
+        confirm_s = float(DEFAULT_CONFIRM_S if confirm_s is None else confirm_s)
         _atomic_write(_previous_path(source), source.read_bytes())
         _atomic_write(_pending_path(source), json.dumps({"confirm_s": confirm_s, "starts": 0}).encode())
         _atomic_write(source, text.encode())
-        log.info("config-set: new config written to %s; restarting to apply it", source)
+        log.info("new config written to %s; restarting to apply it", source)
         return {"restarting": True, "confirm_s": confirm_s}
 
     def report_outcome(self) -> None:

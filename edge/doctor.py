@@ -9,6 +9,8 @@ off) and a clean DISCONNECT, and a camera is listed, not opened.
 
 from __future__ import annotations
 
+import glob
+import grp
 import os
 import pwd
 import socket
@@ -24,11 +26,16 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 
+from edge import status as gateway_status
 from edge.clock import ClockSource
 from edge.config import Config, load
 from edge.configfile import ConfigError
+from edge.events import Event, NewEvent
 from mqtt.client import make_client
 from mqtt.config import BrokerConfig
+from peripherals.printer import status as printer_status
+from peripherals.window_unit import AUTO, WindowConfig
+from peripherals.window_unit.port import find_units
 
 # The user the unit file runs the gateway as (deploy/yimen.service).
 SERVICE_USER = "yimen"
@@ -379,7 +386,7 @@ def _picamera2_cameras() -> list[dict] | str:
     return Picamera2.global_camera_info()
 
 
-def check_cameras(cfg: Config) -> list[Finding]:
+def check_cameras(cfg: Config, _user: str) -> list[Finding]:
     found: list[dict] | str | None = None
     findings = []
     for i, cam in enumerate(cfg.cameras):
@@ -413,8 +420,197 @@ def check_cameras(cfg: Config) -> list[Finding]:
     return findings
 
 
-# Each configured kind of peripheral adds its check here.
-PERIPHERAL_CHECKS: list[Callable[[Config], list[Finding]]] = [check_cameras]
+# Where deploy/install.sh puts deploy/70-yimen.rules, which gives each kind of device its group.
+UDEV_RULES = "/etc/udev/rules.d/70-yimen.rules"
+
+
+def _access(check: str, path: str, user: str, where: str, group: str, *, write: bool) -> Finding | None:
+    """None when `user` may open the device at `path` (read, and write if `write`), judged from its
+    owner, group and mode as the kernel would; else the problem and whether udev or membership is
+    what is missing."""
+    entry = pwd.getpwnam(user)
+    st = os.stat(path)
+    need = 0o6 if write else 0o4
+    groups = os.getgrouplist(user, entry.pw_gid)
+    if (
+        entry.pw_uid == 0
+        or (st.st_uid == entry.pw_uid and (st.st_mode >> 6) & need == need)
+        or (st.st_gid in groups and (st.st_mode >> 3) & need == need)
+        or st.st_mode & need == need
+    ):
+        return None
+    try:
+        owner_group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        owner_group = str(st.st_gid)
+    what = (
+        f"user {user} may not {'read and write' if write else 'read'} {path} "
+        f"(group {owner_group}, mode {stat.S_IMODE(st.st_mode):o})"
+    )
+    if owner_group == group and (st.st_mode >> 3) & need == need:
+        fix = f"sudo usermod -aG {group} {user} (deploy/install.sh does this), then sudo systemctl restart yimen"
+    else:
+        fix = (
+            f"the device should belong to group {group} with mode 660, but no rule in {UDEV_RULES} matched it: "
+            f"add one for its USB id (`udevadm info -q property -n {path}` shows ID_VENDOR_ID and ID_MODEL_ID), "
+            "then `sudo udevadm control --reload && sudo udevadm trigger`"
+        )
+    return problem(check, what, where, fix)
+
+
+def _device(check: str, path: str, user: str, where: str, group: str, *, write: bool, missing: str) -> Finding:
+    """A configured device path: present and openable by the service user, or what to do."""
+    if not os.path.exists(path):  # also a /dev/serial/by-id/ link whose device is unplugged
+        return problem(check, f"{path} does not exist", where, missing)
+    return _access(check, path, user, where, group, write=write) or ok(
+        check, f"{path} present; user {user} can open it"
+    )
+
+
+_PLUG_UNIT = (
+    "plug the window unit in (with a data cable, not a charge-only one); `ls -l /dev/serial/by-id/` lists "
+    'what is connected: give that name as unit, or use unit = "auto" with the unit\'s uid'
+)
+_PLUG_INPUT = "plug it in; `ls -l /dev/input/by-id/` lists what is connected: give that name here"
+
+
+def check_window_units(cfg: Config, user: str) -> list[Finding]:
+    """Each window's devices: a named unit's port, keypad and card reader, GPIO buttons; and
+    for `unit = "auto"`, whether enough units are plugged in to serve every such window."""
+    findings = []
+    for window in cfg.windows.windows:
+        where = f"[[windows]] number = {window.number} in {cfg.source}"
+        if window.unit is not None and window.unit != AUTO:
+            check = f"window {window.number} unit"
+            findings.append(
+                _device(check, window.unit, user, f"unit of {where}", "dialout", write=True, missing=_PLUG_UNIT)
+            )
+        for what, path in (("keypad", window.keypad), ("card_reader", window.card_reader)):
+            if path is not None:
+                check = f"window {window.number} {what.replace('_', ' ')}"
+                findings.append(
+                    _device(check, path, user, f"{what} of {where}", "input", write=False, missing=_PLUG_INPUT)
+                )
+    if cfg.windows.with_gpio:
+        findings.append(_check_gpio(cfg, user))
+    auto = [w for w in cfg.windows.with_units if w.unit == AUTO]
+    if auto:
+        findings += _check_auto_units(cfg, auto, user)
+    return findings
+
+
+def _check_gpio(cfg: Config, user: str) -> Finding:
+    numbers = ", ".join(str(w.number) for w in cfg.windows.with_gpio)
+    where = f"gpio of windows {numbers} in {cfg.source}"
+    chips = sorted(glob.glob("/dev/gpiochip*"))
+    if not chips:
+        return problem(
+            "gpio buttons",
+            "this machine has no GPIO chip (/dev/gpiochip*)",
+            where,
+            "GPIO buttons need a Raspberry Pi; on one, update its OS (`sudo apt full-upgrade`) and reboot",
+        )
+    return _access("gpio buttons", chips[0], user, where, "gpio", write=True) or ok(
+        "gpio buttons", f"{', '.join(chips)} present; user {user} can open them"
+    )
+
+
+def _check_auto_units(cfg: Config, auto: list[WindowConfig], user: str) -> list[Finding]:
+    check = 'window units (unit = "auto")'
+    options = cfg.windows.options
+    where = f"[window_unit] usb_ids ({', '.join(options.usb_ids)}) in {cfg.source}"
+    found = find_units(options.usb_id_pairs, options.ports)
+    findings = [f for f in (_access(check, path, user, where, "dialout", write=True) for path in found) if f]
+    numbers = ", ".join(str(w.number) for w in auto)
+    plugged = f"{len(found)} unit{'s' if len(found) != 1 else ''} plugged in ({', '.join(found) or 'none'})"
+    if len(found) < len(auto):
+        uids = ", ".join(f"{w.uid} for window {w.number}" for w in auto)
+        findings.append(
+            problem(
+                check,
+                f'{plugged} for {len(auto)} window{"s" if len(auto) != 1 else ""} with unit = "auto" ({numbers})',
+                where,
+                f"plug in the missing units ({uids}); a unit of another make needs its vendor:product id "
+                "(`lsusb` shows it) in usb_ids",
+            )
+        )
+    elif not findings:
+        findings.append(
+            ok(check, f"{plugged} for windows {numbers}; the gateway tells them apart by uid and reports strangers")
+        )
+    return findings
+
+
+# In an installer's words: what a printer condition means and what to do about it.
+_PRINTER_ADVICE = {
+    printer_status.ABSENT: ("the port cannot be opened", "check the printer's USB cable and power"),
+    printer_status.NO_ANSWER: (
+        "the port opens but the printer does not answer its status query",
+        "switch the printer on; check its cable; its self-test page (hold FEED while switching it on) shows its "
+        "baud rate, which must match [printer] baudrate",
+    ),
+    printer_status.PAPER_OUT: (
+        "the printer is out of paper",
+        "put in a new roll, printing side towards the head, and close the cover",
+    ),
+    printer_status.COVER_OPEN: ("the printer's cover is open", "close the cover until it clicks"),
+    printer_status.AUTOCUTTER_ERROR: (
+        "the printer's paper cutter is stuck",
+        "switch the printer off, open the cover, clear paper from the cutter, switch it on",
+    ),
+    printer_status.HEAD_ERROR: (
+        "the print head is too hot or the printer's power is wrong",
+        "let it cool; use the power adapter that came with it",
+    ),
+    printer_status.OFFLINE: ("the printer is offline", "press its FEED button once, or switch it off and on"),
+}
+_PRINTER_ERROR = ("the printer reports an error", "switch it off and on; if that does not clear it, it needs repair")
+
+
+def _never_emits(_event: NewEvent) -> Event:
+    raise AssertionError("the doctor only looks: a status reading emits no event")
+
+
+def check_printer(cfg: Config, user: str) -> list[Finding]:
+    """`[printer] port`: present and openable; with the gateway stopped, paper and cover too."""
+    printer = cfg.printer
+    if not printer.present or cfg.simulate is not None:
+        return []
+    assert printer.port is not None
+    where = f"[printer] port in {cfg.source}"
+    missing = "switch the printer on and plug in its USB cable; `ls -l /dev/serial/by-id/` lists its name"
+    found = _device("printer", printer.port, user, where, "dialout", write=True, missing=missing)
+    if found.problem:
+        return [found]
+    gateway = gateway_status.read(cfg)["gateway"]
+    if gateway.startswith("running"):
+        return [ok("printer", f"{found.what}; paper and cover not checked: the gateway, {gateway}, owns the port")]
+    from peripherals.printer.driver import SerialPrinter  # python-escpos only for a station with a printer
+
+    reading = SerialPrinter(printer, station_name="", emit=_never_emits).read_once()
+    if reading.state in (printer_status.OK, printer_status.WARNING):
+        near_end = (
+            "; the roll is nearly finished: have a new one ready"
+            if printer_status.PAPER_NEAR_END in reading.conditions
+            else ""
+        )
+        return [ok("printer", f"{printer.port} answers and is ready to print{near_end}")]
+    # The printer's own complaints are about the printer; ours (no port, no answer) about the config too.
+    on_wire = f'[printer] port = "{printer.port}" and baudrate = {printer.baudrate} in {cfg.source}'
+    return [
+        problem(
+            "printer",
+            what + (f" ({reading.detail})" if reading.detail else ""),
+            on_wire if condition in (printer_status.ABSENT, printer_status.NO_ANSWER) else printer.port,
+            fix,
+        )
+        for condition in sorted(reading.conditions - {printer_status.PAPER_NEAR_END})
+        for what, fix in [_PRINTER_ADVICE.get(condition, _PRINTER_ERROR)]
+    ]
+
+
+# Each configured kind of peripheral adds its check here; each gets the config and the service user.
+PERIPHERAL_CHECKS: list[Callable[[Config, str], list[Finding]]] = [check_cameras, check_window_units, check_printer]
 
 
 def run(config_path: Path, user: str | None = None, out: Callable[[str], None] = print) -> int:
@@ -428,7 +624,7 @@ def run(config_path: Path, user: str | None = None, out: Callable[[str], None] =
             lambda: check_storage(cfg, user),
             lambda: [check_clock(cfg)],
             lambda: [check_broker(cfg)],
-            *[(lambda c=c: c(cfg)) for c in PERIPHERAL_CHECKS],
+            *[(lambda c=c: c(cfg, user)) for c in PERIPHERAL_CHECKS],
         ]
         for step in steps:
             for finding in step():

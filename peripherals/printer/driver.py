@@ -100,6 +100,14 @@ class SerialPrinter:
         """
         return self._outcomes.add(self._hand_over(ticket))
 
+    def read_once(self) -> Reading:
+        """One status reading on a port opened for it and closed again, without the thread and
+        without reporting: for `yimen doctor`, only while no gateway owns the port."""
+        try:
+            return self._read_status()
+        finally:
+            self._close(discard=True)
+
     def _hand_over(self, ticket: Ticket) -> PrintOutcome:
         if self._thread is None:
             return PrintOutcome.declined("stopped", "the printer is not started")

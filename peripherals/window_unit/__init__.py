@@ -7,6 +7,7 @@ the driver (driver.py) or its simulator (sim.py); both are `WindowUnitDriver`s.
 [window_unit]              # optional; the defaults suit Raspberry Pi Picos on USB
 usb_ids = ["2e8a:0005"]    # vendor:product ids that `unit = "auto"` looks for
 ping_s = 2.0               # a unit silent this long (plus 2.25 s of retries) is offline
+ports = []                 # device path patterns `auto` also tries, e.g. ["/dev/serial/by-path/*-port0"]
 
 [[windows]]
 number = 1
@@ -55,6 +56,9 @@ class WindowConfig:
 @dataclass(frozen=True)
 class WindowUnitOptions:
     usb_ids: tuple[str, ...] = DEFAULT_USB_IDS
+    # Glob patterns of device paths `auto` tries besides the USB ids: for serial adapters whose
+    # USB id says nothing about what is behind them.
+    ports: tuple[str, ...] = ()
     baud: int = 115200
     ping_s: float = 2.0
     # How often `auto` looks for new units, and a named port that is absent is tried again.
@@ -138,8 +142,13 @@ def _options(section: Section) -> WindowUnitOptions:
     for usb_id in usb_ids:
         if not isinstance(usb_id, str) or not re.fullmatch(USB_ID_PATTERN, usb_id.lower()):
             raise section.error("usb_ids", f"{usb_id!r} is not a vendor:product id such as 2e8a:0005")
+    ports = tuple(section.get_list("ports", []))
+    for pattern in ports:
+        if not isinstance(pattern, str) or not pattern.startswith("/"):
+            raise section.error("ports", f"{pattern!r} is not a device path pattern such as /dev/serial/by-path/*")
     cfg = WindowUnitOptions(
         usb_ids=tuple(u.lower() for u in usb_ids),
+        ports=ports,
         baud=section.get_int("baud", WindowUnitOptions.baud, minval=1200),
         ping_s=section.get_float("ping_s", WindowUnitOptions.ping_s, minval=0.5, maxval=3600),
         scan_s=section.get_float("scan_s", WindowUnitOptions.scan_s, minval=0.1, maxval=60),

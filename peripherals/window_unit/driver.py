@@ -312,7 +312,7 @@ class WindowUnits:
         self.emit = emit
         self.on_key = on_key or record_keys(emit)
         self.open_port = open_port
-        self.find_ports = find_ports or (lambda: find_units(config.options.usb_id_pairs))
+        self.find_ports = find_ports or (lambda: find_units(config.options.usb_id_pairs, config.options.ports))
         self.stopping = threading.Event()
         self.log = logging.getLogger("yimen.window_unit")
         self._lock = threading.Lock()  # guards _connections and _leds, touched by every thread

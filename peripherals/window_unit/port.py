@@ -7,6 +7,8 @@ Everything that touches a file descriptor is here; driver.py only sees `read()`,
 from __future__ import annotations
 
 import contextlib
+import glob
+import os
 
 import serial
 from serial.tools import list_ports
@@ -51,6 +53,13 @@ class SerialPort:
             self._serial.close()
 
 
-def find_units(usb_ids: frozenset[tuple[int, int]]) -> list[str]:
-    """Device paths of the USB serial ports whose vendor:product id is one of `usb_ids`."""
-    return sorted(p.device for p in list_ports.comports() if (p.vid, p.pid) in usb_ids)
+def find_units(usb_ids: frozenset[tuple[int, int]], patterns: tuple[str, ...] = ()) -> list[str]:
+    """Device paths of the USB serial ports whose vendor:product id is one of `usb_ids`, and of
+    those matching the glob `patterns`; one path per device, since a unit opens only once."""
+    found = {p.device for p in list_ports.comports() if (p.vid, p.pid) in usb_ids}
+    devices = {os.path.realpath(path) for path in found}
+    for path in sorted(path for pattern in patterns for path in glob.glob(pattern)):
+        if os.path.realpath(path) not in devices:
+            devices.add(os.path.realpath(path))
+            found.add(path)
+    return sorted(found)

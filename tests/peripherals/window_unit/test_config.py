@@ -96,6 +96,7 @@ def test_named_and_auto_windows() -> None:
         ),
         ('[window_unit]\nusb_ids = ["pico"]\n[[windows]]\nnumber = 1', r"\[window_unit\] usb_ids: 'pico'"),
         ("[window_unit]\nping_s = 0\n[[windows]]\nnumber = 1", r"\[window_unit\] ping_s: 0.0 is below"),
+        ('[window_unit]\nports = ["ttyUSB*"]\n[[windows]]\nnumber = 1', r"\[window_unit\] ports: 'ttyUSB\*' is not"),
     ],
 )
 def test_mistakes_are_errors_naming_section_and_key(text: str, message: str) -> None:
