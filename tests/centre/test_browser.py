@@ -36,7 +36,7 @@ def page() -> Iterator[Any]:
 def county(broker, console_factory, fleet_factory) -> tuple[Any, Any]:
     console = console_factory(broker.port).start()
     fleet = fleet_factory(broker.port, ["st-a", "st-b", "st-c"], rate=1.0, telemetry_s=5.0, snapshot_s=3.0)
-    wait_until(lambda: console.get("/api/summary")["totals"].get("online") == 3, 10, "three stations online")
+    wait_until(lambda: console.get("/api/summary")["totals"].get("online") == 3, 30, "three stations online")
     return console, fleet
 
 
