@@ -88,6 +88,7 @@ class GatewayProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> GatewayProcess:
+        _STARTED.append(self)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "edge.cli", "run", "--config", str(self.config)],
@@ -202,11 +203,20 @@ def subscriber(tmp_path: Path, broker: Mosquitto) -> Iterator[Subscriber]:
 
 
 @pytest.fixture
-def gateways() -> Iterator[list[GatewayProcess]]:
-    """Gateways a test started; any still running at the end are killed."""
-    started: list[GatewayProcess] = []
-    yield started
-    for gw in started:
+def gateways() -> list[GatewayProcess]:
+    """A list for a test's gateways (every gateway a test starts is killed after it anyway)."""
+    return []
+
+
+_STARTED: list[GatewayProcess] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_gateway_outlives_its_test() -> Iterator[None]:
+    """A failing test must not leave a gateway running (and loading the machine) for the rest."""
+    yield
+    while _STARTED:
+        gw = _STARTED.pop()
         if gw.proc is not None and gw.proc.poll() is None:
             gw.kill()
 
