@@ -63,15 +63,6 @@ def rating(i: int) -> NewEvent:
     )
 
 
-def envelope_size() -> int:
-    from edge.events import Event
-
-    ev = rating(12345)
-    return len(
-        Event(STATION, 12345, ev.kind, "2026-01-01T08:00:00.000+08:00", "synced", ev.priority, ev.data).to_bytes()
-    )
-
-
 def open_outbox(storage: Path, *, cls: type[Outbox] = Outbox, max_mb: int = 512) -> Outbox:
     return cls(storage / "outbox.db", STATION, clock=ClockSource(ASSUME), max_bytes=max_mb * 1024 * 1024)
 
@@ -140,12 +131,6 @@ max_mb = 512
     return path
 
 
-def broker_config(port: int) -> Any:
-    from mqtt.config import BrokerConfig
-
-    return BrokerConfig(host="127.0.0.1", port=port)
-
-
 def percentile(values: list[float], p: float) -> float:
     """Nearest-rank percentile (p in 0..100)."""
     if not values:
@@ -185,19 +170,72 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _busy_jiffies() -> int:
+    with open("/proc/stat") as fh:
+        f = [int(x) for x in fh.readline().split()[1:]]
+    return sum(f) - f[3] - f[4]  # all but idle and iowait
+
+
+def _own_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+_T0 = (time.monotonic(), _busy_jiffies(), _own_cpu_s())
+
+
+def background_load() -> dict[str, float]:
+    """CPU used on this machine since the script started by processes that are neither this
+    script nor its (waited-for) children, in cores: other people's work skews a benchmark."""
+    t0, busy0, own0 = _T0
+    elapsed = time.monotonic() - t0
+    busy = (_busy_jiffies() - busy0) / os.sysconf("SC_CLK_TCK")
+    own = _own_cpu_s() - own0
+    return {
+        "elapsed_s": round(elapsed, 1),
+        "machine_busy_cores": round(busy / elapsed, 2),
+        "others_busy_cores": round(max(0.0, busy - own) / elapsed, 2),
+        "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
+    }
+
+
+class CpuWindow:
+    """CPU used during one measurement: by this process (all threads), by given child
+    processes (e.g. the broker, read just before they stop), and by everything else."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+        self.busy0 = _busy_jiffies()
+        self.own0 = time.process_time()
+
+    def close(self, pids: tuple[int, ...] = ()) -> dict[str, float]:
+        import psutil
+
+        elapsed = time.monotonic() - self.t0
+        busy = (_busy_jiffies() - self.busy0) / os.sysconf("SC_CLK_TCK")
+        own = time.process_time() - self.own0
+        kids = 0.0
+        for pid in pids:
+            try:
+                t = psutil.Process(pid).cpu_times()
+                kids += t.user + t.system
+            except psutil.Error:
+                pass
+        return {
+            "elapsed_s": round(elapsed, 3),
+            "cpu_s": round(own, 3),
+            "broker_cpu_s": round(kids, 3),
+            "others_cores": round(max(0.0, busy - own - kids) / elapsed, 2),
+        }
+
+
 def report(name: str, result: dict[str, Any], human: str) -> None:
     """One JSON line (machine-readable), then one line for people."""
-    doc = {"bench": name, **result, "machine": machine()}
+    load = background_load()
+    doc = {"bench": name, **result, "load": load, "machine": machine()}
+    human += f" [other processes used {load['others_busy_cores']} of {os.cpu_count()} cores meanwhile]"
     print(json.dumps(doc, sort_keys=False), flush=True)
     print(f"{name}: {human}", flush=True)
-
-
-class Stopwatch:
-    def __init__(self) -> None:
-        self.t0 = time.perf_counter()
-
-    def __call__(self) -> float:
-        return time.perf_counter() - self.t0
 
 
 def threads_join(threads: list[threading.Thread]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
 from collections import Counter
 
 _FRAME = re.compile(r"^(.*) \(([^()]*?)(?::\d+)?\)$")
@@ -25,6 +26,7 @@ def frames(stack: str) -> list[str]:
 
 
 def main() -> None:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # quiet when piped into head
     ap = argparse.ArgumentParser()
     ap.add_argument("path")
     ap.add_argument("--thread", default="", help="keep stacks containing this text (e.g. Uplink._run)")
