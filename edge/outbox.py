@@ -457,17 +457,23 @@ class Outbox:
             unsynced = [r[0] for r in rows if r[4] == Clock.UNSYNCED]
             if unsynced:
                 # Once sent, a stamp is frozen: a re-send must be byte-identical to the first.
-                self._write_relaxed(
-                    f"UPDATE events SET clock='unsynced-sent' WHERE seq IN ({','.join('?' * len(unsynced))})",
-                    unsynced,
-                )
+                marks = ",".join("?" * len(unsynced))
+                self._write_relaxed((f"UPDATE events SET clock='unsynced-sent' WHERE seq IN ({marks})", unsynced))
         return [Pending(r[0], r[1], Priority(r[2]), r[3]) for r in rows]
 
-    def _write_relaxed(self, sql: str, params: Iterable) -> None:
-        """A write whose loss only causes a re-send: committed without waiting for fsync."""
+    def _write_relaxed(self, *statements: tuple[str, Iterable]) -> None:
+        """Writes whose loss only causes a re-send: one transaction, committed without waiting
+        for fsync (the next durable commit's fsync takes them along)."""
         self._conn.execute("PRAGMA synchronous = NORMAL")
         try:
-            self._conn.execute(sql, tuple(params))
+            self._conn.execute("BEGIN")
+            try:
+                for sql, params in statements:
+                    self._conn.execute(sql, tuple(params))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
         finally:
             self._conn.execute("PRAGMA synchronous = FULL")
 
@@ -477,14 +483,14 @@ class Outbox:
         now = self._now()
         with self._lock:
             self._write_relaxed(
-                f"UPDATE events SET delivered = ? WHERE seq IN ({','.join('?' * len(seqs))})", (now, *seqs)
+                (f"UPDATE events SET delivered = ? WHERE seq IN ({','.join('?' * len(seqs))})", (now, *seqs)),
+                ("INSERT OR REPLACE INTO meta VALUES ('last_delivery', ?)", (str(now),)),
             )
-            self._write_relaxed("INSERT OR REPLACE INTO meta VALUES ('last_delivery', ?)", (str(now),))
 
     def park(self, seq: int, reason: str) -> None:
         """The broker refused this event: keep it, stop sending it, remember why."""
         with self._lock:
-            self._write_relaxed("UPDATE events SET parked = ? WHERE seq = ?", (reason, seq))
+            self._write_relaxed(("UPDATE events SET parked = ? WHERE seq = ?", (reason, seq)))
 
     def replay(self, first: int, last: int) -> list[Pending]:
         """Events still held with first <= seq <= last, delivered or not, in seq order."""
@@ -527,7 +533,7 @@ class Outbox:
 
     def set_meta(self, key: str, value: str) -> None:
         with self._lock:
-            self._write_relaxed("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+            self._write_relaxed(("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value)))
 
     def next_session(self) -> int:
         """The connection counter (Sparkplug's bdSeq): +1 per connection, never repeated."""
@@ -543,11 +549,11 @@ class Outbox:
         with self._lock:
             open_row = self._conn.execute("SELECT id FROM outages WHERE end IS NULL").fetchone()
             if open_row is None:
-                self._write_relaxed("INSERT INTO outages (start, cause) VALUES (?, ?)", (self._now(), cause))
+                self._write_relaxed(("INSERT INTO outages (start, cause) VALUES (?, ?)", (self._now(), cause)))
 
     def outage_ended(self) -> None:
         with self._lock:
-            self._write_relaxed("UPDATE outages SET end = ? WHERE end IS NULL", (self._now(),))
+            self._write_relaxed(("UPDATE outages SET end = ? WHERE end IS NULL", (self._now(),)))
 
     def outages_since(self, after_id: int) -> list[dict]:
         """Closed outages with id > after_id, for the telemetry event to report once each."""

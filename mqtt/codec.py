@@ -36,8 +36,18 @@ def decode_status(payload: bytes) -> dict[str, Any]:
     return doc
 
 
-def replay_properties() -> Properties:
-    """MQTT 5 user property replay=1: marks a re-send without changing the payload bytes."""
+def _replay() -> Properties:
     props = Properties(PacketTypes.PUBLISH)
     props.UserProperty = ("replay", "1")
     return props
+
+
+_REPLAY = _replay()
+
+
+def replay_properties() -> Properties:
+    """MQTT 5 user property replay=1: marks a re-send without changing the payload bytes.
+
+    One shared instance: paho only reads a publish's properties, and building them costs more
+    than the rest of a re-send (every event of a backlog is one)."""
+    return _REPLAY

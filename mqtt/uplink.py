@@ -19,6 +19,7 @@ at QoS 0, one at a time: a frame still in paho's buffer makes the next one be sk
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import random
@@ -47,6 +48,10 @@ log = logging.getLogger("yimen.uplink")
 # MQTT 3.1.1 return codes 4 and 5 mean the same and paho maps them onto those.
 _CREDENTIAL_REFUSALS = {0x86, 0x87, 0x8C, 4, 5}
 MAX_REPLAY = 10_000
+# Delivery marks are written once this many have gathered, or whenever the uplink would wait.
+MARK_BATCH = 100
+# Events read from the outbox at a time while draining a backlog.
+READ_AHEAD = 200
 SHUTDOWN_DRAIN_S = 3.0
 
 
@@ -103,7 +108,10 @@ class Uplink:
         self._state_since = time.time()
         self._cause = "not yet connected"
         self._window = config.inflight
-        self._inflight: dict[int, Pending] = {}  # mid -> the event in flight
+        self._inflight: dict[int, Pending] = {}
+        self._unmarked: list[Pending] = []  # acknowledged, delivery mark not yet written
+        self._ready: collections.deque[Pending] = collections.deque()  # read ahead, not yet sent
+        self._ready_at = -1  # the outbox's commit count when _ready was read  # mid -> the event in flight
         self._control_mids: set[int] = set()  # birth/offline publishes, not outbox events
         self._media_mids: dict[int, Key] = {}  # mid -> media manifest or chunk in flight
         self._live_mids: set[int] = set()  # live-view frames not yet written to the socket
@@ -225,10 +233,14 @@ class Uplink:
                 return
             self._handle(items)
             if self._state == "connected":
+                # Refill the window before writing the marks: the slots PUBACKs freed carry the
+                # next events while SQLite writes, instead of standing empty.
                 self._fill()
+            if len(self._unmarked) >= MARK_BATCH or self._queue.empty():
+                self._flush_marks()
 
     def _handle(self, items: list[tuple]) -> None:
-        delivered: list[Pending] = []
+        """Act on what the queue brought; acknowledged events join `_unmarked`."""
         for item in items:
             what = item[0]
             if what == "wake":
@@ -246,14 +258,19 @@ class Uplink:
             if item[1] != self._gen:
                 continue  # from a connection that is already gone
             if what == "puback":
-                self._on_ack(item[2], item[3], delivered)
+                self._on_ack(item[2], item[3])
             elif what == "connack":
                 self._on_connack(item[2], item[3])
             elif what == "disconnect":
-                self._mark(delivered)
-                delivered = []
+                self._flush_marks()
                 self._on_lost(item[2])
-        self._mark(delivered)
+
+    def _flush_marks(self) -> None:
+        """Write the delivery marks gathered so far, in one relaxed transaction."""
+        items, self._unmarked = self._unmarked, []
+        self._mark(items)
+        if self._state == "connected" and any(item.kind == "media" for item in items):
+            self._fill()  # the mark started these files' uploads: their chunks may go now
 
     def _mark(self, items: list[Pending]) -> None:
         if items:
@@ -264,7 +281,7 @@ class Uplink:
             self._delivered += len(seqs)
             self._attempted.difference_update(seqs)
 
-    def _on_ack(self, mid: int, reason: ReasonCode | int, delivered: list[Pending]) -> None:
+    def _on_ack(self, mid: int, reason: ReasonCode | int) -> None:
         code = reason.value if isinstance(reason, ReasonCode) else int(reason)
         if mid in self._control_mids:
             self._control_mids.discard(mid)
@@ -280,7 +297,7 @@ class Uplink:
             return
         seq = item.seq
         if code < 0x80:
-            delivered.append(item)
+            self._unmarked.append(item)
             return
         why = f"0x{code:02X} {reason}"
         log.error("broker refused event seq %d: %s; parked (see `yimen status`)", seq, why)
@@ -394,11 +411,25 @@ class Uplink:
         self._client = None
         self._gen += 1  # whatever this connection's callbacks still say is now stale
         self._inflight.clear()
+        self._ready.clear()
         self._control_mids.clear()
         self._live_mids.clear()
         self._media_mids.clear()
         if self._media is not None:
             self._media.lost()
+
+    def _next_pending(self, room: int) -> list[Pending]:
+        """Up to `room` events to send next, priority first, then seq.
+
+        Read ahead from the outbox in blocks: valid only while no append has been committed
+        since (a new commit may hold a higher priority, or have evicted what was read), which
+        the outbox's commit counter tells without a query."""
+        if not self._ready or self._ready_at != self._outbox.commits:
+            at = self._outbox.commits
+            exclude = [item.seq for item in self._inflight.values()] + [item.seq for item in self._unmarked]
+            self._ready = collections.deque(self._outbox.pending(max(room, READ_AHEAD), exclude=exclude))
+            self._ready_at = at
+        return [self._ready.popleft() for _ in range(min(room, len(self._ready)))]
 
     def _fill(self) -> None:
         """Keep the window full: priority first, then seq; each event's stored bytes. Media
@@ -408,7 +439,7 @@ class Uplink:
             return
         client = self._client
         v5 = self._config.protocol == "5"
-        items = self._outbox.pending(room, exclude=[item.seq for item in self._inflight.values()])
+        items = self._next_pending(room)
         for item in items:
             late = item.seq < self._first_live_seq or item.seq in self._attempted
             props = codec.replay_properties() if (late and v5) else None
@@ -420,6 +451,7 @@ class Uplink:
             )
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 # The connection went away under us; the disconnect item will follow.
+                self._ready.clear()
                 return
             self._inflight[info.mid] = item
             self._attempted.add(item.seq)
@@ -448,6 +480,7 @@ class Uplink:
                 self._handle([self._queue.get(timeout=max(0.0, deadline - time.monotonic()))])
             except queue.Empty:
                 break
+        self._flush_marks()
         client = self._client
         if client is not None and self._state == "connected":
             info = client.publish(
