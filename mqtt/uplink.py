@@ -48,7 +48,8 @@ log = logging.getLogger("yimen.uplink")
 # MQTT 3.1.1 return codes 4 and 5 mean the same and paho maps them onto those.
 _CREDENTIAL_REFUSALS = {0x86, 0x87, 0x8C, 4, 5}
 MAX_REPLAY = 10_000
-# Delivery marks are written once this many have gathered, or whenever the uplink would wait.
+# Delivery marks are written once this many have gathered, or as soon as nothing is in flight
+# (a lone press is marked at once; a backlog's marks cost one transaction per this many events).
 MARK_BATCH = 100
 # Events read from the outbox at a time while draining a backlog.
 READ_AHEAD = 200
@@ -118,6 +119,7 @@ class Uplink:
         self._live_skipped = 0
         self._attempted: set[int] = set()  # seqs published by this process and not yet acked
         self._first_live_seq = outbox.last_seq + 1
+        self._topics: dict[str, str] = {}  # event kind -> its topic
         self._next_attempt = 0.0
         self._stopping = False
         self._delivered = 0
@@ -236,13 +238,17 @@ class Uplink:
                 # Refill the window before writing the marks: the slots PUBACKs freed carry the
                 # next events while SQLite writes, instead of standing empty.
                 self._fill()
-            if len(self._unmarked) >= MARK_BATCH or self._queue.empty():
+            if len(self._unmarked) >= MARK_BATCH or not self._inflight:
                 self._flush_marks()
 
     def _handle(self, items: list[tuple]) -> None:
         """Act on what the queue brought; acknowledged events join `_unmarked`."""
         for item in items:
             what = item[0]
+            if what == "puback":  # by far the most frequent: first
+                if item[1] == self._gen:
+                    self._on_ack(item[2], item[3])
+                continue
             if what == "wake":
                 continue
             if what == "control":
@@ -257,9 +263,7 @@ class Uplink:
                 continue
             if item[1] != self._gen:
                 continue  # from a connection that is already gone
-            if what == "puback":
-                self._on_ack(item[2], item[3])
-            elif what == "connack":
+            if what == "connack":
                 self._on_connack(item[2], item[3])
             elif what == "disconnect":
                 self._flush_marks()
@@ -443,8 +447,11 @@ class Uplink:
         for item in items:
             late = item.seq < self._first_live_seq or item.seq in self._attempted
             props = codec.replay_properties() if (late and v5) else None
+            topic = self._topics.get(item.kind)
+            if topic is None:
+                topic = self._topics[item.kind] = topics.event_topic(self._county, self._station, item.kind)
             info = client.publish(
-                topics.event_topic(self._county, self._station, item.kind),
+                topic,
                 item.payload,
                 qos=1,
                 properties=props,
@@ -454,7 +461,8 @@ class Uplink:
                 self._ready.clear()
                 return
             self._inflight[info.mid] = item
-            self._attempted.add(item.seq)
+            if item.seq >= self._first_live_seq:  # older ones count as re-sends anyway
+                self._attempted.add(item.seq)
         if self._media is not None and len(items) < room:
             # Nothing else waits in the outbox: the rest of the window may carry media.
             self._fill_media(room - len(items))
