@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import sqlite_utils
-
 from edge import eviction
 from edge.clock import ClockSource, boot_id
 from edge.events import Clock, Event, NewEvent, Priority, format_ts
@@ -179,7 +177,6 @@ class Outbox:
         # Keep the WAL small on an SD card: checkpoint often, truncate what is left over.
         self._conn.execute("PRAGMA wal_autocheckpoint = 256")
         self._conn.execute("PRAGMA journal_size_limit = 1048576")
-        self.db = sqlite_utils.Database(self._conn)
         self._create_schema()
         self._last_seq = self._read_last_seq()
         self._reserved = max(self._read_hwm(), self._last_seq)
@@ -227,12 +224,20 @@ class Outbox:
         )
 
     def _create_schema(self) -> None:
+        tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if {"meta", "outages", "events"} <= tables:
+            return
+        # Imported only here, on a new database: it weighs 5-6 MB of memory that an ordinary
+        # restart of a Pi with a 40 MB budget need not carry.
+        import sqlite_utils
+
+        db = sqlite_utils.Database(self._conn)
         # The events table comes last: a reader (`yimen status`) that sees it sees the rest.
-        if not self.db.table("meta").exists():
-            self.db.table("meta").create({"key": str, "value": str}, pk="key")
-        if not self.db.table("outages").exists():
-            self.db.table("outages").create({"id": int, "start": float, "end": float, "cause": str}, pk="id")
-        events = self.db.table("events")
+        if not db.table("meta").exists():
+            db.table("meta").create({"key": str, "value": str}, pk="key")
+        if not db.table("outages").exists():
+            db.table("outages").create({"id": int, "start": float, "end": float, "cause": str}, pk="id")
+        events = db.table("events")
         if not events.exists():
             events.create(_SCHEMA, pk="seq", not_null={"kind", "priority", "payload", "size", "created", "clock"})
             self._conn.execute(
