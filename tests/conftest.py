@@ -139,6 +139,11 @@ class GatewayProcess:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
+def message_doc(message: dict) -> dict:
+    """A line the county subscriber wrote, its JSON payload parsed."""
+    return json.loads(base64.b64decode(message["payload"]))
+
+
 class Subscriber:
     """The county: tests.support.subscriber in its own process, reading back what it wrote."""
 
@@ -170,6 +175,10 @@ class Subscriber:
 
     def messages(self, channel: str = "events") -> list[dict]:
         return [m for m in self.lines() if "topic" in m and f"/{channel}" in m["topic"]]
+
+    def docs(self, channel: str = "events") -> list[dict]:
+        """Every message on `channel`, its JSON payload parsed, in arrival order."""
+        return [message_doc(m) for m in self.messages(channel)]
 
     def events(self) -> dict[int, list[bytes]]:
         """seq -> every copy received, as bytes."""

@@ -5,7 +5,6 @@ duplicates, or, where events were knowingly given up, holding the report that sa
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import random
@@ -22,7 +21,7 @@ from edge.config import ClockConfig
 from edge.events import NewEvent, Priority
 from edge.outbox import Outbox, OutboxFull
 from mqtt.broker import Mosquitto
-from tests.conftest import ROOT, STATION, GatewayProcess, Subscriber, station_config, wait_until
+from tests.conftest import ROOT, STATION, GatewayProcess, Subscriber, message_doc, station_config, wait_until
 from tests.support.proxy import Proxy
 
 pytestmark = pytest.mark.slow
@@ -112,7 +111,7 @@ def test_black_holed_link_is_detected_and_recovered(tmp_path: Path, broker: Mosq
         events = drain_and_check(gw, subscriber)
         resent = [m for m in subscriber.messages() if m["replay"]]
         assert resent, "events re-sent after the outage must carry replay=1"
-        assert all(json.loads(base64.b64decode(m["payload"]))["seq"] in events for m in resent)
+        assert all(message_doc(m)["seq"] in events for m in resent)
     finally:
         link.close()
 

@@ -4,11 +4,9 @@ calls it, the citizen rates; the county sees a rating tied to that ticket and wi
 
 from __future__ import annotations
 
-import base64
-import json
 from pathlib import Path
 
-from tests.conftest import GatewayProcess, station_config, wait_until
+from tests.conftest import GatewayProcess, message_doc, station_config, wait_until
 from tests.peripherals.window_unit.rig import Line, Unit
 
 
@@ -34,7 +32,7 @@ windows = [1]
     def events() -> list[dict]:
         seen: dict[int, dict] = {}
         for msg in subscriber.messages():
-            doc = json.loads(base64.b64decode(msg["payload"]))
+            doc = message_doc(msg)
             seen.setdefault(doc["seq"], doc)
         return [seen[s] for s in sorted(seen)]
 

@@ -3,7 +3,6 @@ by command, and after the restart its presses reach the station logic as that wi
 
 from __future__ import annotations
 
-import base64
 import json
 import tomllib
 from pathlib import Path
@@ -16,7 +15,7 @@ STRANGER = "bbbb0002"
 
 
 def events(sub: Subscriber, kind: str) -> list[dict]:
-    docs = [json.loads(base64.b64decode(m["payload"])) for m in sub.messages()]
+    docs = sub.docs()
     return [d["data"] for d in docs if d["kind"] == kind]
 
 

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import GatewayProcess, Subscriber, station_config, wait_until
+from tests.conftest import GatewayProcess, Subscriber, message_doc, station_config, wait_until
 from tests.mqtt.test_commands import Requester
 
 
 def config_events(sub: Subscriber) -> list[dict]:
-    return [
-        json.loads(base64.b64decode(m["payload"]))["data"] for m in sub.messages() if m["topic"].endswith("/config")
-    ]
+    return [message_doc(m)["data"] for m in sub.messages() if m["topic"].endswith("/config")]
 
 
 @pytest.fixture

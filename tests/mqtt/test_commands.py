@@ -17,7 +17,7 @@ from paho.mqtt.properties import Properties
 
 from mqtt import topics
 from mqtt.commands import MAX_REQUEST_BYTES, Arg, Command, CommandError, parse_request
-from tests.conftest import COUNTY, STATION, GatewayProcess, station_config, wait_until
+from tests.conftest import COUNTY, STATION, GatewayProcess, message_doc, station_config, wait_until
 
 ECHO = Command("echo", lambda a: a, args={"n": Arg("int", required=True, min=1, max=10), "s": Arg("str")})
 
@@ -122,7 +122,7 @@ def test_replay_fills_a_gap_made_at_the_county(running) -> None:
     assert reply == {"ok": True, "result": {"first": 10, "last": 19, "count": 10}}
     wait_until(lambda: all(len(running_subscriber_events(gw).get(s, [])) >= 2 for s in lost), 10, "the replay")
     replayed = [m for m in _messages(gw) if m["replay"]]
-    again = {json.loads(base64.b64decode(m["payload"]))["seq"] for m in replayed}
+    again = {message_doc(m)["seq"] for m in replayed}
     assert lost <= again
     for seq in lost:
         copies = running_subscriber_events(gw)[seq]

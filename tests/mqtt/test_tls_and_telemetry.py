@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 import sys
@@ -10,7 +9,7 @@ from pathlib import Path
 
 from edge import __version__
 from mqtt.broker import Mosquitto
-from tests.conftest import ROOT, GatewayProcess, station_config, wait_until
+from tests.conftest import ROOT, GatewayProcess, message_doc, station_config, wait_until
 from tests.support.proxy import Proxy
 from tests.support.tls import make_ca_and_server
 
@@ -56,7 +55,7 @@ def test_telemetry_reports_backlog_and_each_outage_once(tmp_path: Path, broker, 
         def telemetry() -> list[dict]:
             out = []
             for msg in subscriber.messages():
-                doc = json.loads(base64.b64decode(msg["payload"]))
+                doc = message_doc(msg)
                 if doc["kind"] == "telemetry" and doc["seq"] not in {d["seq"] for d in out}:
                     out.append(doc)
             return out

@@ -13,7 +13,7 @@ from edge.outbox import Outbox
 from mqtt.broker import Mosquitto
 from mqtt.config import BrokerConfig
 from mqtt.uplink import Backoff, Uplink
-from tests.conftest import COUNTY, STATION, GatewayProcess, Subscriber, station_config, wait_until
+from tests.conftest import COUNTY, STATION, GatewayProcess, Subscriber, message_doc, station_config, wait_until
 from tests.support.proxy import Proxy
 
 
@@ -27,7 +27,7 @@ def prefill(storage: Path, spec: list[tuple[str, Priority]]) -> None:
 def arrival_seqs(sub: Subscriber) -> list[int]:
     seen: list[int] = []
     for msg in sub.messages():
-        seq = json.loads(__import__("base64").b64decode(msg["payload"]))["seq"]
+        seq = message_doc(msg)["seq"]
         if seq not in seen:
             seen.append(seq)
     return seen
@@ -48,9 +48,7 @@ def test_backlog_drains_critical_first_then_in_seq_order(tmp_path, broker, subsc
         same = [s for s in order if prio[s] == p]
         assert same == sorted(same), f"{p.label} events arrived out of seq order"
     # Events from before this gateway process started are late, and marked so (MQTT 5 user property).
-    prefilled = [
-        m for m in subscriber.messages() if json.loads(__import__("base64").b64decode(m["payload"]))["seq"] <= 90
-    ]
+    prefilled = [m for m in subscriber.messages() if message_doc(m)["seq"] <= 90]
     assert all(m["replay"] for m in prefilled)
     assert gw.stop() == 0
 
@@ -59,7 +57,7 @@ def test_status_birth_will_and_session_counter(tmp_path, broker, subscriber, gat
     config = station_config(tmp_path, broker.port, keepalive=2)
 
     def statuses() -> list[dict]:
-        return [json.loads(__import__("base64").b64decode(m["payload"])) for m in subscriber.messages("status")]
+        return subscriber.docs("status")
 
     gw = GatewayProcess(config).start()
     gateways.append(gw)
