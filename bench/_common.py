@@ -238,6 +238,13 @@ def report(name: str, result: dict[str, Any], human: str) -> None:
     print(f"{name}: {human}", flush=True)
 
 
-def threads_join(threads: list[threading.Thread]) -> None:
+def run_for(threads: list[threading.Thread], stop: threading.Event, seconds: float) -> float:
+    """Start the producer threads, let them run `seconds`, stop and join them; the elapsed time."""
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
     for t in threads:
         t.join()
+    return time.perf_counter() - t0

@@ -66,13 +66,7 @@ def gateway(work: Path, producers: int, seconds: float) -> dict:
 
     threads = [threading.Thread(target=producer, args=(k,)) for k in range(producers)]
     commits0 = outbox.commits
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    time.sleep(seconds)
-    stop.set()
-    c.threads_join(threads)
-    elapsed = time.perf_counter() - t0
+    elapsed = c.run_for(threads, stop, seconds)
     commits = outbox.commits - commits0
     outbox.close()
     n = sum(counts)
@@ -145,13 +139,7 @@ def bare_threads(work: Path, producers: int, seconds: float, bodies: list[bytes]
         conn.close()
 
     threads = [threading.Thread(target=producer, args=(k,)) for k in range(producers)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    time.sleep(seconds)
-    stop.set()
-    c.threads_join(threads)
-    elapsed = time.perf_counter() - t0
+    elapsed = c.run_for(threads, stop, seconds)
     return {"appends": sum(counts), "rate": sum(counts) / elapsed}
 
 
