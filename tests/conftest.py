@@ -232,3 +232,15 @@ def _no_gateway_outlives_its_test() -> Iterator[None]:
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("PYTHONPATH", str(ROOT))
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """A private PostgreSQL server for this test worker (never the machine's own), and its DSN."""
+    from tests.support.postgres import PostgresServer
+
+    server = PostgresServer().start()
+    try:
+        yield server.dsn
+    finally:
+        server.stop()

@@ -1,7 +1,7 @@
 """The store on both engines: each event once, whatever arrives twice, and what a restart reads back.
 
-PostgreSQL is the machine's real server (127.0.0.1:5432, database `test`); each test gets a schema
-of its own, dropped afterwards. Where no server answers, the PostgreSQL case is skipped, saying so.
+PostgreSQL is a private server the tests start (tests/support/postgres.py, the `postgres_dsn`
+fixture); each test gets a schema of its own, dropped afterwards.
 """
 
 from __future__ import annotations
@@ -15,18 +15,6 @@ import pytest
 from centre.config import StoreConfig
 from centre.store import Incoming, Store, open_store
 
-PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def _pg_available() -> bool:
-    import psycopg
-
-    try:
-        psycopg.connect(PG_DSN, connect_timeout=2).close()
-        return True
-    except psycopg.OperationalError:
-        return False
-
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
@@ -35,15 +23,14 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         yield s
         s.close()
         return
-    if not _pg_available():
-        pytest.skip(f"no PostgreSQL server answers at {PG_DSN}")
+    dsn = request.getfixturevalue("postgres_dsn")
     schema = f"yimen_test_{uuid.uuid4().hex[:12]}"
-    s = open_store(StoreConfig(path=tmp_path / "unused.db", dsn=PG_DSN, schema=schema))
+    s = open_store(StoreConfig(path=tmp_path / "unused.db", dsn=dsn, schema=schema))
     yield s
     s.close()
     import psycopg
 
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+    with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
