@@ -440,7 +440,8 @@ class Outbox:
                 self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (str(seq),))
                 self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # a COMMIT that failed (disk full) has rolled back already
+                    self._conn.execute("ROLLBACK")
                 raise
             self._last_seq = seq
             self.commits += 1

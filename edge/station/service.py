@@ -61,6 +61,11 @@ def local_now() -> datetime:
     return datetime.now().astimezone()
 
 
+class NotRecorded(RuntimeError):
+    """A request that left nothing on disk (the station is stopping, its commit failed): the
+    caller must not tell anyone it was taken; a window unit, unanswered, sends the press again."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     """The answer to a press or command: the unit's feedback, and for a person, what happened."""
@@ -169,7 +174,9 @@ class Station:
     def press(self, window: int, key: str, *, source: str) -> Feedback:
         """A key pressed at a window: `good`, `bad`, `r1`..`r5`, a reason key, `next`, `recall`,
         `skip`, `start`, `done`, `pause` (toggles), `ticket`, `ticket:<code>`, `green`,
-        `green:<code>`. Blocks until its events are in the outbox; returns the unit's feedback."""
+        `green:<code>`. Blocks until its events are on disk (in station.db's journal, then the
+        outbox) and returns the unit's feedback (`error` for a press the station refused: that
+        refusal is recorded too); raises NotRecorded when nothing could be recorded."""
         return self._call(lambda now, change: self._on_key(now, change, window, key, source), window).feedback
 
     def swipe(self, window: int, card: str, *, source: str) -> Feedback:
@@ -228,7 +235,7 @@ class Station:
 
     def _call(self, run: Callable[[datetime, Change], Any], window: int | None) -> Outcome:
         if self._stopping:
-            return Outcome(Feedback.ERROR, ok=False, detail="the station is stopping")
+            raise NotRecorded("the station is stopping: nothing was recorded; try again after the restart")
         request = _Request(run, window)
         self._requests.put(request)
         return request.reply.result()
@@ -266,7 +273,7 @@ class Station:
             # state back from the store, and say the request failed.
             log.exception("station request failed")
             self._state = self._load()
-            request.reply.set_result(Outcome(Feedback.ERROR, ok=False, detail=f"internal error: {exc}"))
+            request.reply.set_exception(NotRecorded(f"nothing was recorded: {exc}"))
             return
         for action in self._after:
             action()
