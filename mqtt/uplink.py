@@ -9,7 +9,8 @@ Delivery is the PUBACK, matched by mid, with a reason code below 0x80 (0x10 "no 
 subscribers" is delivered). A reason code >= 0x80 parks the event with its reason. The
 client session lives only in memory: on any disconnect the in-flight map is dropped and
 every unacknowledged event is sent again from the outbox. paho's own reconnect is off
-(it has no jitter); we reconnect with capped exponential backoff and jitter.
+(it has no jitter); we reconnect with capped exponential backoff and jitter, and after a
+refused login with a slower one of its own ([broker] refused_retry_s, refused_retry_max_s).
 
 Media files (mqtt/media_upload.py) ride the same connection and window: when a `media` event
 is acknowledged, its upload job is registered; chunks fill the window only when the outbox has
@@ -102,6 +103,7 @@ class Uplink:
         self._queue: queue.SimpleQueue[tuple] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="yimen-uplink", daemon=True)
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
+        self._refused_backoff = Backoff(config.refused_retry_s, config.refused_retry_max_s)
         self._client: paho.Client | None = None
         self._gen = 0  # which connection a callback belongs to; stale ones are ignored
         self._session = 0
@@ -208,10 +210,10 @@ class Uplink:
     def _run(self) -> None:
         self._set_state("disconnected", "not yet connected")
         while True:
-            if self._client is None and self._state != "needs_enrolment" and time.monotonic() >= self._next_attempt:
+            if self._client is None and time.monotonic() >= self._next_attempt:
                 self._connect()
             timeout = None
-            if self._client is None and self._state != "needs_enrolment":
+            if self._client is None:
                 timeout = max(0.0, self._next_attempt - time.monotonic())
             elif self._state == "connected" and self._media is not None:
                 # When the upload pace next allows a chunk; 0 or None: an ack or a wake will do.
@@ -365,16 +367,22 @@ class Uplink:
             code = reason.value
             self._drop_client()
             if code in _CREDENTIAL_REFUSALS:
-                cause = f"broker refused our credentials: {reason} (0x{code:02X})"
+                # Still needs_enrolment (a new claim is taken up at once), but the same login is
+                # tried again, slowly: the broker's auth may only have failed for a while.
+                delay = self._refused_backoff.next_delay()
+                self._next_attempt = time.monotonic() + delay
+                at = time.strftime("%H:%M:%S", time.localtime(time.time() + delay))
+                cause = f"broker refused our credentials: {reason} (0x{code:02X}); trying the same login again at {at}"
                 self._outbox.outage_started(cause)
                 self._set_state("needs_enrolment", cause)
-                log.error("%s; not retrying: this station must be enrolled again", cause)
+                log.error("%s, or enrol this station again", cause)
             else:
                 self._retry_later(f"broker refused the connection: {reason} (0x{code:02X})")
             return
         receive_max = getattr(props, "ReceiveMaximum", None)
         self._window = min(self._config.inflight, receive_max or self._config.inflight)
         self._backoff.reset()
+        self._refused_backoff.reset()
         self._outbox.outage_ended()
         self._set_state("connected", f"session {self._session}")
         assert self._client is not None
