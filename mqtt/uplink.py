@@ -116,6 +116,8 @@ class Uplink:
         self._ready: collections.deque[Pending] = collections.deque()  # read ahead, not yet sent
         self._ready_at = -1  # the outbox's commit count when _ready was read  # mid -> the event in flight
         self._control_mids: set[int] = set()  # birth/offline publishes, not outbox events
+        # Births, replies and replays waiting for room in the window: (topic, payload, properties, retain).
+        self._controls: collections.deque[tuple[str, bytes, Any, bool]] = collections.deque()
         self._media_mids: dict[int, Key] = {}  # mid -> media manifest or chunk in flight
         self._live_mids: set[int] = set()  # live-view frames not yet written to the socket
         self._live_skipped = 0
@@ -396,11 +398,26 @@ class Uplink:
         self._publish_control(topics.status_topic(self._county, self._station), payload, None, retain=True)
 
     def _publish_control(self, topic: str, payload: bytes, properties: Any, retain: bool = False) -> None:
+        """Queue it for the window (`_fill` sends it ahead of events): like events, births,
+        replies and replays never exceed the broker's Receive Maximum."""
         if self._client is None or self._state != "connected":
             log.warning("not connected: dropped a %d-byte message for %s", len(payload), topic)
             return
-        info = self._client.publish(topic, payload, qos=1, retain=retain, properties=properties)
-        self._control_mids.add(info.mid)
+        self._controls.append((topic, payload, properties, retain))
+
+    def _send_controls(self, room: int) -> int:
+        """Send queued control messages into `room` slots of the window; returns the slots used."""
+        assert self._client is not None
+        used = 0
+        while self._controls and used < room:
+            topic, payload, properties, retain = self._controls[0]
+            info = self._client.publish(topic, payload, qos=1, retain=retain, properties=properties)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break  # the connection went away; the disconnect that follows drops the queue
+            self._controls.popleft()
+            self._control_mids.add(info.mid)
+            used += 1
+        return used
 
     def _publish_live(self, topic: str, payload: bytes) -> None:
         if self._client is None or self._state != "connected" or self._live_mids:
@@ -425,6 +442,7 @@ class Uplink:
         self._inflight.clear()
         self._ready.clear()
         self._control_mids.clear()
+        self._controls.clear()  # replies and replays are transient; a birth is sent again at connect
         self._live_mids.clear()
         self._media_mids.clear()
         if self._media is not None:
@@ -446,8 +464,11 @@ class Uplink:
     def _fill(self) -> None:
         """Keep the window full: priority first, then seq; each event's stored bytes. Media
         chunks take what is left only once every pending event is in flight."""
-        room = self._window - len(self._inflight) - len(self._media_mids)
+        room = self._window - len(self._inflight) - len(self._media_mids) - len(self._control_mids)
         if room <= 0 or self._client is None:
+            return
+        room -= self._send_controls(room)
+        if room <= 0:
             return
         client = self._client
         v5 = self._config.protocol == "5"
@@ -490,7 +511,7 @@ class Uplink:
         # clean stop leaves nothing behind; whatever does not make it stays in the outbox.
         while self._state == "connected" and time.monotonic() < deadline:
             self._fill()
-            if not self._inflight:
+            if not self._inflight and not self._control_mids:
                 break
             try:
                 self._handle([self._queue.get(timeout=max(0.0, deadline - time.monotonic()))])

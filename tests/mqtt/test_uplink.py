@@ -15,6 +15,7 @@ from mqtt.broker import Mosquitto
 from mqtt.config import BrokerConfig
 from mqtt.uplink import Backoff, Uplink
 from tests.conftest import COUNTY, STATION, GatewayProcess, Subscriber, message_doc, station_config, wait_until
+from tests.support.mqtt_meter import MeteringProxy
 from tests.support.proxy import Proxy
 
 
@@ -192,6 +193,34 @@ def test_window_never_exceeds_the_brokers_receive_maximum(tmp_path) -> None:
         finally:
             uplink.stop()
             box.close()
+
+
+def test_replays_and_replies_stay_within_the_brokers_receive_maximum(tmp_path) -> None:
+    """A replay of 200 events, a burst of replies and a birth on a broker that takes 3 at a time:
+    counted on the wire, never more than 3 QoS 1 publishes await their PUBACK."""
+    with Mosquitto(tmp_path / "broker", extra="max_inflight_messages 3") as broker:
+        sub = Subscriber(broker.port, tmp_path / "county.jsonl").start()
+        meter = MeteringProxy(broker.port)
+        box = Outbox(tmp_path / "outbox.db", STATION, clock=ClockSource(ClockConfig(sync="assume")), max_bytes=64 << 20)
+        uplink = Uplink(BrokerConfig(port=meter.port, inflight=20), COUNTY, STATION, box)
+        uplink.start()
+        try:
+            for i in range(200):
+                box.append(NewEvent("rating", Priority.CRITICAL, {"n": i}))
+            wait_until(lambda: box.stats()["undelivered"] == 0, 20, "the 200 events to drain")
+            session = uplink.status()["session"]
+            assert uplink.replay(1, 200) == 200
+            for i in range(50):
+                uplink.publish_control(f"yimen/v1/{COUNTY}/{STATION}/reply/r{i}", b"{}")
+            uplink.rebirth()
+            wait_until(lambda: sum(1 for m in sub.messages() if m["replay"]) >= 200, 20, "the 200 replayed events")
+            assert uplink.status()["session"] == session and uplink.status()["state"] == "connected"
+            assert meter.most_outstanding <= 3, f"{meter.most_outstanding} publishes awaited a PUBACK at once"
+        finally:
+            uplink.stop()
+            box.close()
+            sub.stop()
+            meter.close()
 
 
 def test_mqtt_311_is_selectable(tmp_path, broker, subscriber, gateways) -> None:
