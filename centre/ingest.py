@@ -21,6 +21,7 @@ import logging
 import os
 import queue
 import re
+import secrets
 import socket
 import threading
 import time
@@ -61,6 +62,7 @@ class Ingest:
         self._pending: dict[str, tuple[Future[dict[str, Any]], float]] = {}
         self._pending_lock = threading.Lock()
         self._ids = itertools.count(1)
+        self._nonce = secrets.token_hex(4)
         self._floors: dict[str, int] = {}
         self.subscribed = threading.Event()
         self.counters = {"messages": 0, "stored": 0, "duplicates": 0, "errors": 0, "batches": 0}
@@ -137,7 +139,8 @@ class Ingest:
 
         The correlation id travels both ways a station may answer: as MQTT 5 Correlation Data with
         our response topic, and as the `correlation` argument that a 3.1.1 station echoes."""
-        correlation = f"{self._client_tag}-{next(self._ids)}"
+        # Unique across restarts too (a pid repeats): a station runs each correlation id once.
+        correlation = f"{self._client_tag}-{self._nonce}-{next(self._ids)}"
         future: Future[dict[str, Any]] = Future()
         with self._pending_lock:
             self._pending[correlation] = (future, time.monotonic())
@@ -147,6 +150,8 @@ class Ingest:
             props = Properties(PacketTypes.PUBLISH)
             props.ResponseTopic = self.reply_topic
             props.CorrelationData = correlation.encode()
+            # A station away longer than this never gets it from the broker's session for it.
+            props.MessageExpiryInterval = int(COMMAND_TIMEOUT_S)
         topic = topics.command_topic(self.config.county, station, name)
         self.clients[0].publish(topic, json.dumps(body).encode(), qos=1, properties=props)
         return future

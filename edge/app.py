@@ -68,7 +68,12 @@ class Gateway:
             v5=config.broker.protocol == "5",
         )  # fmt: skip
         self.media = MediaStore(config.storage.path, self.outbox.append)
-        self.downlink = Downlink(config.station.county, config.station.id)
+        self.downlink = Downlink(
+            config.station.county,
+            config.station.id,
+            load=lambda: self.outbox.get_meta("commands-run"),
+            save=partial(self.outbox.set_meta, "commands-run"),
+        )
         self.printer = printer.build(
             config.printer,
             station_name=config.station.name or config.station.id,

@@ -31,6 +31,9 @@ class BrokerConfig:
     refused_retry_s: float = 60.0
     refused_retry_max_s: float = 900.0
     connect_timeout_s: float = 5.0
+    # MQTT 5: the broker keeps our command subscription (and the commands sent to us) this long
+    # while we are away; 0: no session is kept (commands sent meanwhile are lost).
+    session_expiry_s: int = 86400
 
 
 def parse_broker(section: Section) -> BrokerConfig:
@@ -51,6 +54,7 @@ def parse_broker(section: Section) -> BrokerConfig:
         reconnect_max_s=section.get_float("reconnect_max_s", BrokerConfig.reconnect_max_s, minval=0.1),
         refused_retry_s=section.get_float("refused_retry_s", BrokerConfig.refused_retry_s, minval=0.1),
         refused_retry_max_s=section.get_float("refused_retry_max_s", BrokerConfig.refused_retry_max_s, minval=0.1),
+        session_expiry_s=section.get_int("session_expiry_s", BrokerConfig.session_expiry_s, minval=0, maxval=2**32 - 1),
         connect_timeout_s=section.get_float("connect_timeout_s", BrokerConfig.connect_timeout_s, minval=0.5),
     )
     section.done()

@@ -31,6 +31,8 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge import __version__
@@ -77,6 +79,17 @@ class Backoff:
 
     def reset(self) -> None:
         self._attempt = 0
+
+
+def _session_args(expiry_s: int) -> dict[str, Any]:
+    """MQTT 5 CONNECT: resume the session the broker kept for us (our command subscription and
+    the commands sent while we were away) and ask it to keep it `expiry_s` after we go. Only
+    commands live in it: events are resent from the outbox, never from the session."""
+    if expiry_s == 0:
+        return {"clean_start": True}
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = expiry_s
+    return {"clean_start": False, "properties": props}
 
 
 class Uplink:
@@ -349,7 +362,7 @@ class Uplink:
                 cfg.host,
                 cfg.port,
                 keepalive=max(1, cfg.keepalive_s // 2),
-                **({"clean_start": True} if v5 else {}),
+                **(_session_args(cfg.session_expiry_s) if v5 else {}),
             )
         except OSError as exc:
             self._retry_later(f"cannot reach {cfg.host}:{cfg.port}: {exc}")
