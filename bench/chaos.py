@@ -13,7 +13,7 @@ report the loss.
 
 Faults, drawn from random.Random(seed) every 4..20 s: `kill-gateway` (SIGKILL, restarted
 1..6 s later), `broker-restart` (down 1..8 s, back with persistence on or off at random),
-`blackhole` (a gateway's link passes nothing for 5..40 s), `disk-budget` (above, 60..120 s),
+`blackhole` (a gateway's link passes nothing for 5..40 s), `disk-budget` (above, 120..240 s),
 `console-restart` (down 1..10 s).
 
 At the end every fault is undone, the units stop pressing and drain, each gateway is restarted
@@ -113,7 +113,7 @@ name = "王强"
 code = "2222"
 """
     if simulate:
-        text += f"\n[simulate]\nevents_per_second = {8 if budget else 1}\nseed = {i + 1}\n"
+        text += f"\n[simulate]\nevents_per_second = {10 if budget else 1}\nseed = {i + 1}\n"
     path = root / ("station.toml" if simulate else "quiet.toml")
     path.write_text(text, encoding="utf-8")
     return path
@@ -189,8 +189,14 @@ class Gateway:
 class Console:
     def __init__(self, root: Path, broker_port: int) -> None:
         self.root = root
-        self.web = free_port()
+        self.broker_port = broker_port
         self.config = root / "centre.toml"
+        self.proc: subprocess.Popen | None = None
+        self.web = 0
+
+    def _write_config(self) -> None:
+        self.web = free_port()  # anew each start: on a shared machine another process may take a port
+        broker_port = self.broker_port
         self.config.write_text(
             f"""[centre]
 county = "{COUNTY}"
@@ -211,14 +217,21 @@ port = {self.web}
 """,
             encoding="utf-8",
         )
-        self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        with open(self.root / "centre.log", "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "edge.cli", "centre", "--config", str(self.config)],
-                cwd=REPO, stdout=log, stderr=log,
-            )  # fmt: skip
+        for _attempt in range(5):
+            self._write_config()
+            with open(self.root / "centre.log", "ab") as log:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "edge.cli", "centre", "--config", str(self.config)],
+                    cwd=REPO, stdout=log, stderr=log,
+                )  # fmt: skip
+            deadline = time.monotonic() + 30
+            while self.running() and self.states() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if self.running():
+                return
+        raise SystemExit("chaos: the console would not start; see centre.log")
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -343,7 +356,7 @@ class Chaos:
             if not gw.link_up:
                 return
             gw.set_link(False)
-            self.later(rng.uniform(60, 120), "link-up", gw)
+            self.later(rng.uniform(120, 240), "link-up", gw)
         elif fault == "console-restart":
             if not self.console.running():
                 return
