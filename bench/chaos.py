@@ -51,7 +51,7 @@ from edge import config as config_mod
 from edge import status as status_mod
 from mqtt.broker import Mosquitto, free_port
 from tests.firmware import FIRMWARE
-from tests.peripherals.window_unit.rig import Line
+from tests.peripherals.window_unit.rig import Line, one_unit_station
 from tests.support.proxy import Proxy
 
 COUNTY = "chaos"
@@ -83,24 +83,12 @@ sync = "assume"
 [telemetry]
 interval_s = 30
 
-[window_unit]
-ping_s = 1
-
-[[windows]]
-number = 1
-unit = "{unit_path}"
-
-[[categories]]
-code = "A"
-name = "社会保障"
-item = "SB-001"
-windows = [1, 2]
-
+{one_unit_station(unit_path)}
 [[categories]]
 code = "B"
 name = "户籍"
 item = "HJ-001"
-windows = [1, 2]
+windows = [1]
 
 [[clerks]]
 id = "c01"

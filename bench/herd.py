@@ -26,7 +26,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from _common import REPO, percentile, report
+from _common import REPO, percentile, report, stop_fleets
 
 from mqtt.broker import Mosquitto
 
@@ -94,15 +94,7 @@ def run_variant(root: Path, args: argparse.Namespace, rmin: float, rmax: float) 
         all_done_s = time.time() - up_at
         broker_cpu = cpu_s(broker.proc.pid) - cpu0
     finally:
-        for fleet in fleets:
-            if fleet.poll() is None:
-                fleet.stdin.write("stop\n")  # type: ignore[union-attr]
-                fleet.stdin.flush()  # type: ignore[union-attr]
-        for fleet in fleets:
-            try:
-                fleet.wait(60)
-            except subprocess.TimeoutExpired:
-                fleet.kill()
+        stop_fleets(fleets, 60)
         broker.stop()
     back = [s["back_at"] - up_at for s in state.values() if s["back_at"] is not None and s["back_at"] >= up_at]
     delivered = [s["delivered_at"] - up_at for s in done]

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import ROOT, GatewayProcess, message_doc, station_config, wait_until
 from tests.firmware import FIRMWARE
-from tests.peripherals.window_unit.rig import Line
+from tests.peripherals.window_unit.rig import Line, one_unit_station
 
 RUNNER = ROOT / "tests" / "support" / "mpy_window_unit.py"
 UID = "e6614103e7"
@@ -86,21 +86,7 @@ def test_every_acknowledged_press_reaches_the_county(tmp_path: Path, broker, sub
     with small_disk(tmp_path / "disk") as disk:
         line = Line(tmp_path, "unit-w1")
         unit = MicroPythonUnit(line, tmp_path)
-        extra = f"""
-[window_unit]
-ping_s = 1
-
-[[windows]]
-number = 1
-unit = "{line.path}"
-
-[[categories]]
-code = "A"
-name = "社会保障"
-item = "SB-001"
-windows = [1]
-"""
-        config = station_config(tmp_path, broker.port, storage=disk / "state", extra=extra)
+        config = station_config(tmp_path, broker.port, storage=disk / "state", extra=one_unit_station(line.path))
         gw = None
         try:
             for restart in range(RESTARTS):
