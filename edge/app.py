@@ -247,12 +247,14 @@ class Gateway:
         }
 
 
-def _press(station: Station, press: KeyPress) -> None:
-    """A key from any wiring, handed to the station logic; returns once its events are on disk."""
-    if press.key == "signin":
-        station.swipe(press.window, press.extra["card"], source=press.unit)
-    else:
-        station.press(press.window, press.key, source=press.unit)
+def _press(station: Station, press: KeyPress) -> str:
+    """A key from any wiring, handed to the station logic; returns once its events are on disk,
+    with the unit's feedback (`error`: refused, which a window unit shows)."""
+    if press.key in ("signin", "card"):  # an evdev card reader says signin; a window unit's reader card
+        return station.swipe(press.window, press.extra["card"], source=press.unit)
+    if press.key == "code":
+        return station.keypad_code(press.window, press.extra["code"], source=press.unit)
+    return station.press(press.window, press.key, source=press.unit)
 
 
 def run(config: Config) -> int:

@@ -144,7 +144,8 @@ def parse(doc: dict, source: str) -> Config:
     windows = top.tables("windows")
     simulate = parse_simulate(sec("simulate")) if top.has("simulate") else None
     service = parse_station(top, windows)
-    units = parse_windows(windows, top.section("window_unit") if top.has("window_unit") else None)
+    reasons = tuple(key for key, _ in service.ratings.reasons) if service is not None else ()
+    units = parse_windows(windows, top.section("window_unit") if top.has("window_unit") else None, reasons)
     if service is None and simulate is not None:
         sim_top = Section("", tomllib.loads(default_station(simulate.windows)), source=f"{source} (simulated station)")
         service = parse_station(sim_top, sim_top.tables("windows"))

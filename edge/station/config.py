@@ -18,7 +18,8 @@ CATEGORY_CODE = r"[A-Z]"
 KEY_NAME = r"[a-z][a-z0-9-]{0,15}"
 # Keys the station itself understands; a reason key must not shadow one of them.
 BUILTIN_KEYS = frozenset(
-    {"good", "bad", "r1", "r2", "r3", "r4", "r5", "next", "recall", "skip", "pause", "start", "done", "ticket", "green"}
+    {"good", "bad", "r1", "r2", "r3", "r4", "r5", "next", "recall", "skip", "pause", "resume", "start", "done"}
+    | {"put-back", "ticket", "green", "transfer", "code", "card", "enter", "clear", "signin"}
 )
 # What the issue names as typical reasons for a bad rating; a station may configure its own.
 DEFAULT_REASONS = (

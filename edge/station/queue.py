@@ -225,6 +225,11 @@ class Queue:
         change.emit(KIND, Priority.NORMAL, event("put-back", now, source, ticket))
         return ticket
 
+    def last_skipped(self, state: State, window: Window) -> Ticket | None:
+        """The ticket skipped last at the window today: what its `put-back` key brings back."""
+        skipped = [t for t in state.tickets.values() if t.status == Status.SKIPPED and t.window == window.number]
+        return max(skipped, key=lambda t: t.called or t.queued, default=None)
+
     def transfer(self, state: State, change: Change, now: datetime, window: Window, code: str, source: str) -> Ticket:
         """Send the citizen at the window to another category's queue. The event carries the
         service just ended here; the ticket keeps its number and waits again, ahead of others."""

@@ -157,5 +157,6 @@ class Ratings:
             "source": source,
             "linked": linked,
             "camera": verdict.verdict == "bad",  # a later issue attaches a clip to bad ratings
-            "at": iso(now),
+            # Milliseconds, like the envelope's ts: the national record's time of the rating is exact.
+            "at": now.isoformat(timespec="milliseconds"),
         }

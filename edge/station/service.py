@@ -168,8 +168,9 @@ class Station:
 
     def press(self, window: int, key: str, *, source: str) -> Feedback:
         """A key pressed at a window: `good`, `bad`, `r1`..`r5`, a reason key, `next`, `recall`,
-        `skip`, `start`, `done`, `pause` (toggles), `ticket`, `ticket:<code>`, `green`,
-        `green:<code>`. Blocks until its events are in the outbox; returns the unit's feedback."""
+        `skip`, `start`, `done`, `pause` (toggles), `resume`, `ticket`, `ticket:<code>`, `green`,
+        `green:<code>`, `transfer:<code>`, `put-back` (the window's last skipped ticket). Blocks
+        until its events are in the outbox; returns the unit's feedback."""
         return self._call(lambda now, change: self._on_key(now, change, window, key, source), window).feedback
 
     def swipe(self, window: int, card: str, *, source: str) -> Feedback:
@@ -366,15 +367,23 @@ class Station:
             return self._ratings.rate(self._state, change, now, window, verdict, source)
         if self._settings.ratings.reason_name(key) is not None:
             return self._ratings.reason(change, now, window, key)
-        if key == "pause":
-            return self._pause(now, change, number, not window.paused, source)
+        if key in ("pause", "resume"):
+            return self._pause(now, change, number, key == "pause" and not window.paused, source)
         kind, _, code = key.partition(":")
         if kind in ("ticket", "green"):
             return self._issue(now, change, number, code or None, kind == "green", source)
+        if kind == "transfer" and code:
+            return self._transfer(now, change, number, code, source)
+        if key == "put-back":
+            self._require_queue()
+            skipped = self._queue.last_skipped(self._state, window)
+            return self._put_back(now, change, skipped.number if skipped is not None else None, source)
         if key in QUEUE_KEYS:
             self._require_queue()
             return self._queue_key(now, change, window, key, source)
         self._state.counts["unknown_key"] += 1
+        change.day_state = True
+        log.warning("window %d: key %r from %s is not a key this station knows: refused", number, key, source)
         raise Refused(f"window {number}: unknown key {key!r}")
 
     def _require_queue(self) -> None:
@@ -463,6 +472,8 @@ class Station:
 
     def _put_back(self, now: datetime, change: Change, number: str | None, source: str) -> Answer:
         self._require_queue()
+        if number is None:
+            raise Refused("no skipped ticket to put back here")
         ticket = self._queue.put_back(self._state, change, now, number or "", source)
         return Outcome(Feedback.IDLE, ticket=ticket.number)
 

@@ -24,6 +24,8 @@ from peripherals.keyevents import KeyPress, OnKey, record_keys, unit_event
 from peripherals.window_unit import AUTO, WindowsConfig
 from peripherals.window_unit.port import PortError, SerialPort, find_units
 
+CODED = ("code", "card")  # keys whose KEY frame carries what was typed or read, under the key's name
+
 
 class Port(Protocol):
     path: str
@@ -70,19 +72,34 @@ class Session:
     window: int
     uptime: Widener
     presses: Widener
+    proto: int = link.PROTO
+    nkeys: int = 0  # keys the HELLO announced; the rest of `keys` come in KEYS frames
+
+    def fields(self, update: dict[str, Any]) -> dict[str, Any]:
+        """What of a SET a unit of this session's protocol understands: version 1 only `led`."""
+        return update if self.proto >= 2 else {k: v for k, v in update.items() if k == "led"}
 
 
 class BadFrame(ValueError):
     """A well-formed frame whose payload does not say what its type requires."""
 
 
-def _hello_fields(payload: dict[str, Any]) -> tuple[int, str, str, str, list[str]]:
-    proto, uid, fw, model, keys = (payload.get(k) for k in ("proto", "uid", "fw", "model", "keys"))
+def _key_list(payload: dict[str, Any], kind: str) -> list[str]:
+    keys = payload.get("keys")
+    if not isinstance(keys, list) or len(keys) > link.MAX_KEYS or not all(link.is_key(k) for k in keys):
+        raise BadFrame(f"{kind} keys is not a list of at most {link.MAX_KEYS} key names: {payload!r}")
+    return keys
+
+
+def _hello_fields(payload: dict[str, Any]) -> tuple[int, str, str, str, list[str], int]:
+    proto, uid, fw, model = (payload.get(k) for k in ("proto", "uid", "fw", "model"))
     if not isinstance(proto, int) or not isinstance(uid, str) or not uid:
         raise BadFrame(f"HELLO without proto and uid: {payload!r}")
-    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-        raise BadFrame(f"HELLO keys is not a list of names: {payload!r}")
-    return proto, uid, str(fw), str(model), keys
+    keys = _key_list(payload, "HELLO")
+    nkeys = payload.get("nkeys", len(keys))  # version 1 lists every key in its HELLO
+    if not isinstance(nkeys, int) or not len(keys) <= nkeys <= link.MAX_KEYS:
+        raise BadFrame(f"HELLO nkeys {nkeys!r} is not {len(keys)}..{link.MAX_KEYS}")
+    return proto, uid, str(fw), str(model), keys, nkeys
 
 
 class UnitConnection:
@@ -103,15 +120,22 @@ class UnitConnection:
         self.reopen = reopen  # named paths are retried; auto-found ones end and are found again
         self._on_exit = on_exit
         self.log = logging.getLogger(f"yimen.window_unit.{path.rsplit('/', 1)[-1]}")
-        self.commands: queue.Queue[str] = queue.Queue()
+        self.commands: queue.Queue[dict[str, Any]] = queue.Queue()  # SET fields to send
         self.state = "absent"
         self.session: Session | None = None
         self.link = link.Link(os.urandom(1)[0])
         self.decoder = link.Decoder()
-        self.counts = {"presses": 0, "bad_frames": 0, "no_session": 0, "refused": 0, "emit_failures": 0}
+        self.counts = {
+            "presses": 0,
+            "refused_keys": 0,
+            "bad_frames": 0,
+            "no_session": 0,
+            "refused": 0,
+            "emit_failures": 0,
+        }
         self.pong: dict[str, int] = {}
         self.reported_uid: str | None = None  # unknown or refused uid, reported once per connection
-        self._led: str | None = None  # to send once the link is free
+        self._set: dict[str, Any] = {}  # SET fields to send once the link is free
         self._last_ping = 0.0
         self._thread = threading.Thread(target=self._run, name=f"window-unit:{path}", daemon=True)
 
@@ -130,6 +154,7 @@ class UnitConnection:
             "uid": session.uid if session else self.reported_uid,
             "fw": session.fw if session else None,
             "model": session.model if session else None,
+            "proto": session.proto if session else None,
             "keys": list(session.keys) if session else [],
             "frames": self.decoder.frames,
             "errors": dict(self.decoder.errors),
@@ -182,7 +207,7 @@ class UnitConnection:
 
     def _tick(self, port: Port) -> None:
         while not self.commands.empty():
-            self._led = self.commands.get_nowait()
+            self._set.update(self.commands.get_nowait())
         now = link.ticks_ms()
         due = self.link.due(now)
         if due == link.RESEND:
@@ -191,9 +216,10 @@ class UnitConnection:
             self._went_offline("silent")
         if self.link.busy():
             return
-        if self._led is not None:
-            port.write(self.link.send(link.SET, link.dumps({"led": self._led}), now))
-            self._led = None
+        update = self.session.fields(self._set) if self.session is not None else {}
+        self._set = {}
+        if update:
+            port.write(self.link.send(link.SET, link.dumps(update), now))
         elif time.monotonic() - self._last_ping >= self.owner.config.options.ping_s:
             # Also without a session: an unanswered PONG is what makes a unit say HELLO again.
             self._last_ping = time.monotonic()
@@ -216,6 +242,8 @@ class UnitConnection:
             else:
                 if ftype == link.KEY:
                     self._key(self.session, payload)
+                elif ftype == link.KEYS:
+                    self._keys(self.session, payload)
                 else:
                     self._pong(self.session, payload)
                 self.link.accept(seq)
@@ -235,19 +263,19 @@ class UnitConnection:
         if self.session is not None and self.link.is_dup(seq):
             port.write(link.ack(seq))
             return
-        proto, uid, fw, model, keys = _hello_fields(payload)
-        if proto != link.PROTO:
+        proto, uid, fw, model, keys, nkeys = _hello_fields(payload)
+        if proto not in link.PROTOS:
             self.state = "refused"
             self.counts["refused"] += 1
             if self.reported_uid != uid:
                 self.reported_uid = uid
                 self.log.error(
-                    "window unit %s on %s speaks link protocol %d; this gateway speaks %d: "
+                    "window unit %s on %s speaks link protocol %d; this gateway speaks %s: "
                     "update the unit's firmware (firmware/README.md)",
                     uid,
                     self.path,
                     proto,
-                    link.PROTO,
+                    " and ".join(str(p) for p in link.PROTOS),
                 )
             return
         window = self.owner.window_for(self.fixed_window, uid)
@@ -263,18 +291,34 @@ class UnitConnection:
         self.link.reset()
         self.link.accept(seq)
         port.write(link.ack(seq))
-        self.session = Session(uid, fw, model, keys, window, Widener(), Widener())
+        self.session = Session(uid, fw, model, keys, window, Widener(), Widener(), proto, nkeys)
         self.state = "online"
-        self._led = self.owner.led_for(window)
-        self.log.info("unit %s (fw %s, %s) online for window %d", uid, fw, model, window)
+        self._set = self.owner.shown_for(window)
+        self.log.info("unit %s (fw %s, %s, protocol %d) online for window %d", uid, fw, model, proto, window)
+
+    def _keys(self, session: Session, payload: dict[str, Any]) -> None:
+        """The rest of a HELLO's key list; `at` must continue where the list stands."""
+        keys = _key_list(payload, "KEYS")
+        if payload.get("at") != len(session.keys) or len(session.keys) + len(keys) > session.nkeys:
+            raise BadFrame(f"KEYS at {payload.get('at')!r} does not continue {len(session.keys)} of {session.nkeys}")
+        session.keys += keys
 
     def _key(self, session: Session, payload: dict[str, Any]) -> None:
         key, n, ms = payload.get("key"), payload.get("n"), payload.get("ms")
-        if not isinstance(key, str) or not link.is_key(key) or not isinstance(n, int) or not isinstance(ms, int):
+        if not isinstance(n, int) or not isinstance(ms, int):
             raise BadFrame(f"KEY payload {payload!r}")
-        self.owner.on_key(
-            KeyPress(session.window, key, session.uid, session.presses.widen(n), session.uptime.widen(ms))
-        )
+        extra = {key: payload.get(key)} if key in CODED else {}
+        if not link.is_key(key) or not all(link.is_code(value) for value in extra.values()):
+            # Acknowledged (resending it cannot help) and shown as refused on the unit.
+            self.counts["refused_keys"] += 1
+            self._set["flash"] = "error"
+            self.log.warning("window %d: unit %s sent key %.40r, which no station knows: refused", session.window,
+                             session.uid, key)  # fmt: skip
+            return
+        press = KeyPress(session.window, key, session.uid, session.presses.widen(n), session.uptime.widen(ms), extra)
+        if self.owner.on_key(press) == "error":
+            self.counts["refused_keys"] += 1
+            self._set["flash"] = "error"
         self.counts["presses"] += 1
 
     def _pong(self, session: Session, payload: dict[str, Any]) -> None:
@@ -315,9 +359,9 @@ class WindowUnits:
         self.find_ports = find_ports or (lambda: find_units(config.options.usb_id_pairs, config.options.ports))
         self.stopping = threading.Event()
         self.log = logging.getLogger("yimen.window_unit")
-        self._lock = threading.Lock()  # guards _connections and _leds, touched by every thread
+        self._lock = threading.Lock()  # guards _connections and _shown, touched by every thread
         self._connections: dict[str, UnitConnection] = {}
-        self._leds: dict[int, str] = {}
+        self._shown: dict[int, dict[str, Any]] = {}  # window -> SET fields as last set
         self._scanner: threading.Thread | None = None
         self._named = {w.unit: w.number for w in config.with_units if w.unit != AUTO}
         self._auto_uids = {w.uid: w.number for w in config.with_units if w.unit == AUTO}
@@ -347,17 +391,31 @@ class WindowUnits:
     def set_led(self, window: int, led: str) -> None:
         if led not in link.LEDS:
             raise ValueError(f"led {led!r} is not one of {', '.join(link.LEDS)}")
+        self._update(window, {"led": led})
+
+    def set_limit(self, window: int, level: str) -> None:
+        """The window's time-limit light: one of firmware.link.LIMITS (version 2 units)."""
+        if level not in link.LIMITS:
+            raise ValueError(f"time-limit level {level!r} is not one of {', '.join(link.LIMITS)}")
+        self._update(window, {"lim": level})
+
+    def show(self, window: int, fields: dict[str, str]) -> None:
+        """What the window unit's display shows: clerk `name` and `no`, `ticket` (version 2 units)."""
+        self._update(window, {"show": dict(fields)})
+
+    def _update(self, window: int, fields: dict[str, Any]) -> None:
         with self._lock:
-            self._leds[window] = led
+            self._shown.setdefault(window, {"led": "idle"}).update(fields)
             targets = [c for c in self._connections.values() if c.session and c.session.window == window]
         for connection in targets:
-            connection.commands.put(led)
+            connection.commands.put(fields)
 
     # Called from the connection threads.
 
-    def led_for(self, window: int) -> str:
+    def shown_for(self, window: int) -> dict[str, Any]:
+        """Everything a unit coming online at `window` should show."""
         with self._lock:
-            return self._leds.get(window, "idle")
+            return dict(self._shown.get(window, {"led": "idle"}))
 
     def window_for(self, fixed: int | None, uid: str) -> int | None:
         """A unit's window: its named port's (unless that window names another uid), or by uid."""

@@ -1,4 +1,4 @@
-"""Checks firmware/link.py, debounce.py and pressqueue.py against tests/firmware/vectors.json.
+"""Checks firmware/link.py (framing, key names, announcing keys), debounce.py and pressqueue.py against tests/firmware/vectors.json.
 
 Written in the MicroPython subset: pytest imports it under CPython, and runs it as a script under
 the MicroPython unix port (`micropython check_vectors.py FIRMWARE_DIR VECTORS`), which prints
@@ -55,6 +55,31 @@ def _check_link(link, vectors, fail):
             fail("retransmit at " + str(now) + ": " + got)
 
 
+def _check_keys(link, vectors, fail):
+    cases = vectors["keys"]
+    for name in cases["valid"]:
+        if not link.is_key(name):
+            fail("is_key(" + repr(name) + ") is False")
+    for name in cases["invalid"]:
+        if link.is_key(name):
+            fail("is_key(" + repr(name) + ") is True")
+    for name in cases["builtin"]:
+        if not link.is_builtin(name):
+            fail("is_builtin(" + repr(name) + ") is False")
+    for name in cases["not_builtin"]:
+        if link.is_builtin(name):
+            fail("is_builtin(" + repr(name) + ") is True")
+    for case in vectors["announce"]:
+        # Compared as JSON objects: the byte order of keys in a dict is the port's own business.
+        got = link.announce(case["uid"], case["fw"], case["model"], case["keys"])
+        want = [json.loads(p) for p in case["payloads"]]
+        if [json.loads(p) for p in got] != want:
+            fail("announce " + case["about"] + ": " + repr(got))
+        for payload in got:
+            if len(payload) > link.MAX_PAYLOAD:
+                fail("announce " + case["about"] + ": a payload of " + str(len(payload)) + " bytes")
+
+
 def _check_debounce(debounce, vectors, fail):
     for case in vectors["debounce"]:
         keyed = debounce.Debouncer(case["stable_ms"])
@@ -71,7 +96,7 @@ def _check_queue(pressqueue, vectors, fail):
                 queue.add(op[1], 0)
             else:
                 getattr(queue, op[0])()
-        pending = [[n, key] for n, key, _ in queue.pending()]
+        pending = [[item[0], item[1]] for item in queue.pending()]
         if pending != case["pending"] or queue.dropped != case["dropped"] or queue.count != case["count"]:
             fail("queue " + case["about"] + ": " + repr(pending) + " dropped " + str(queue.dropped))
 
@@ -84,6 +109,7 @@ def check(vectors):
 
     failures = []
     _check_link(link, vectors, failures.append)
+    _check_keys(link, vectors, failures.append)
     _check_debounce(debounce, vectors, failures.append)
     _check_queue(pressqueue, vectors, failures.append)
     return failures

@@ -103,12 +103,26 @@ fw_link = importlib.import_module("link")
 class Unit:
     """A window unit running the firmware's own main loop on a thread, its pins faked."""
 
-    def __init__(self, fd: int, uid: str, *, layout: str = "2", ticket: str = "", proto: int = 1) -> None:
+    def __init__(
+        self,
+        fd: int,
+        uid: str,
+        *,
+        layout: str = "2",
+        ticket: str = "",
+        proto: int = 2,
+        clerk: bool = True,
+        reasons: tuple[str, ...] = (),
+        transfer: str = "",
+        green: str = "",
+        display: Any = None,
+    ) -> None:
         self.fd = fd
         self.uid = uid
-        self.layout = layout
-        self.ticket = ticket
+        self.keys = boards.keys_for(layout, clerk, ticket, reasons, transfer, green)
+        self.reasons = reasons
         self.proto = proto
+        self.display = display
         self.board = FakeBoard()
         self.pins = boards.BOARDS["raspberry_pi_pico"]
         self._stopped = threading.Event()
@@ -125,16 +139,16 @@ class Unit:
             hw.FdStream(self.fd),
             self.uid,
             "raspberry_pi_pico",
-            self.layout,
-            True,
-            self.ticket,
-            "1.0.0",
+            self.keys,
+            "2.0.0",
             fw_link.ticks_ms(),
             random.getrandbits(8),
+            self.reasons,
+            self.display,
         )
         if self.proto != fw_link.PROTO:  # a unit from some future firmware
-            hello = json.loads(self.app.unit.hello)
-            self.app.unit.hello = fw_link.dumps({**hello, "proto": self.proto})
+            hello = json.loads(self.app.unit.announce[0])
+            self.app.unit.announce[0] = fw_link.dumps({**hello, "proto": self.proto})
         self._thread = threading.Thread(target=self.app.run, args=(self._stopped.is_set,), name=f"unit-{self.uid}")
         self._thread.start()
 
@@ -152,7 +166,7 @@ class Unit:
         Waiting for the firmware rather than for fixed times, so that a test machine that stalls
         the firmware's thread for a moment does not lose a press that no person would have lost.
         """
-        pin = self.board.pins.setdefault(boards.pin_for(self.pins, key), FakePin(key))
+        pin = self.board.pins.setdefault(boards.pin_for(self.pins, key, self.reasons), FakePin(key))
         debouncer = self.app.keys._debouncers[self.app.key_names.index(key)]
         pin.level = False
         try:
@@ -160,6 +174,10 @@ class Unit:
         finally:
             pin.level = True
         wait_until(lambda: not debouncer.pressed, f"the unit to see {key} released")
+
+    def swipe(self, card: str) -> None:
+        """A card held to the unit's reader (the reader's own driver is the hardware seam)."""
+        self.app.unit.card(card, fw_link.ticks_ms())
 
     def led(self, colour: str) -> bool:
         return self.board.pins[self.pins[f"led_{colour}"]].level

@@ -1,0 +1,144 @@
+"""Link protocol version 2 between the firmware and the gateway driver, over ptys: a keypad unit
+announcing more keys than a HELLO holds, codes and cards, refused keys shown on the unit, the
+time-limit light and the display, and a version 1 unit that keeps working beside them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from firmware import link
+from peripherals.keyevents import key_event
+from peripherals.window_unit import WindowConfig
+from tests.peripherals.window_unit.rig import fw_link, wait_until
+
+KEYPAD = dict(layout="keypad", transfer="transfer:B")
+
+
+def test_a_keypad_unit_announces_every_key_across_frames(make_line, make_unit, make_gateway, recorder) -> None:
+    line = make_line()
+    # A 16-byte chip id (SAMD51 boards under CircuitPython): HELLO and a KEYS frame.
+    unit = make_unit(line, uid="5a1b2c3d4e5f60718293a4b5c6d7e8f9", **KEYPAD)
+    assert len(unit.app.unit.announce) > 1, "a keypad's keys do not fit in one HELLO"
+    gateway = make_gateway(WindowConfig(1, line.path))
+    wait_until(lambda: gateway.status()["units"][0]["keys"] == unit.keys, "every key announced")
+    status = gateway.status()["units"][0]
+    assert status["proto"] == 2 and len(status["keys"]) == 21
+    for digit in "1234":
+        unit.press(digit)
+    unit.press("enter")
+    unit.press("start")
+    wait_until(lambda: len(recorder.events("key")) == 2, "the code and the start key")
+    code, start = recorder.events("key")
+    assert (code["key"], code["code"], start["key"]) == ("code", "****", "start"), "a code is never published"
+
+
+def test_a_key_the_station_refuses_lights_the_units_error_led(make_line, make_unit, make_gateway, recorder) -> None:
+    line = make_line()
+    unit = make_unit(line, reasons=("slow",), layout="5")
+    refused: list[str] = []
+
+    def on_key(press) -> str:
+        recorder(key_event(press))
+        if press.key == "slow":
+            refused.append(press.key)
+            return "error"  # the station had no bad rating waiting for a reason
+        return "thanks"
+
+    gateway = make_gateway(WindowConfig(1, line.path), on_key=on_key)
+    wait_until(lambda: recorder.events("unit"), "the unit online")
+    unit.press("slow")
+    wait_until(lambda: unit.app.unit.led_state(fw_link.ticks_ms()) == "error", "the unit to show the refusal")
+    assert unit.led("red") and refused == ["slow"]
+    assert gateway.status()["units"][0]["refused_keys"] == 1
+    assert unit.unacked == 0, "a refused key is acknowledged: sending it again cannot help"
+
+
+def test_a_malformed_key_is_refused_at_the_gateway_logged_and_counted(
+    make_line, make_unit, make_gateway, recorder, caplog
+) -> None:
+    line = make_line()
+    unit = make_unit(line)
+    gateway = make_gateway(WindowConfig(4, line.path))
+    wait_until(lambda: recorder.events("unit"), "the unit online")
+    caplog.set_level(logging.WARNING)
+    unit.app.unit.queue.add("Zap!", 5)  # what a corrupted settings.py could make a unit send
+    wait_until(lambda: gateway.status()["units"][0]["refused_keys"] == 1, "the refusal counted")
+    assert any("window 4" in r.message and "'Zap!'" in r.message and "refused" in r.message for r in caplog.records)
+    wait_until(lambda: unit.app.unit.led_state(fw_link.ticks_ms()) == "error", "the unit to show the refusal")
+    unit.press("good")
+    wait_until(lambda: recorder.keys() == [("good", 2)], "the queue goes on")
+
+
+def test_time_limit_light_and_display_reach_the_unit(make_line, make_unit, make_gateway, recorder) -> None:
+    line = make_line()
+    unit = make_unit(line)
+    gateway = make_gateway(WindowConfig(1, line.path))
+    gateway.show(1, {"name": "张丽", "no": "c01", "ticket": "A001"})  # before it is online: sent at HELLO
+    wait_until(lambda: recorder.events("unit"), "the unit online")
+    wait_until(lambda: unit.app.unit.shown.get("ticket") == "A001", "the display fields")
+    assert unit.app.unit.screen(fw_link.ticks_ms())[:2] == ("张丽 c01", "A001")
+    gateway.set_limit(1, "warn")
+    wait_until(lambda: unit.led("yellow"), "the yellow light")
+    gateway.set_limit(1, "over")
+    wait_until(lambda: not unit.led("yellow") and unit.app.unit.limit == "over", "the overrun")
+    seen_red = set()
+    deadline = time.monotonic() + 2.5
+    while time.monotonic() < deadline and len(seen_red) < 2:
+        seen_red.add(unit.led("red"))
+        time.sleep(0.05)
+    assert seen_red == {True, False}, "an overrun blinks the red LED"
+
+
+class V1Unit:
+    """A version 1 unit, as deployed before this protocol grew: HELLO with every key, no KEYS, and
+    SET frames carrying `led` only (anything else it counted as an error)."""
+
+    def __init__(self, fd: int) -> None:
+        os.set_blocking(fd, False)
+        self.fd = fd
+        self.decoder = link.Decoder()
+        self.link = link.Link(7)
+        self.sets: list[dict] = []
+
+    def send(self, ftype: int, payload: dict) -> int:
+        os.write(self.fd, self.link.send(ftype, link.dumps(payload), 0))
+        return self.link.seq
+
+    def pump(self) -> set[int]:
+        """Read what the gateway sent, answer PING and SET with ACK; the seqs it acknowledged."""
+        acked = set()
+        try:
+            data = os.read(self.fd, 4096)
+        except BlockingIOError:
+            return acked
+        for ftype, seq, payload in self.decoder.feed(data):
+            if ftype == link.ACK:
+                acked.add(seq)
+            else:
+                os.write(self.fd, link.ack(seq))
+                if ftype == link.SET:
+                    self.sets.append(payload)
+        return acked
+
+    def exchange(self, ftype: int, payload: dict) -> None:
+        seq = self.send(ftype, payload)
+        acked: set[int] = set()
+        wait_until(lambda: acked.update(self.pump()) or seq in acked, f"the ACK of {link.NAMES[ftype]}")
+
+
+def test_a_version_1_unit_keeps_working(make_line, make_gateway, recorder) -> None:
+    line = make_line()
+    old = V1Unit(line.unit_fd)
+    gateway = make_gateway(WindowConfig(2, line.path))
+    hello = {"proto": 1, "uid": "0ld0001", "fw": "1.0.0", "model": "raspberry_pi_pico", "keys": ["good", "bad"]}
+    old.exchange(link.HELLO, hello)
+    old.exchange(link.KEY, {"key": "good", "n": 1, "ms": 10})
+    assert recorder.keys() == [("good", 1)]
+    gateway.set_limit(2, "over")
+    gateway.show(2, {"ticket": "A001"})
+    gateway.set_led(2, "ready")
+    wait_until(lambda: old.pump() is not None and {"led": "ready"} in old.sets, "the LED set")
+    assert all(set(s) == {"led"} for s in old.sets), f"only `led` goes to a version 1 unit: {old.sets}"
+    assert gateway.status()["units"][0]["proto"] == 1
