@@ -141,6 +141,7 @@ class Gateway:
         self.parts += self._key_sources()
         if self.station is not None:
             self.parts.append(self.station)
+            self.parts += self._hall(self.station)
         if config.simulate is not None and self.station is not None and config.service is not None:
             from peripherals.simulator.sim import SimulatedStation
 
@@ -175,6 +176,15 @@ class Gateway:
 
             sources.append(evdev_inputs(windows, self.outbox.append, on_key=on_key))
         return sources
+
+    def _hall(self, station: Station) -> list[Part]:
+        """The hall's functions as county commands and on the control socket for `yimen hall`."""
+        from edge.control import NAME, ControlSocket
+        from edge.station.commands import hall_commands
+
+        for command in hall_commands(station, "county"):
+            self.downlink.register(command)
+        return [ControlSocket(self.config.storage.path / NAME, hall_commands(station, "cli"))]
 
     def request_exit(self, code: int) -> None:
         """Stop the gateway from inside (a command, a watch); `run` returns `code`."""

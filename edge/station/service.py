@@ -166,12 +166,16 @@ class Station:
 
     # -- the input API: any thread ---------------------------------------------------------------
 
+    def key(self, window: int, key: str, *, source: str) -> Outcome:
+        """As `press`, with the whole outcome: whether it was refused and why, the ticket acted on."""
+        return self._call(lambda now, change: self._on_key(now, change, window, key, source), window)
+
     def press(self, window: int, key: str, *, source: str) -> Feedback:
         """A key pressed at a window: `good`, `bad`, `r1`..`r5`, a reason key, `next`, `recall`,
         `skip`, `start`, `done`, `pause` (toggles), `resume`, `ticket`, `ticket:<code>`, `green`,
         `green:<code>`, `transfer:<code>`, `put-back` (the window's last skipped ticket). Blocks
         until its events are in the outbox; returns the unit's feedback."""
-        return self._call(lambda now, change: self._on_key(now, change, window, key, source), window).feedback
+        return self.key(window, key, source=source).feedback
 
     def swipe(self, window: int, card: str, *, source: str) -> Feedback:
         """A card read at a window: the clerk holding it signs in there (or out, if already in)."""

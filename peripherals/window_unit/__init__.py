@@ -129,7 +129,9 @@ def _window(section: Section, reasons: tuple[str, ...]) -> WindowConfig:
         number=section.get_int("number", minval=1, maxval=999),
         unit=_device(section, "unit", auto=True),
         uid=section.get_str("uid", None, pattern=UID_PATTERN),
-        gpio=tuple((_key_name(section, "gpio", k, reasons), gpio.get_int(k, minval=0, maxval=27)) for k in gpio.unread()),
+        gpio=tuple(
+            (_key_name(section, "gpio", k, reasons), gpio.get_int(k, minval=0, maxval=27)) for k in gpio.unread()
+        ),
         keypad=_device(section, "keypad"),
         keymap=tuple((name, _key_name(section, "keymap", keymap.get_str(name), reasons)) for name in keymap.unread()),
         card_reader=_device(section, "card_reader"),

@@ -1,4 +1,5 @@
-"""Checks firmware/link.py (framing, key names, announcing keys), debounce.py and pressqueue.py against tests/firmware/vectors.json.
+"""Checks firmware/link.py (framing, key names, announcing keys), debounce.py and pressqueue.py
+against tests/firmware/vectors.json.
 
 Written in the MicroPython subset: pytest imports it under CPython, and runs it as a script under
 the MicroPython unix port (`micropython check_vectors.py FIRMWARE_DIR VECTORS`), which prints
