@@ -33,7 +33,7 @@ from mqtt.media_upload import MediaUploader
 from mqtt.uplink import Uplink
 from peripherals import printer
 from peripherals.keyevents import KeyPress
-from peripherals.window_unit import window_units
+from peripherals.window_unit import WindowUnitDriver, window_units
 from provisioning import inventory
 
 log = logging.getLogger("yimen.app")
@@ -166,6 +166,7 @@ class Gateway:
             units = window_units(windows, self.outbox.append, on_key=on_key)
             if station is not None:
                 station.on_led(lambda window, feedback: units.set_led(window, feedback.value))
+                station.on_window(lambda window, shown: _show(units, window, shown))
             sources.append(units)
         if windows.with_gpio:
             from peripherals.gpio_buttons import gpio_buttons
@@ -255,6 +256,12 @@ class Gateway:
             "printer": self.printer.status(),
             "station": self.station.status() if self.station is not None else None,
         }
+
+
+def _show(units: WindowUnitDriver, window: int, shown: dict[str, Any]) -> None:
+    """A window's time-limit light and clerk and ticket, to its unit's LEDs and display."""
+    units.set_limit(window, shown["lim"])
+    units.show(window, shown["show"])
 
 
 def _press(station: Station, press: KeyPress) -> str:

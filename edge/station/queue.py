@@ -209,6 +209,7 @@ class Queue:
         ticket.order, ticket.queued = state.next_order(), now
         ticket.window = ticket.clerk = ticket.called = ticket.started = ticket.ended = None
         ticket.recalls = 0
+        ticket.wait_light = ticket.service_light = "ok"  # a new wait, a new service: their lights start again
         change.ticket(ticket)
 
     def put_back(self, state: State, change: Change, now: datetime, number: str, source: str) -> Ticket:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -27,23 +28,25 @@ from typing import Any, Protocol
 
 from edge.events import Event, NewEvent
 from edge.outbox import OutboxError, Pending
-from edge.station import clerks, ratings
+from edge.station import clerks, limits, ratings
 from edge.station import queue as queue_mod
 from edge.station.announce import STOP_S, Announcer, Worker
 from edge.station.clerks import Clerks
 from edge.station.config import StationSettings
+from edge.station.limits import Limits
 from edge.station.queue import Queue, Refused
 from edge.station.ratings import Ratings, parse_rating_key
-from edge.station.state import Change, Feedback, State, Status, Ticket, Window
+from edge.station.state import Change, Feedback, State, Status, Ticket, Window, iso
 from edge.station.store import NAME, Journaled, StationStore
 from peripherals.printer import Printer, PrintOutcome
 from peripherals.printer import Ticket as PrintedTicket
 
 log = logging.getLogger("yimen.station")
 
-STATION_KINDS = (queue_mod.KIND, ratings.KIND, clerks.KIND)
+STATION_KINDS = (queue_mod.KIND, ratings.KIND, clerks.KIND, limits.KIND)
 QUEUE_KEYS = ("next", "recall", "skip", "start", "done")
 PRINT_QUEUE = 32  # tickets waiting for the printer beyond this are issued unprinted ("busy")
+CALLS_KEPT = 8  # the latest calls a calling screen shows
 
 
 class EventLog(Protocol):
@@ -113,6 +116,7 @@ class Station:
         self._queue = Queue(settings, station_id)
         self._ratings = Ratings(settings, self._queue)
         self._clerks = Clerks(settings.clerks)
+        self._limits = Limits(settings)
         self._store = StationStore(storage / NAME)
         self._state = self._load()
         self._requests: queue.Queue[_Request | None] = queue.Queue()
@@ -124,7 +128,12 @@ class Station:
         self._unflushed: list[Journaled] = []
         self._leds: dict[int, Feedback] = {}
         self._led_listeners: list[Callable[[int, Feedback], None]] = []
-        self._view: dict[str, Any] = self._queue.snapshot(self._state, now())
+        self._shown: dict[int, dict[str, Any]] = {}  # window -> time-limit light and display, as last told
+        self._window_listeners: list[Callable[[int, dict[str, Any]], None]] = []
+        self._view_listeners: list[Callable[[], None]] = []
+        self._calls: deque[dict[str, Any]] = deque(maxlen=CALLS_KEPT)
+        self._called = 0  # calls (and recalls) since start: lets a calling screen tell a new one
+        self._view: dict[str, Any] = self._snapshot(now())
         self._stopping = False
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -219,9 +228,33 @@ class Station:
         should change (a service ended, a wait ran out); it must only hand over."""
         self._led_listeners.append(listener)
 
+    def on_window(self, listener: Callable[[int, dict[str, Any]], None]) -> None:
+        """`listener(window, {"lim": light, "show": {name, no, ticket}})` on the owner thread
+        whenever a window's time-limit light or what its unit's display shows changes."""
+        self._window_listeners.append(listener)
+
+    def on_view(self, listener: Callable[[], None]) -> None:
+        """`listener()` on the owner thread after every request and tick: `hall()` may have changed."""
+        self._view_listeners.append(listener)
+
     def snapshot(self) -> dict[str, Any]:
         """The queue for telemetry, as of the owner's last request or tick; any thread."""
         return self._view
+
+    def hall(self) -> dict[str, Any]:
+        """What a calling screen shows: the queue snapshot, the latest calls (newest first, each
+        with its number `n` since start) and the categories' names; any thread."""
+        return self._hall
+
+    def _snapshot(self, now: datetime) -> dict[str, Any]:
+        view = self._queue.snapshot(self._state, now)
+        view["limits"] = self._limits.snapshot(self._state, now)
+        self._hall = {
+            "queue": view,
+            "calls": list(reversed(self._calls)),
+            "categories": {c.code: c.name for c in self._settings.categories},
+        }
+        return view
 
     def status(self) -> dict[str, Any]:
         return {
@@ -276,7 +309,9 @@ class Station:
         for action in self._after:
             action()
         self._lights(now)
-        self._view = self._queue.snapshot(self._state, now)
+        self._view = self._snapshot(now)
+        for listener in self._view_listeners:
+            listener()
         if answer is not _DEFERRED:
             request.reply.set_result(self._outcome(answer, request.window, now))
 
@@ -295,6 +330,7 @@ class Station:
             self._queue.end_day(self._state, change, now)
             self._clerks.end_day(self._state, change, now)
         self._queue.close_categories(self._state, change, now)
+        self._limits.check(self._state, change, now)
 
     def _commit(self, change: Change) -> None:
         self._unflushed += self._store.commit(self._state, change, self._outbox.last_seq)
@@ -354,6 +390,21 @@ class Station:
                 self._leds[number] = light
                 for listener in self._led_listeners:
                     listener(number, light)
+            shown = {"lim": self._limits.window_light(self._state, number, now), "show": self._display(window)}
+            if self._shown.get(number) != shown:
+                self._shown[number] = shown
+                for window_listener in self._window_listeners:
+                    window_listener(number, shown)
+
+    def _display(self, window: Window) -> dict[str, str]:
+        """亮身份: the clerk signed in (name, and id as the clerk's number) and the ticket served."""
+        clerk = next((c for c in self._settings.clerks if c.id == window.clerk), None)
+        active = queue_mod.active_ticket(self._state, window)
+        return {
+            "name": clerk.name if clerk is not None else "",
+            "no": clerk.id if clerk is not None else "",
+            "ticket": active.number if active is not None else "",
+        }
 
     # -- handlers (owner thread) ------------------------------------------------------------------
 
@@ -410,10 +461,13 @@ class Station:
         return None
 
     def _announce(self, ticket: Ticket, window: int, now: datetime) -> None:
+        category = self._settings.category(ticket.category)
+        name = category.name if category is not None else ticket.category
+        self._called += 1
+        call = {"n": self._called, "ticket": ticket.number, "window": window, "category": name, "at": iso(now)}
+        self._calls.append(call | {"green": ticket.green, "recall": ticket.recalls})
         announcer = self._announcer
         if announcer is not None:
-            category = self._settings.category(ticket.category)
-            name = category.name if category is not None else ticket.category
             self._after.append(lambda: announcer.call(ticket.number, window, name, now))
 
     def _sign(self, now: datetime, change: Change, number: int, how: str, credential: str, source: str) -> Answer:
