@@ -179,13 +179,21 @@ class Gateway:
         return sources
 
     def _hall(self, station: Station) -> list[Part]:
-        """The hall's functions as county commands and on the control socket for `yimen hall`."""
+        """The hall's functions as county commands and on the control socket for `yimen hall`,
+        and the calling screen."""
         from edge.control import NAME, ControlSocket
         from edge.station.commands import hall_commands
 
         for command in hall_commands(station, "county"):
             self.downlink.register(command)
-        return [ControlSocket(self.config.storage.path / NAME, hall_commands(station, "cli"))]
+        parts: list[Part] = [ControlSocket(self.config.storage.path / NAME, hall_commands(station, "cli"))]
+        if self.config.screen is not None:
+            from edge.screen import Screen
+
+            screen = Screen(self.config.screen, self.config.station.name or self.config.station.id, station.hall)
+            station.on_view(screen.changed)
+            parts.append(screen)
+        return parts
 
     def request_exit(self, code: int) -> None:
         """Stop the gateway from inside (a command, a watch); `run` returns `code`."""

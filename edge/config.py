@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge.configfile import ConfigError, Section
+from edge.screen import ScreenConfig, parse_screen
 from edge.station.config import StationSettings, parse_station
 from mqtt.commands import Command
 from mqtt.config import BrokerConfig, MediaConfig, parse_broker, parse_media
@@ -87,6 +88,7 @@ class Config:
     windows: WindowsConfig = field(default_factory=WindowsConfig)
     provisioning: ProvisioningConfig | None = None
     media: MediaConfig = field(default_factory=MediaConfig)
+    screen: ScreenConfig | None = None  # the hall's calling screen (edge/screen.py)
 
 
 def _station(section: Section) -> StationConfig:
@@ -163,6 +165,7 @@ def parse(doc: dict, source: str) -> Config:
         windows=units,
         provisioning=parse_provisioning(sec("provisioning")) if top.has("provisioning") else None,
         media=parse_media(sec("media")),
+        screen=parse_screen(sec("screen")) if top.has("screen") else None,
     )
     for window in windows:
         window.done()
