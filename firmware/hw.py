@@ -174,6 +174,14 @@ class FdStream:
                 return
 
 
+def ssd1306(sda, scl):
+    """The SSD1306 display on I2C (MicroPython's machine.I2C; pins named as in boards.py)."""
+    import ssd1306 as driver
+    from machine import I2C, Pin
+
+    return driver.SSD1306(I2C(0, sda=Pin(int(sda.lstrip("GP"))), scl=Pin(int(scl.lstrip("GP"))), freq=400000))
+
+
 def open_stream():
     """The serial stream to the gateway on this board."""
     try:
