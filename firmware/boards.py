@@ -72,9 +72,7 @@ LAYOUTS = {
     "5": ["r5", "r4", "r3", "r2", "r1"],
     "keypad": ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "enter", "clear"],
 }
-CLERK_KEYS = ["next", "recall", "skip", "pause"]
-# The clerk's further keys, on a keypad unit (they need pins a rating pad gives to its keys).
-KEYPAD_CLERK_KEYS = ["start", "done", "put-back", "resume"]
+CLERK_KEYS = ["next", "recall", "skip", "pause", "start", "done", "put-back", "resume"]
 MAX_REASONS = 4
 
 
@@ -91,8 +89,6 @@ def keys_for(layout, clerk, ticket, reasons=(), transfer="", green=""):
     keys = list(LAYOUTS[layout]) + list(reasons)
     if clerk:
         keys += CLERK_KEYS
-        if layout == "keypad":
-            keys += KEYPAD_CLERK_KEYS
     if layout == "keypad" and (ticket or green):
         raise ValueError("a keypad's enter and clear keys use the ticket and green pins: no ticket keys on it")
     for extra in (ticket, transfer, green):

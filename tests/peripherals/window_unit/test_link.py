@@ -41,7 +41,19 @@ def test_a_press_becomes_a_critical_key_event_after_the_unit_comes_online(
         "e6614103e7",
         "2.0.0",
     )
-    assert status["keys"] == ["good", "bad", "next", "recall", "skip", "pause", "ticket:A"]
+    assert status["keys"] == [
+        "good",
+        "bad",
+        "next",
+        "recall",
+        "skip",
+        "pause",
+        "start",
+        "done",
+        "put-back",
+        "resume",
+        "ticket:A",
+    ]
     assert status["presses"] == 3
 
 
