@@ -146,8 +146,10 @@ class Unit:
             self.reasons,
             self.display,
         )
-        if self.proto != fw_link.PROTO:  # a unit from some future firmware
+        if self.proto != fw_link.PROTO:  # a unit from older or some future firmware
             hello = json.loads(self.app.unit.announce[0])
+            if self.proto == 1:
+                del hello["nkeys"]  # version 1 listed every key in its HELLO
             self.app.unit.announce[0] = fw_link.dumps({**hello, "proto": self.proto})
         self._thread = threading.Thread(target=self.app.run, args=(self._stopped.is_set,), name=f"unit-{self.uid}")
         self._thread.start()
