@@ -11,7 +11,6 @@ unit speaking the older protocol."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,14 +20,16 @@ import pytest
 
 from mqtt.broker import free_port
 from tests.conftest import GatewayProcess, Subscriber, station_config, wait_until
+from tests.hall import categories
 from tests.mqtt.test_commands import Requester
 from tests.peripherals.window_unit.rig import Line, Unit, fw_link
+from tests.support.chromium import chromium
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 REASONS = ("slow", "attitude", "come-back", "unclear")
 SERVICE_OVER_S = 15  # category A: yellow light after 9 s of service, red after 15
+LIMITS = "service_warn_min = 0.15\nservice_over_min = 0.25"
 
 
 def hall_config(spoken: Path, port: int, w1: Line, w2: Line, w4: Line) -> str:
@@ -64,27 +65,7 @@ unit = "{w2.path}"
 number = 4
 unit = "{w4.path}"
 
-[[categories]]
-code = "A"
-name = "社会保障"
-item = "SB-001"
-windows = [1]
-service_warn_min = 0.15
-service_over_min = 0.25
-
-[[categories]]
-code = "B"
-name = "民政事务"
-item = "MZ-002"
-windows = [2]
-
-[[categories]]
-code = "C"
-name = "不动产登记"
-item = "BDC-003"
-windows = [2]
-hours = ["00:00-00:01"]
-
+{categories(LIMITS)}
 [[clerks]]
 id = "c01"
 name = "张丽"
@@ -121,14 +102,8 @@ class County:
 
 @pytest.fixture
 def page() -> Iterator[Any]:
-    if not shutil.which("chromium"):
-        pytest.skip("Debian's chromium is not installed (./dev test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+    with chromium() as browser:
         yield browser.new_page(locale="zh-CN", viewport={"width": 1280, "height": 720})
-        browser.close()
 
 
 def refused(unit: Unit) -> bool:

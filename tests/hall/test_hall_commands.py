@@ -9,22 +9,8 @@ import sys
 from pathlib import Path
 
 from tests.conftest import ROOT, GatewayProcess, station_config, wait_until
+from tests.hall import categories
 from tests.mqtt.test_commands import Requester
-
-HALL = """
-[[categories]]
-code = "A"
-name = "社会保障"
-item = "SB-001"
-windows = [1]
-
-[[categories]]
-code = "B"
-name = "民政事务"
-item = "MZ-002"
-windows = [2]
-hours = ["00:00-00:01"]
-"""
 
 
 def yimen_hall(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -38,7 +24,7 @@ def yimen_hall(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_county_commands_and_the_cli_reach_the_station(tmp_path: Path, broker, subscriber, gateways) -> None:
-    config = station_config(tmp_path, broker.port, extra=HALL)
+    config = station_config(tmp_path, broker.port, extra=categories())
     gw = GatewayProcess(config).start()
     gateways.append(gw)
     wait_until(lambda: gw.status()["broker"]["connection"] == "connected", 20, "the gateway to connect")
@@ -48,8 +34,8 @@ def test_county_commands_and_the_cli_reach_the_station(tmp_path: Path, broker, s
         assert issued["ok"] and issued["result"]["ticket"] == "A001", issued
         _msg, bad = county.request("hall-call", b'{"window": "one"}')
         assert bad["error"]["code"] == "bad-request"
-        _msg, closed = county.request("hall-issue", b'{"category": "B"}')
-        assert closed["error"] == {"code": "refused", "message": "category B is closed now"}
+        _msg, closed = county.request("hall-issue", b'{"category": "C"}')
+        assert closed["error"] == {"code": "refused", "message": "category C is closed now"}
 
         called = yimen_hall(config, "call", "--window", "1")
         assert called.returncode == 0, called.stderr

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +15,8 @@ import pytest
 
 from edge.screen import MAX_STREAMS, Screen, ScreenConfig
 from tests.edge.station.station_support import CONFIG, FakeClock, Harness, morning, settings
+from tests.support.chromium import chromium
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 LIMITED = CONFIG.replace(
     'hours = ["08:30-12:00", "14:00-17:30"]',
     'hours = ["08:30-12:00", "14:00-17:30"]\nwait_warn_min = 5\nwait_over_min = 10',
@@ -43,14 +42,8 @@ def hall(tmp_path: Path, clock: FakeClock) -> Iterator[tuple[Harness, Screen]]:
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    if not shutil.which("chromium"):
-        pytest.skip("Debian's chromium is not installed (./dev test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def reference(browser: Any, url: str, state: dict[str, Any]) -> Any:
