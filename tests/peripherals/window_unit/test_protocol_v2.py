@@ -91,9 +91,10 @@ def test_time_limit_light_and_display_reach_the_unit(make_line, make_unit, make_
     assert seen_red == {True, False}, "an overrun blinks the red LED"
 
 
-class V1Unit:
-    """A version 1 unit, as deployed before this protocol grew: HELLO with every key, no KEYS, and
-    SET frames carrying `led` only (anything else it counted as an error)."""
+class ScriptedUnit:
+    """A unit scripted frame by frame: a version 1 unit as deployed before this protocol grew
+    (HELLO with every key, no KEYS), or a hostile one. It acknowledges what the gateway sends and
+    keeps the SET payloads."""
 
     def __init__(self, fd: int) -> None:
         os.set_blocking(fd, False)
@@ -130,7 +131,7 @@ class V1Unit:
 
 def test_a_version_1_unit_keeps_working(make_line, make_gateway, recorder) -> None:
     line = make_line()
-    old = V1Unit(line.unit_fd)
+    old = ScriptedUnit(line.unit_fd)
     gateway = make_gateway(WindowConfig(2, line.path))
     hello = {"proto": 1, "uid": "0ld0001", "fw": "1.0.0", "model": "raspberry_pi_pico", "keys": ["good", "bad"]}
     old.exchange(link.HELLO, hello)
@@ -142,3 +143,31 @@ def test_a_version_1_unit_keeps_working(make_line, make_gateway, recorder) -> No
     wait_until(lambda: old.pump() is not None and {"led": "ready"} in old.sets, "the LED set")
     assert all(set(s) == {"led"} for s in old.sets), f"only `led` goes to a version 1 unit: {old.sets}"
     assert gateway.status()["units"][0]["proto"] == 1
+
+
+HELLO2 = {"proto": 2, "uid": "bad0001", "fw": "2.0.0", "model": "x", "nkeys": 3, "keys": ["good"]}
+
+
+def test_hostile_frames_are_refused_and_the_unit_goes_on(make_line, make_gateway, recorder) -> None:
+    line = make_line()
+    unit = ScriptedUnit(line.unit_fd)
+    gateway = make_gateway(WindowConfig(5, line.path))
+    status = lambda: gateway.status()["units"][0]  # noqa: E731
+    unit.exchange(link.HELLO, {**HELLO2, "nkeys": 1000})  # more keys than any unit may have
+    unit.exchange(link.HELLO, {**HELLO2, "keys": ["Good"]})  # not a key name
+    assert status()["bad_frames"] == 2 and status()["state"] != "online"
+    unit.exchange(link.HELLO, HELLO2)
+    assert status()["state"] == "online"
+    unit.exchange(link.KEYS, {"at": 5, "keys": ["bad"]})  # does not continue the list
+    unit.exchange(link.KEYS, {"at": 1, "keys": ["bad", "next", "skip"]})  # past nkeys
+    assert status()["bad_frames"] == 4 and status()["keys"] == ["good"]
+    unit.exchange(link.KEYS, {"at": 1, "keys": ["bad", "next"]})
+    assert status()["keys"] == ["good", "bad", "next"]
+    for n, press in enumerate(
+        [{"key": "code", "code": "12ab"}, {"key": "card", "card": "1" * 17}, {"key": "code"}, {"key": "a b"}], 1
+    ):
+        unit.exchange(link.KEY, {**press, "n": n, "ms": n})
+    assert status()["refused_keys"] == 4
+    wait_until(lambda: unit.pump() is not None and {"flash": "error"} in unit.sets, "the refusal shown")
+    unit.exchange(link.KEY, {"key": "code", "code": "2222", "n": 5, "ms": 5})
+    assert [(k["key"], k.get("code")) for k in recorder.events("key")] == [("code", "****")]
