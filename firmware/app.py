@@ -3,6 +3,7 @@
 import time
 
 import boards
+import cardreader
 import hw
 import link
 import settings
@@ -14,7 +15,7 @@ LOOP_MS = 5
 class App:
     """One window unit: scans keys, talks to the gateway, drives the LEDs, one step at a time."""
 
-    def __init__(self, stream, uid, model, key_names, fw, now, seq=0, reasons=(), display=None):
+    def __init__(self, stream, uid, model, key_names, fw, now, seq=0, reasons=(), display=None, card_stream=None):
         pins = boards.BOARDS[model]
         self.key_names = key_names
         self.keys = hw.keys([boards.pin_for(pins, key, reasons) for key in key_names])
@@ -22,6 +23,8 @@ class App:
         self.red = hw.led(pins["led_red"])
         self.yellow = hw.led(pins["led_yellow"]) if "led_yellow" in pins else None
         self.display = display  # a display.Screen, or None
+        self.card_stream = card_stream  # a card reader's UART, or None
+        self.cards = cardreader.Rdm6300()
         self.stream = stream
         self.unit = Unit(uid, fw, model, key_names, now, seq)
 
@@ -31,6 +34,9 @@ class App:
         data = self.stream.read()
         if data:
             self.unit.receive(data, now)
+        if self.card_stream is not None:
+            for card in self.cards.feed(self.card_stream.read(), now):
+                self.unit.card(card, now)
         out = self.unit.poll(now)
         if out:
             self.stream.write(out)
@@ -82,6 +88,7 @@ def main():
     reasons = settings.REASONS
     keys = boards.keys_for(settings.LAYOUT, settings.CLERK, settings.TICKET, reasons, settings.TRANSFER, settings.GREEN)
     pins = boards.BOARDS[model]
+    boards.check_pins(pins, keys, reasons, settings.CARD_READER)
     if not _claim_console(boards.pin_for(pins, keys[0], reasons)):
         return
     screen = None
@@ -89,5 +96,8 @@ def main():
         import display
 
         screen = display.Screen(hw.ssd1306(pins["i2c_sda"], pins["i2c_scl"]))
-    app = App(hw.open_stream(), hw.unique_id(), model, keys, settings.FW, link.ticks_ms(), _seq0(), reasons, screen)
+    cards = hw.uart_rx(pins["card_rx"]) if settings.CARD_READER else None
+    app = App(
+        hw.open_stream(), hw.unique_id(), model, keys, settings.FW, link.ticks_ms(), _seq0(), reasons, screen, cards
+    )
     app.run()

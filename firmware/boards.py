@@ -39,6 +39,7 @@ _PICO = {
     "led_yellow": "GP18",
     "i2c_sda": "GP20",  # the SSD1306 display, I2C0
     "i2c_scl": "GP21",
+    "card_rx": "GP9",  # a card reader's TX (UART1 RX): the 3rd reason key's pin, keypad digit 7
 }
 
 BOARDS = {
@@ -95,6 +96,20 @@ def keys_for(layout, clerk, ticket, reasons=(), transfer="", green=""):
         if extra:
             keys.append(extra)
     return keys
+
+
+def check_pins(pins, keys, reasons=(), card_reader=False):
+    """Raise ValueError naming two keys (or a key and the card reader) wired to one pin."""
+    owners = {}
+    named = [(key, pin_for(pins, key, reasons)) for key in keys]
+    if card_reader:
+        if "card_rx" not in pins:
+            raise ValueError("this board has no card reader pin (card_rx in boards.py)")
+        named.append(("the card reader", pins["card_rx"]))
+    for key, pin in named:
+        if pin in owners:
+            raise ValueError(key + " and " + owners[pin] + " are both on " + pin + ": see boards.py")
+        owners[pin] = key
 
 
 def pin_for(pins, key, reasons=()):

@@ -14,4 +14,5 @@ CLERK = True  # the clerk's keys are fitted: next, recall, skip, pause, start, d
 TICKET = ""  # "": none; "ticket" or "ticket:<category>" for a take-a-number button
 GREEN = ""  # "": none; "green:<category>": the green-channel ticket (the elderly, the disabled)
 TRANSFER = ""  # "": none; "transfer:<category>": send the citizen at the window to that category
+CARD_READER = False  # an RDM6300-class 125 kHz card reader on boards.py's card_rx pin: clerks sign in by card
 DISPLAY = False  # an SSD1306 128x64 display on I2C (boards.py's i2c pins) shows the clerk and ticket

@@ -1,5 +1,5 @@
-"""Checks firmware/link.py (framing, key names, announcing keys), debounce.py and pressqueue.py
-against tests/firmware/vectors.json.
+"""Checks firmware/link.py (framing, key names, announcing keys), cardreader.py, debounce.py and
+pressqueue.py against tests/firmware/vectors.json.
 
 Written in the MicroPython subset: pytest imports it under CPython, and runs it as a script under
 the MicroPython unix port (`micropython check_vectors.py FIRMWARE_DIR VECTORS`), which prints
@@ -75,6 +75,14 @@ def _check_keys(link, vectors, fail):
                 fail("announce " + case["about"] + ": a payload of " + str(len(payload)) + " bytes")
 
 
+def _check_cards(cardreader, vectors, fail):
+    for case in vectors["cards"]:
+        reader = cardreader.Rdm6300()
+        got = [reader.feed(_hex(data), now) for now, data in case["steps"]]
+        if got != case["cards"] or reader.errors != case["errors"]:
+            fail("cards " + case["about"] + ": " + repr(got) + " errors " + str(reader.errors))
+
+
 def _check_debounce(debounce, vectors, fail):
     for case in vectors["debounce"]:
         keyed = debounce.Debouncer(case["stable_ms"])
@@ -98,6 +106,7 @@ def _check_queue(pressqueue, vectors, fail):
 
 def check(vectors):
     """Every failure as a line of text; an empty list when all vectors pass."""
+    import cardreader
     import debounce
     import link
     import pressqueue
@@ -105,6 +114,7 @@ def check(vectors):
     failures = []
     _check_link(link, vectors, failures.append)
     _check_keys(link, vectors, failures.append)
+    _check_cards(cardreader, vectors, failures.append)
     _check_debounce(debounce, vectors, failures.append)
     _check_queue(pressqueue, vectors, failures.append)
     return failures

@@ -24,9 +24,9 @@ def test_each_layout_has_one_pin_per_key(name: str) -> None:
         settings.get("green", ""),
     )
     pico = boards.BOARDS["raspberry_pi_pico"]
-    pins = [boards.pin_for(pico, key, settings.get("reasons", ())) for key in keys]
-    assert len(set(pins)) == len(pins), dict(zip(keys, pins, strict=True))
-    assert not set(pins) & {pico["led_green"], pico["led_red"], pico["led_yellow"], pico["i2c_sda"], pico["i2c_scl"]}
+    boards.check_pins(pico, keys, settings.get("reasons", ()), card_reader=settings["layout"] == "2")
+    pins = {boards.pin_for(pico, key, settings.get("reasons", ())) for key in keys}
+    assert not pins & {pico["led_green"], pico["led_red"], pico["led_yellow"], pico["i2c_sda"], pico["i2c_scl"]}
 
 
 def test_layouts_that_cannot_be_wired_are_refused() -> None:
@@ -36,3 +36,6 @@ def test_layouts_that_cannot_be_wired_are_refused() -> None:
         boards.keys_for("2", False, "", ("slow",))
     with pytest.raises(ValueError, match="has no pin"):
         boards.pin_for(boards.BOARDS["raspberry_pi"], "enter")
+    reasons = ("slow", "attitude", "come-back")
+    with pytest.raises(ValueError, match="the card reader and come-back are both on GP9"):
+        boards.check_pins(boards.BOARDS["raspberry_pi_pico"], boards.keys_for("5", False, "", reasons), reasons, True)

@@ -22,12 +22,12 @@ from mqtt.broker import free_port
 from tests.conftest import GatewayProcess, Subscriber, station_config, wait_until
 from tests.hall import categories
 from tests.mqtt.test_commands import Requester
-from tests.peripherals.window_unit.rig import Line, Unit, fw_link
+from tests.peripherals.window_unit.rig import Line, Unit, boards, fw_link
 from tests.support.chromium import chromium
 
 pytestmark = pytest.mark.slow
 
-REASONS = ("slow", "attitude", "come-back", "unclear")
+REASONS = ("slow", "attitude")  # two reason keys: the card reader takes the third one's pin
 SERVICE_OVER_S = 15  # category A: yellow light after 9 s of service, red after 15
 LIMITS = "service_warn_min = 0.15\nservice_over_min = 0.25"
 
@@ -112,9 +112,12 @@ def refused(unit: Unit) -> bool:
 
 def test_a_day_at_the_windows(tmp_path: Path, broker, subscriber, gateways, page) -> None:
     w1, w2, w4 = (Line(tmp_path, name) for name in ("unit-w1", "unit-w2", "unit-w4"))
-    # Window 1: one unit for citizen and clerk: the 5-key pad with reasons, clerk keys, tickets.
+    # Window 1: one unit for citizen and clerk: the 5-key pad with reasons, clerk keys, tickets,
+    # and a card reader. It must be wirable on a Pico as it is.
+    boards.check_pins(boards.BOARDS["raspberry_pi_pico"], boards.keys_for("5", True, "ticket:A", REASONS,
+                      "transfer:B", "green:A"), REASONS, card_reader=True)  # fmt: skip
     pad = Unit(w1.unit_fd, "e6614103e7a1", layout="5", reasons=REASONS, ticket="ticket:A", green="green:A",
-               transfer="transfer:B")  # fmt: skip
+               transfer="transfer:B", card_reader=True)  # fmt: skip
     keypad = Unit(w2.unit_fd, "e6614103e7a2", layout="keypad")  # window 2: the clerk's keypad
     old = Unit(w4.unit_fd, "e6614103e7a4", layout="2", proto=1)  # window 4: serves no category
     spoken = tmp_path / "spoken.txt"

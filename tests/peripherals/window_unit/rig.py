@@ -96,6 +96,7 @@ class FakeBoard(types.ModuleType):
 install_fake_digitalio()
 app = importlib.import_module("app")
 boards = importlib.import_module("boards")
+cardreader = importlib.import_module("cardreader")
 hw = importlib.import_module("hw")
 fw_link = importlib.import_module("link")
 
@@ -116,6 +117,7 @@ class Unit:
         transfer: str = "",
         green: str = "",
         display: Any = None,
+        card_reader: bool = False,
     ) -> None:
         self.fd = fd
         self.uid = uid
@@ -123,6 +125,7 @@ class Unit:
         self.reasons = reasons
         self.proto = proto
         self.display = display
+        self.card_reader = FakeUart() if card_reader else None
         self.board = FakeBoard()
         self.pins = boards.BOARDS["raspberry_pi_pico"]
         self._stopped = threading.Event()
@@ -145,6 +148,7 @@ class Unit:
             random.getrandbits(8),
             self.reasons,
             self.display,
+            self.card_reader,
         )
         if self.proto != fw_link.PROTO:  # a unit from older or some future firmware
             hello = json.loads(self.app.unit.announce[0])
@@ -178,8 +182,9 @@ class Unit:
         wait_until(lambda: not debouncer.pressed, f"the unit to see {key} released")
 
     def swipe(self, card: str) -> None:
-        """A card held to the unit's reader (the reader's own driver is the hardware seam)."""
-        self.app.unit.card(card, fw_link.ticks_ms())
+        """A card held to the unit's reader: the frames an RDM6300 sends while it is held."""
+        assert self.card_reader is not None, "this unit has no card reader"
+        self.card_reader.receive(cardreader.frame_for(card) * 3)
 
     def led(self, colour: str) -> bool:
         return self.board.pins[self.pins[f"led_{colour}"]].level
@@ -187,6 +192,23 @@ class Unit:
     @property
     def unacked(self) -> int:
         return len(self.app.unit.queue)
+
+
+class FakeUart:
+    """A card reader's UART as hw.UartStream reads it: bytes the reader sent, taken once."""
+
+    def __init__(self) -> None:
+        self._data = b""
+        self._lock = threading.Lock()
+
+    def receive(self, data: bytes) -> None:
+        with self._lock:
+            self._data += data
+
+    def read(self) -> bytes:
+        with self._lock:
+            data, self._data = self._data, b""
+        return data
 
 
 def raw_pty() -> tuple[int, int]:

@@ -103,9 +103,8 @@ class ScriptedUnit:
         self.link = link.Link(7)
         self.sets: list[dict] = []
 
-    def send(self, ftype: int, payload: dict) -> int:
-        os.write(self.fd, self.link.send(ftype, link.dumps(payload), 0))
-        return self.link.seq
+    def send(self, ftype: int, payload: dict) -> bytes:
+        return self.link.send(ftype, link.dumps(payload), 0)
 
     def pump(self) -> set[int]:
         """Read what the gateway sent, answer PING and SET with ACK; the seqs it acknowledged."""
@@ -124,9 +123,18 @@ class ScriptedUnit:
         return acked
 
     def exchange(self, ftype: int, payload: dict) -> None:
-        seq = self.send(ftype, payload)
+        """Send a frame and its retransmissions, as a unit does, until the gateway acknowledges it
+        (the gateway may not have opened the port yet, and opening it drops what was waiting)."""
+        frame = self.send(ftype, payload)
         acked: set[int] = set()
-        wait_until(lambda: acked.update(self.pump()) or seq in acked, f"the ACK of {link.NAMES[ftype]}")
+        deadline = time.monotonic() + 15
+        while self.link.seq not in acked:
+            assert time.monotonic() < deadline, f"no ACK of {link.NAMES[ftype]}"
+            os.write(self.fd, frame)
+            resend_at = time.monotonic() + link.RETRY_MS / 1000
+            while time.monotonic() < resend_at and self.link.seq not in acked:
+                acked |= self.pump()
+                time.sleep(0.01)
 
 
 def test_a_version_1_unit_keeps_working(make_line, make_gateway, recorder) -> None:
