@@ -4,8 +4,8 @@
     yimen/v1/<county>/<station>/status            retained online/offline, QoS 1
     yimen/v1/<county>/<station>/cmd/<name>        a command to the station
     yimen/v1/<county>/<station>/cmd-reply/<name>  its reply, where the request named no response topic
-    yimen/enrol/v1/<county>/request               a new station's enrolment request (provisioning login)
-    yimen/enrol/v1/<county>/reply                 the registrar's replies, sealed to each requester's key
+    yimen/enrol/v1/<county>/<claim>/request       a new station's enrolment request (that claim's own login)
+    yimen/enrol/v1/<county>/<claim>/reply         the registrar's reply, sealed to the requester's key
     yimen/v1/<county>/<station>/media/<media-id>/manifest   what a media file's chunks add up to
     yimen/v1/<county>/<station>/media/<media-id>/<n>        chunk n (from 0) of a media file, raw bytes
     yimen/v1/<county>/<station>/live/<window>     live view: one JPEG per message, QoS 0
@@ -104,12 +104,31 @@ def parse(topic: str) -> Topic:
 ENROL_ROOT = "yimen/enrol/v1"
 
 
-def enrol_request_topic(county: str) -> str:
-    return f"{ENROL_ROOT}/{_check('county', county)}/request"
+def enrol_request_topic(county: str, claim: str) -> str:
+    """Per claim, so that each claim's login may touch its own two topics and nothing else."""
+    return f"{ENROL_ROOT}/{_check('county', county)}/{_check('claim', claim)}/request"
 
 
-def enrol_reply_topic(county: str) -> str:
-    return f"{ENROL_ROOT}/{_check('county', county)}/reply"
+def enrol_reply_topic(county: str, claim: str) -> str:
+    return f"{ENROL_ROOT}/{_check('county', county)}/{_check('claim', claim)}/reply"
+
+
+def enrol_request_filter(county: str) -> str:
+    """What the registrar reads: every claim's request."""
+    return f"{ENROL_ROOT}/{_check('county', county)}/+/request"
+
+
+def enrol_reply_filter(county: str) -> str:
+    """Where the registrar answers: every claim's reply topic."""
+    return f"{ENROL_ROOT}/{_check('county', county)}/+/reply"
+
+
+def enrol_claim(topic: str) -> str:
+    """The claim id of an enrolment request topic; ValueError for anything else."""
+    parts = topic.split("/")
+    if len(parts) != 6 or "/".join(parts[:3]) != ENROL_ROOT or parts[5] != "request":
+        raise ValueError(f"not an enrolment request topic: {topic!r}")
+    return _check("claim", parts[4])
 
 
 # ----- the county side ------------------------------------------------------------------------
@@ -122,6 +141,11 @@ def county_events_filter(county: str) -> str:
 def county_status_filter(county: str) -> str:
     """Every station's retained status: the console's online picture, the registrar's "last status"."""
     return f"{ROOT}/{_check('county', county)}/+/status"
+
+
+def county_command_filter(county: str) -> str:
+    """Every station's commands: what the console may publish."""
+    return f"{ROOT}/{_check('county', county)}/+/cmd/+"
 
 
 def county_reply_filter(county: str) -> str:
@@ -138,3 +162,8 @@ def centre_reply_topic(county: str, client: str) -> str:
     """Where a console asks MQTT 5 stations to answer its commands: outside the stations' tree,
     so no county filter picks it up by accident."""
     return f"yimen/centre/{_check('county', county)}/{client}/reply"
+
+
+def centre_reply_filter(county: str) -> str:
+    """Every console's reply topic of a county: what the console's login may read."""
+    return f"yimen/centre/{_check('county', county)}/+/reply"
