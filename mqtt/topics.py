@@ -149,21 +149,11 @@ def county_command_filter(county: str) -> str:
 
 
 def county_reply_filter(county: str) -> str:
-    """Command replies sent without a response topic (stations on MQTT 3.1.1)."""
+    """Command replies: a station may publish only in its own tree, so the console's MQTT 5
+    requests name `.../cmd-reply/<name>` as their response topic too."""
     return f"{ROOT}/{_check('county', county)}/+/cmd-reply/+"
 
 
 def shared(group: str, topic_filter: str) -> str:
     """An MQTT 5 shared subscription: the broker hands each message to one member of the group."""
     return f"$share/{group}/{topic_filter}"
-
-
-def centre_reply_topic(county: str, client: str) -> str:
-    """Where a console asks MQTT 5 stations to answer its commands: outside the stations' tree,
-    so no county filter picks it up by accident."""
-    return f"yimen/centre/{_check('county', county)}/{client}/reply"
-
-
-def centre_reply_filter(county: str) -> str:
-    """Every console's reply topic of a county: what the console's login may read."""
-    return f"yimen/centre/{_check('county', county)}/+/reply"

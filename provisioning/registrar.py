@@ -91,15 +91,13 @@ def admin_acls() -> list[dict[str, Any]]:
 
 
 def console_acls(county: str) -> list[dict[str, Any]]:
-    """Read the county's tree and the consoles' reply topics, publish commands; nothing else."""
-    tree, replies = topics.county_filter(county), topics.centre_reply_filter(county)
+    """Read the county's tree (events, statuses, command replies), publish commands; nothing else."""
+    tree = topics.county_filter(county)
     return [
         acl("subscribePattern", tree),
         acl("subscribePattern", topics.shared("+", tree)),  # workers > 1; the broker checks the $share form
         acl("publishClientReceive", tree),
         acl("publishClientSend", topics.county_command_filter(county)),
-        acl("subscribePattern", replies),
-        acl("publishClientReceive", replies),
     ]
 
 

@@ -6,11 +6,13 @@ or PUBACK reason code from the broker, or a station that refuses to talk."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import socket
 import ssl
 import stat
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,8 @@ import pytest
 from mqtt import topics
 from mqtt.broker import Mosquitto, free_port
 from provisioning import enrol, protocol, registrar
-from tests.conftest import COUNTY, STATION, wait_until
+from tests.centre.conftest import ConsoleProcess
+from tests.conftest import COUNTY, STATION, GatewayProcess, station_config, wait_until
 from tests.provisioning.conftest import County, tls_listener
 from tests.provisioning.test_enrolment import OTHER, Probe, ask, claim, refused
 from tests.support.tls import make_ca_and_server
@@ -186,7 +189,6 @@ def test_the_console_login_reads_the_county_and_commands_stations_nothing_else(t
             topics.county_status_filter(COUNTY),
             topics.shared("yimen-centre", topics.county_events_filter(COUNTY)),
             topics.county_reply_filter(COUNTY),
-            topics.centre_reply_topic(COUNTY, "host-1"),
         ):
             assert console.subscribe(allowed) < 0x80, allowed
         assert station.subscribe(topics.command_filter(COUNTY, STATION)) == 1
@@ -202,3 +204,31 @@ def test_the_console_login_reads_the_county_and_commands_stations_nothing_else(t
     finally:
         console.close()
         station.close()
+
+
+def test_the_console_on_its_own_login_sees_a_station_and_gets_its_answers(
+    tmp_path: Path, county: County, gateways: list[GatewayProcess]
+) -> None:
+    """The real console and a real gateway, each on the login the registrar made for it: the
+    station shows up and answers a command (under per-station ACLs the answer must travel
+    inside the station's own tree)."""
+    login = ask(claim(county, STATION, tmp_path), tmp_path / "pi")[0]["broker"]
+    tls = f'username = "{login["username"]}"\npassword = "{login["password"]}"\ntls = true\nca_file = "{county.ca}"'
+    gw = GatewayProcess(station_config(tmp_path, county.tls_port, broker_extra=tls)).start()
+    gateways.append(gw)
+    (tmp_path / "console").mkdir()
+    console = ConsoleProcess(tmp_path / "console", county.port)
+    password_file = registrar.console_password_path(county.workdir / "registry.db")
+    user = county.registrar.settings["console_username"]
+    text = console.config.read_text().replace("[broker]\n", f'[broker]\nusername = "{user}"\n', 1)
+    console.config.write_text(text.replace("protocol =", f'password_file = "{password_file}"\nprotocol ='))
+    try:
+        console.start()
+        wait_until(lambda: console.station(STATION) is not None, 20, "the station on the console's page")
+        ask_page = urllib.request.Request(f"{console.url}/api/station/{STATION}/live-view?window=1", method="POST")
+        with urllib.request.urlopen(ask_page, timeout=15) as res:
+            reply = json.load(res)
+        assert (reply.get("error") or {}).get("code") != "timeout", reply
+    finally:
+        assert console.stop() == 0
+    assert gw.stop() == 0
