@@ -1,8 +1,9 @@
 """The enrolment protocol, pure: provisioning file, request, reply, and the sealed box.
 
-No sockets and no files here, so every malformed input can be tested directly. The reply
-topic is shared by every station that enrols in a county, so the part of a reply that
-matters (the station's login) is sealed to the requesting Pi's X25519 public key: an
+No sockets and no files here, so every malformed input can be tested directly. Each claim
+has its own reply topic, readable only by that claim's login; still, whoever holds the claim
+(the installer, a photo of its QR code) could read it, so the part of a reply that matters
+(the station's login) is sealed to the requesting Pi's X25519 public key: an
 ephemeral X25519 key agreement, HKDF-SHA256, ChaCha20-Poly1305, with the request id bound in
 as associated data. Only the Pi holding the private key can open it.
 """
