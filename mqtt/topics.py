@@ -104,23 +104,15 @@ def parse(topic: str) -> Topic:
 ENROL_ROOT = "yimen/enrol/v1"
 
 
-def enrol_request_topic(county: str, claim: str) -> str:
-    """Per claim, so that each claim's login may touch its own two topics and nothing else."""
-    return f"{ENROL_ROOT}/{_check('county', county)}/{_check('claim', claim)}/request"
+def enrol_topic(county: str, claim: str, part: str) -> str:
+    """`part` ("request" or "reply") of one claim: per claim, so that each claim's login may
+    touch its own two topics and nothing else."""
+    return f"{ENROL_ROOT}/{_check('county', county)}/{_check('claim', claim)}/{part}"
 
 
-def enrol_reply_topic(county: str, claim: str) -> str:
-    return f"{ENROL_ROOT}/{_check('county', county)}/{_check('claim', claim)}/reply"
-
-
-def enrol_request_filter(county: str) -> str:
-    """What the registrar reads: every claim's request."""
-    return f"{ENROL_ROOT}/{_check('county', county)}/+/request"
-
-
-def enrol_reply_filter(county: str) -> str:
-    """Where the registrar answers: every claim's reply topic."""
-    return f"{ENROL_ROOT}/{_check('county', county)}/+/reply"
+def enrol_filter(county: str, part: str) -> str:
+    """Every claim's requests (what the registrar reads) or replies (where it answers)."""
+    return f"{ENROL_ROOT}/{_check('county', county)}/+/{part}"
 
 
 def enrol_claim(topic: str) -> str:

@@ -219,7 +219,7 @@ def request(claim: protocol.ProvisioningFile, req: protocol.Request, timeout: fl
     replies: queue.SimpleQueue[Any] = queue.SimpleQueue()
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=claim.username, protocol=paho.MQTTv5)
     client.username_pw_set(claim.username, claim.token)
-    reply_topic = topics.enrol_reply_topic(claim.county, claim.claim)
+    reply_topic = topics.enrol_topic(claim.county, claim.claim, "reply")
     client.on_connect = lambda c, _u, _f, rc, _p: replies.put(("connack", rc))
     client.on_subscribe = lambda _c, _u, _m, codes, _p: replies.put(("suback", codes))
     client.on_message = lambda _c, _u, msg: replies.put(("message", msg.payload))
@@ -255,7 +255,7 @@ def request(claim: protocol.ProvisioningFile, req: protocol.Request, timeout: fl
             elif what == "suback":
                 if any(code.is_failure for code in value):
                     raise EnrolError(f"the claim's login may not read {reply_topic}: {value[0]}")
-                client.publish(topics.enrol_request_topic(claim.county, claim.claim), req.to_bytes(), qos=1)
+                client.publish(topics.enrol_topic(claim.county, claim.claim, "request"), req.to_bytes(), qos=1)
             elif protocol.reply_request_id(value) == req.request:
                 return value
     finally:

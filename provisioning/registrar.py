@@ -74,9 +74,9 @@ def station_acls(county: str, station: str) -> list[dict[str, Any]]:
 def registrar_acls(county: str) -> list[dict[str, Any]]:
     """The service's login: every claim's request in, every claim's reply out, station status in."""
     return [
-        acl("subscribePattern", topics.enrol_request_filter(county)),
-        acl("publishClientReceive", topics.enrol_request_filter(county)),
-        acl("publishClientSend", topics.enrol_reply_filter(county)),
+        acl("subscribePattern", topics.enrol_filter(county, "request")),
+        acl("publishClientReceive", topics.enrol_filter(county, "request")),
+        acl("publishClientSend", topics.enrol_filter(county, "reply")),
         acl("subscribePattern", topics.county_status_filter(county)),
         acl("publishClientReceive", topics.county_status_filter(county)),
     ]
@@ -108,9 +108,9 @@ def enrol_role(county: str, claim: str) -> str:
 def enrol_acls(county: str, claim: str) -> list[dict[str, Any]]:
     """A claim's login: its own request out and its own reply in."""
     return [
-        acl("publishClientSend", topics.enrol_request_topic(county, claim)),
-        acl("subscribeLiteral", topics.enrol_reply_topic(county, claim)),
-        acl("publishClientReceive", topics.enrol_reply_topic(county, claim)),
+        acl("publishClientSend", topics.enrol_topic(county, claim, "request")),
+        acl("subscribeLiteral", topics.enrol_topic(county, claim, "reply")),
+        acl("publishClientReceive", topics.enrol_topic(county, claim, "reply")),
     ]
 
 
@@ -330,7 +330,7 @@ class Service:
             CallbackAPIVersion.VERSION2, client_id=registrar_client_id(self.county), protocol=paho.MQTTv5
         )
         client.username_pw_set(s["registrar_username"], s["registrar_password"])
-        filters = [(topics.enrol_request_filter(self.county), 1), (topics.county_status_filter(self.county), 1)]
+        filters = [(topics.enrol_filter(self.county, "request"), 1), (topics.county_status_filter(self.county), 1)]
         client.on_connect = lambda c, _u, _f, rc, _p: None if rc.is_failure else c.subscribe(filters)
         client.on_subscribe = lambda _c, _u, _m, codes, _p: self._subscribed.set()
         client.on_message = lambda _c, _u, msg: self._queue.put((msg.topic, msg.payload, bool(msg.retain)))
@@ -406,7 +406,7 @@ class Service:
 
     def _reply(self, claim: str, payload: bytes) -> None:
         assert self._client is not None
-        self._client.publish(topics.enrol_reply_topic(self.county, claim), payload, qos=1)
+        self._client.publish(topics.enrol_topic(self.county, claim, "reply"), payload, qos=1)
 
     def _enrol(self, topic_claim: str, payload: bytes) -> None:
         try:

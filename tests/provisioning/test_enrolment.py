@@ -201,7 +201,7 @@ def test_a_station_can_neither_act_as_nor_listen_to_another(tmp_path: Path, coun
         assert probe.subscribe(f"{own}/cmd/+") == 1, "it reads its own commands"
         assert probe.subscribe(f"{victim}/cmd/+") == 0x87, "not another's"
         assert probe.subscribe(f"{topics.ROOT}/{COUNTY}/#") == 0x87
-        assert probe.subscribe(topics.enrol_request_filter(COUNTY)) == 0x87, "nor anyone's claim tokens"
+        assert probe.subscribe(topics.enrol_filter(COUNTY, "request")) == 0x87, "nor anyone's claim tokens"
     finally:
         probe.close()
 
@@ -214,9 +214,9 @@ def test_a_station_can_neither_act_as_nor_listen_to_another(tmp_path: Path, coun
     prov = Probe(county.port, found.username, found.token, client_id=found.username)
     try:
         assert prov.publish(f"{topics.station_root(COUNTY, STATION)}/events/rating") == 0x87
-        assert prov.subscribe(topics.enrol_request_filter(COUNTY)) == 0x87
-        assert prov.subscribe(topics.enrol_reply_filter(COUNTY)) == 0x87, "not every claim's replies"
-        assert prov.subscribe(topics.enrol_reply_topic(COUNTY, found.claim)) == 1, "its own"
+        assert prov.subscribe(topics.enrol_filter(COUNTY, "request")) == 0x87
+        assert prov.subscribe(topics.enrol_filter(COUNTY, "reply")) == 0x87, "not every claim's replies"
+        assert prov.subscribe(topics.enrol_topic(COUNTY, found.claim, "reply")) == 1, "its own"
     finally:
         prov.close()
 

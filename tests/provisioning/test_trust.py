@@ -53,8 +53,8 @@ def test_claims_share_no_secret(tmp_path: Path, county: County) -> None:
     assert first.username != second.username and first.token != second.token
     probe = Probe(county.port, first.username, first.token, client_id=first.username)
     try:
-        assert probe.publish(topics.enrol_request_topic(COUNTY, second.claim)) == 0x87, "not another's request"
-        assert probe.subscribe(topics.enrol_reply_topic(COUNTY, second.claim)) == 0x87, "nor its reply"
+        assert probe.publish(topics.enrol_topic(COUNTY, second.claim, "request")) == 0x87, "not another's request"
+        assert probe.subscribe(topics.enrol_topic(COUNTY, second.claim, "reply")) == 0x87, "nor its reply"
         assert probe.subscribe(topics.county_status_filter(COUNTY)) == 0x87
     finally:
         probe.close()
@@ -198,7 +198,7 @@ def test_the_console_login_reads_the_county_and_commands_stations_nothing_else(t
         assert console.publish(topics.status_topic(COUNTY, STATION)) == 0x87
         assert console.publish(f"{root}/cmd-reply/replay") == 0x87, "nor replies"
         assert console.publish("$CONTROL/dynamic-security/v1") == 0x87, "it administers no logins"
-        assert console.subscribe(topics.enrol_request_filter(COUNTY)) == 0x87, "it reads no claims"
+        assert console.subscribe(topics.enrol_filter(COUNTY, "request")) == 0x87, "it reads no claims"
         assert console.subscribe("yimen/v1/another-county/+/#") == 0x87
         assert console.subscribe("#") == 0x87
     finally:
