@@ -107,8 +107,8 @@ def _cmd_registrar(args: argparse.Namespace) -> int:
             console = registry.settings()["console_username"]
             registry.close()
             print(f"registry {db} created; county {args.county}: registrar and console logins are on the broker")
-            print(f"  console's [broker]: username = {console!r}")
-            print(f"                      password_file = {str(registrar.console_password_path(db))!r}")
+            print(f'  console\'s [broker]: username = "{console}"')
+            print(f'                      password_file = "{registrar.console_password_path(db)}"')
             return 0
         reg = registrar.Registrar(Registry(db))
         if args.action in ("issue-token", "reenrol"):

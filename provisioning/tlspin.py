@@ -62,8 +62,8 @@ def presented_chain(host: str, port: int, timeout: float) -> list[bytes]:
             probe.wrap_socket(raw, server_hostname=host) as tls,
         ):
             return _chain(tls)
-    except ssl.SSLError as exc:
-        raise PinError(f"the county broker at {host}:{port} does not speak TLS there: {exc}") from None
+    except (ssl.SSLError, ConnectionResetError) as exc:  # a plain MQTT listener resets a ClientHello
+        raise PinError(f"{host}:{port} does not speak TLS there ({exc}): the claim names the TLS listener") from None
 
 
 def pinned_context(host: str, port: int, want: str, timeout: float) -> tuple[ssl.SSLContext, bytes]:

@@ -39,6 +39,12 @@ def test_a_claim_holder_cannot_take_over_a_station_or_the_registrar(tmp_path: Pa
             attempt = Probe(county.port, holder.username, holder.token, client_id=victim)
             attempt.close()
             assert attempt.connack.is_failure, f"the claim's login connected as {victim}"
+        # Nor can an enrolled station's own login take the registrar's place.
+        attempt = Probe(
+            county.port, login["username"], login["password"], client_id=registrar.registrar_client_id(COUNTY)
+        )
+        attempt.close()
+        assert attempt.connack.is_failure
         time.sleep(0.3)
         assert station.client.is_connected(), "the station kept its connection"
         assert station.publish(f"{topics.station_root(COUNTY, STATION)}/events/queue") < 0x80
@@ -166,9 +172,11 @@ def test_enrolment_refuses_a_broker_that_is_not_the_countys(tmp_path: Path, coun
 def test_enrolment_refuses_a_real_mosquitto_with_the_wrong_ca(tmp_path: Path, county: County) -> None:
     port = free_port()
     with Mosquitto(tmp_path / "wrong", extra=tls_listener(tmp_path / "wrong-tls", port)):
-        moved = dataclasses.replace(claim(county, STATION, tmp_path), port=port)
+        found = claim(county, STATION, tmp_path)
         with pytest.raises(enrol.EnrolError, match="did not present the county CA"):
-            ask(moved, tmp_path / "pi")
+            ask(dataclasses.replace(found, port=port), tmp_path / "pi")
+    with pytest.raises(enrol.EnrolError, match="does not speak TLS"):
+        ask(dataclasses.replace(found, port=county.port), tmp_path / "pi")  # the plain listener
 
 
 # ----- the console's login -----------------------------------------------------------------------
