@@ -219,6 +219,11 @@ class Registrar:
         self.registry = registry
         self.settings = registry.settings()
         self.county: str = self.settings["county"]
+        if "admin_username" not in self.settings:
+            raise RegistryError(
+                f"{registry.path} was made by an older yimen whose claims share one provisioning login; "
+                "delete that login and the registrar's with mosquitto_ctrl and run `yimen registrar init` again"
+            )
 
     def dynsec(self) -> DynSec:
         s = self.settings
