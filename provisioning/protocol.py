@@ -126,8 +126,8 @@ class ProvisioningFile:
             ca=_field(doc, "ca", str, where),
         )
         _unb64(claim.ca, f"{where}: ca", 32)
-        if not 0 < claim.port < 65536 or not 0 < len(claim.token) <= 128:
-            raise ProtocolError("bad-request", f"{where}: port or token out of range")
+        if not 0 < claim.port < 65536 or not 0 < len(claim.token) <= 128 or not 0 < len(claim.host) <= 253:
+            raise ProtocolError("bad-request", f"{where}: port, token or host out of range")
         return claim
 
 

@@ -49,6 +49,11 @@ def test_a_sealed_reply_opens_only_with_the_right_key_and_request() -> None:
         (b'{"v": 2}', "version 2"),
         (json.dumps({**json.loads(CLAIM.to_bytes()), "station": "HY 1"}).encode(), "'station'"),
         (json.dumps({**json.loads(CLAIM.to_bytes()), "port": "1883"}).encode(), "'port' missing or not a int"),
+        (json.dumps({**json.loads(CLAIM.to_bytes()), "port": 70000}).encode(), "out of range"),
+        (json.dumps({**json.loads(CLAIM.to_bytes()), "host": "h" * 300}).encode(), "out of range"),
+        (json.dumps({**json.loads(CLAIM.to_bytes()), "ca": "AAAA"}).encode(), "ca must be base64 of 32 bytes"),
+        (json.dumps({**json.loads(CLAIM.to_bytes()), "claim": "../../#"}).encode(), "'claim'"),
+        (json.dumps({k: v for k, v in json.loads(CLAIM.to_bytes()).items() if k != "ca"}).encode(), "'ca' missing"),
     ],
 )
 def test_a_bad_provisioning_file_says_what_is_wrong(data: bytes, message: str) -> None:
