@@ -28,6 +28,8 @@ VERSION = 1
 ID_RE = re.compile(r"^[a-z0-9-]{1,32}$")
 REQUEST_RE = re.compile(r"^[0-9a-f]{16,64}$")
 CLAIM_RE = re.compile(r"^[0-9a-f]{16}$")
+# A request is a few hundred bytes plus the inventory (device names): 64 KiB is ample.
+MAX_REQUEST_BYTES = 64 * 1024
 _HKDF_INFO = b"yimen-enrol-v1"
 
 
@@ -149,6 +151,10 @@ class Request:
 
     @classmethod
     def from_bytes(cls, payload: bytes) -> Request:
+        if len(payload) > MAX_REQUEST_BYTES:  # before parsing: whoever holds a claim may send it
+            raise ProtocolError(
+                "bad-request", f"enrolment request of {len(payload)} bytes; at most {MAX_REQUEST_BYTES}"
+            )
         doc = _object(payload, "enrolment request")
         req = cls(
             request=_field(doc, "request", str, "enrolment request", REQUEST_RE),
@@ -176,6 +182,8 @@ def reply_error(request: str, code: str, message: str) -> bytes:
 
 def reply_request_id(payload: bytes) -> str | None:
     """Which request a reply answers, or None for anything unreadable (not ours to judge)."""
+    if len(payload) > MAX_REQUEST_BYTES:
+        return None
     try:
         doc = _object(payload, "reply")
     except ProtocolError:

@@ -40,6 +40,9 @@ from provisioning.registry import Registry, RegistryError
 
 log = logging.getLogger("yimen.registrar")
 
+# A status is a few hundred bytes (mqtt/codec.py); a bigger one is not recorded.
+MAX_STATUS_BYTES = 16 * 1024
+
 # Claims are sent to a county by courier or carried by the installer: days, not minutes.
 DEFAULT_TOKEN_HOURS = 72.0
 
@@ -391,6 +394,8 @@ class Service:
             log.error("could not delete stale claim logins (will try again in %g s): %s", self.sweep_s, exc)
 
     def _status(self, topic: str, payload: bytes, retained: bool) -> None:
+        if len(payload) > MAX_STATUS_BYTES:  # a station's own topic, but the registry is no dump for it
+            return
         try:
             station = topics.parse(topic).station
             status = json.loads(payload)

@@ -140,3 +140,9 @@ def test_inventory_names_devices_by_kind(tmp_path: Path) -> None:
     assert found["serial_ports"] == ["serial/by-id/usb-FTDI_A1-if00-port0", "ttyUSB0"]
     assert found["input_devices"] == ["input/by-id/usb-keypad-event-kbd"]
     assert found["printers"] == ["usb/lp0"] and found["video_devices"] == [] and found["cameras"] == []
+
+
+def test_an_oversized_request_is_refused_before_it_is_parsed() -> None:
+    huge = b'{"v":1,"inventory":{"x":"' + b"a" * protocol.MAX_REQUEST_BYTES + b'"}}'
+    with pytest.raises(protocol.ProtocolError, match="at most"):
+        protocol.Request.from_bytes(huge)
