@@ -69,6 +69,20 @@ def test_claims_share_no_secret(tmp_path: Path, county: County) -> None:
     assert wrong.connack.is_failure, "one claim's token is not another's password"
 
 
+def test_a_claim_holder_flooding_the_registrar_with_a_huge_request_is_refused_unparsed(
+    tmp_path: Path, county: County
+) -> None:
+    holder = claim(county, STATION, tmp_path)
+    probe = Probe(county.port, holder.username, holder.token, client_id=holder.username)
+    try:
+        huge = b'{"v":1,"request":"' + b"ab" * 8 + b'","inventory":"' + b"x" * 4_000_000 + b'"}'
+        assert probe.publish(topics.enrol_topic(COUNTY, holder.claim, "request"), huge) < 0x80
+    finally:
+        probe.close()
+    wait_until(lambda: county.service.refused == 1, 10, "the registrar to refuse it")
+    assert ask(holder, tmp_path / "pi")[0]["broker"]["username"] == registrar.station_username(COUNTY, STATION)
+
+
 def test_the_registrars_own_logins_are_bound_or_powerless(tmp_path: Path, county: County) -> None:
     s = county.registrar.settings
     bound = Probe(county.port, s["registrar_username"], s["registrar_password"], client_id="someone-else")
