@@ -118,13 +118,19 @@ def enrol_acls(county: str, claim: str) -> list[dict[str, Any]]:
 
 
 def retire_logins(dyn: DynSec, registry: Registry, county: str) -> int:
-    """Delete every claim login that must no longer work (expired, void, or used and confirmed)."""
-    stale = registry.stale_logins(time.time())
-    for claim in stale:
-        dyn.delete_client(protocol.enrol_login(county, claim))  # also ends a session it has open
-        dyn.delete_role(enrol_role(county, claim))
+    """Delete every claim login that must no longer work (expired, void, or used and confirmed);
+    one the broker would not delete stays listed and is tried again by the next sweep."""
+    gone = 0
+    for claim in registry.stale_logins(time.time()):
+        try:
+            dyn.delete_client(protocol.enrol_login(county, claim))  # also ends a session it has open
+            dyn.delete_role(enrol_role(county, claim))
+        except DynSecError as exc:
+            log.error("could not delete the login of claim %s (`serve` tries again): %s", claim, exc)
+            continue
         registry.login_gone(claim)
-    return len(stale)
+        gone += 1
+    return gone
 
 
 def _hostport(text: str) -> tuple[str, int]:
@@ -387,11 +393,8 @@ class Service:
     def _sweep(self) -> None:
         """Delete the logins of claims that expired, were voided or whose station is online."""
         assert self._dynsec is not None
-        try:
-            if gone := retire_logins(self._dynsec, self.registry, self.county):
-                log.info("deleted %d claim login(s) that may no longer connect", gone)
-        except DynSecError as exc:
-            log.error("could not delete stale claim logins (will try again in %g s): %s", self.sweep_s, exc)
+        if gone := retire_logins(self._dynsec, self.registry, self.county):
+            log.info("deleted %d claim login(s) that may no longer connect", gone)
 
     def _status(self, topic: str, payload: bytes, retained: bool) -> None:
         if len(payload) > MAX_STATUS_BYTES:  # a station's own topic, but the registry is no dump for it
