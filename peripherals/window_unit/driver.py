@@ -24,6 +24,7 @@ from peripherals.keyevents import KeyPress, OnKey, record_keys, unit_event
 from peripherals.window_unit import AUTO, WindowsConfig
 from peripherals.window_unit.port import PortError, SerialPort, find_units
 
+FLASH_S = 1.5  # as the firmware's FLASH_MS
 CODED = ("code", "card")  # keys whose KEY frame carries what was typed or read, under the key's name
 
 
@@ -76,8 +77,14 @@ class Session:
     nkeys: int = 0  # keys the HELLO announced; the rest of `keys` come in KEYS frames
 
     def fields(self, update: dict[str, Any]) -> dict[str, Any]:
-        """What of a SET a unit of this session's protocol understands: version 1 only `led`."""
-        return update if self.proto >= 2 else {k: v for k, v in update.items() if k == "led"}
+        """What of a SET a unit of this session's protocol understands: version 1 only `led`, so
+        a flash becomes that state (the driver sets the window's own state again after FLASH_S)."""
+        if self.proto >= 2:
+            return update
+        fields = {k: v for k, v in update.items() if k == "led"}
+        if "flash" in update:
+            fields["led"] = update["flash"]
+        return fields
 
 
 class BadFrame(ValueError):
@@ -136,6 +143,7 @@ class UnitConnection:
         self.pong: dict[str, int] = {}
         self.reported_uid: str | None = None  # unknown or refused uid, reported once per connection
         self._set: dict[str, Any] = {}  # SET fields to send once the link is free
+        self._unflash_at = 0.0  # a version 1 unit shows a flash as its LED state until then
         self._last_ping = 0.0
         self._thread = threading.Thread(target=self._run, name=f"window-unit:{path}", daemon=True)
 
@@ -216,7 +224,13 @@ class UnitConnection:
             self._went_offline("silent")
         if self.link.busy():
             return
-        update = self.session.fields(self._set) if self.session is not None else {}
+        session = self.session
+        if session is not None and session.proto < 2 and self._unflash_at and time.monotonic() >= self._unflash_at:
+            self._unflash_at = 0.0
+            self._set.setdefault("led", self.owner.shown_for(session.window)["led"])
+        update = session.fields(self._set) if session is not None else {}
+        if session is not None and session.proto < 2 and "flash" in self._set:
+            self._unflash_at = time.monotonic() + FLASH_S
         self._set = {}
         if update:
             port.write(self.link.send(link.SET, link.dumps(update), now))

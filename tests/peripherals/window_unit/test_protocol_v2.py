@@ -149,6 +149,8 @@ def test_a_version_1_unit_keeps_working(make_line, make_gateway, recorder) -> No
     gateway.show(2, {"ticket": "A001"})
     gateway.set_led(2, "ready")
     wait_until(lambda: old.pump() is not None and {"led": "ready"} in old.sets, "the LED set")
+    old.exchange(link.KEY, {"key": "Zap!", "n": 2, "ms": 20})  # refused: shown as the error state a while
+    wait_until(lambda: old.pump() is not None and old.sets[-2:] == [{"led": "error"}, {"led": "ready"}], "a flash")
     assert all(set(s) == {"led"} for s in old.sets), f"only `led` goes to a version 1 unit: {old.sets}"
     assert gateway.status()["units"][0]["proto"] == 1
 
