@@ -9,8 +9,9 @@ browser). Calls are spoken on the Pi by the announcer (`[announce] voice`, espea
 Served by the standard library's ThreadingHTTPServer (no Starlette on a station): `/` the page,
 `/state` the current view as JSON, `/events` a Server-Sent Events stream that sends the view
 each time the station's owner thread changes it (a call reaches the screen within a tick), and
-a comment every 15 s to keep proxies and the browser's connection awake. At most MAX_STREAMS
-streams at once; everything else is a 404, every method but GET and HEAD a 405.
+a comment every few seconds to keep the connection awake and notice a screen that has gone. At
+most MAX_CONNECTIONS connections and MAX_STREAMS streams at once, a client idle for IDLE_S is
+dropped; everything else is a 404, every method but GET and HEAD a 405.
 
 ```toml
 [screen]
@@ -35,7 +36,9 @@ from edge.configfile import Section
 log = logging.getLogger("yimen.screen")
 
 MAX_STREAMS = 16  # screens in a hall: a handful; beyond this a stream is refused (503)
-KEEPALIVE_S = 15.0
+MAX_CONNECTIONS = 32  # connections served at once (one thread each); more are closed unanswered
+IDLE_S = 10.0  # a client that sends nothing (or takes nothing) this long is dropped
+KEEPALIVE_S = 5.0  # a stream sends at least this often: a dead screen is noticed within IDLE_S after
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ class Screen:
         class Handler(_Handler):
             owner = screen
 
-        self._server = ThreadingHTTPServer((self._cfg.bind, self._cfg.port), Handler)
+        self._server = _BoundedServer((self._cfg.bind, self._cfg.port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="yimen-screen", daemon=True)
         self._thread.start()
@@ -107,9 +110,33 @@ class Screen:
             return self._version
 
 
+class _BoundedServer(ThreadingHTTPServer):
+    """A thread per connection, at most MAX_CONNECTIONS of them: anyone on the hall's network can
+    connect, and an unbounded server would let one of them pile up threads."""
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.turned_away = 0
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            self.turned_away += 1
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
 class _Handler(BaseHTTPRequestHandler):
     owner: Screen
     server_version = "yimen-screen"
+    timeout = IDLE_S  # http.server sets it on the socket: reads and writes
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)

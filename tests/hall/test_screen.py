@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from edge.screen import MAX_STREAMS, Screen, ScreenConfig
+from edge.screen import MAX_CONNECTIONS, MAX_STREAMS, Screen, ScreenConfig
 from tests.edge.station.station_support import CONFIG, FakeClock, Harness, morning, settings
 from tests.support.chromium import chromium
 
@@ -120,3 +120,19 @@ def test_the_server_answers_only_what_a_screen_asks(hall) -> None:
     assert request(screen, "GET", "/events")[0] == 503, "a bounded number of streams"
     for sock in streams:
         sock.close()
+
+
+def test_idle_connections_cannot_pile_up(hall) -> None:
+    """Connections that never send a request (a slowloris) take at most MAX_CONNECTIONS threads."""
+    _harness, screen = hall
+    idle = [socket.create_connection(("127.0.0.1", screen.port)) for _ in range(MAX_CONNECTIONS)]
+    extra = socket.create_connection(("127.0.0.1", screen.port))
+    extra.settimeout(5)
+    assert extra.recv(1) == b"", "one more is closed unanswered"
+    extra.close()
+    for sock in idle:
+        sock.close()
+    wait = 0
+    while request(screen, "GET", "/state")[0] != 200 and wait < 50:  # the slots come back as they close
+        wait += 1
+    assert request(screen, "GET", "/state")[0] == 200
