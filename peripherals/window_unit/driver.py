@@ -25,6 +25,8 @@ from peripherals.window_unit import AUTO, WindowsConfig
 from peripherals.window_unit.port import PortError, SerialPort, find_units
 
 FLASH_S = 1.5  # as the firmware's FLASH_MS
+SHOW_FIELDS = ("name", "no", "ticket")  # as the firmware's unit.SHOW_FIELDS
+SHOW_MAX = 16
 CODED = ("code", "card")  # keys whose KEY frame carries what was typed or read, under the key's name
 
 
@@ -414,8 +416,9 @@ class WindowUnits:
         self._update(window, {"lim": level})
 
     def show(self, window: int, fields: dict[str, str]) -> None:
-        """What the window unit's display shows: clerk `name` and `no`, `ticket` (version 2 units)."""
-        self._update(window, {"show": dict(fields)})
+        """What the window unit's display shows: clerk `name` and `no`, `ticket` (version 2 units),
+        each cut to SHOW_MAX characters: what a unit draws, and a SET that always fits a frame."""
+        self._update(window, {"show": {k: str(fields.get(k, ""))[:SHOW_MAX] for k in SHOW_FIELDS}})
 
     def _update(self, window: int, fields: dict[str, Any]) -> None:
         with self._lock:

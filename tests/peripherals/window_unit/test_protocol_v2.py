@@ -79,6 +79,8 @@ def test_time_limit_light_and_display_reach_the_unit(make_line, make_unit, make_
     wait_until(lambda: recorder.events("unit"), "the unit online")
     wait_until(lambda: unit.app.unit.shown.get("ticket") == "A001", "the display fields")
     assert unit.app.unit.screen(fw_link.ticks_ms())[:2] == ("张丽 c01", "A001")
+    gateway.show(1, {"name": "欧阳" * 20, "no": "c01", "ticket": "A001"})  # a name too long for the display
+    wait_until(lambda: unit.app.unit.shown.get("name") == "欧阳" * 8, "the name, cut to what fits")
     gateway.set_limit(1, "warn")
     wait_until(lambda: unit.led("yellow"), "the yellow light")
     gateway.set_limit(1, "over")
