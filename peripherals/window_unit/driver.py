@@ -235,7 +235,12 @@ class UnitConnection:
             self._unflash_at = time.monotonic() + FLASH_S
         self._set = {}
         if update:
-            port.write(self.link.send(link.SET, link.dumps(update), now))
+            try:
+                payload = link.dumps(update)
+            except link.FrameError:  # cannot happen with SHOW_MAX; never take the port down for it
+                self.log.error("SET %r does not fit a frame: sent without the display fields", update)
+                payload = link.dumps({k: v for k, v in update.items() if k != "show"})
+            port.write(self.link.send(link.SET, payload, now))
         elif time.monotonic() - self._last_ping >= self.owner.config.options.ping_s:
             # Also without a session: an unanswered PONG is what makes a unit say HELLO again.
             self._last_ping = time.monotonic()
