@@ -38,7 +38,7 @@ ACK = 0x03
 SET = 0x04
 PING = 0x05
 PONG = 0x06
-KEYS = 0x07  # version 2: the rest of a HELLO's key list, for units with more keys than one frame holds
+KEYS = 0x08  # version 2: the rest of a HELLO's key list, for units with more keys than one frame holds
 NAMES = {HELLO: "HELLO", KEY: "KEY", ACK: "ACK", SET: "SET", PING: "PING", PONG: "PONG", KEYS: "KEYS"}
 
 LEDS = ("idle", "ready", "thanks", "error", "off")
