@@ -38,6 +38,7 @@ log = logging.getLogger("yimen.screen")
 MAX_STREAMS = 16  # screens in a hall: a handful; beyond this a stream is refused (503)
 MAX_CONNECTIONS = 32  # connections served at once (one thread each); more are closed unanswered
 IDLE_S = 10.0  # a client that sends nothing (or takes nothing) this long is dropped
+RETRY_S = 10.0  # a port that was taken is tried again this often
 KEEPALIVE_S = 5.0  # a stream sends at least this often: a dead screen is noticed within IDLE_S after
 
 
@@ -77,16 +78,45 @@ class Screen:
         return self._server.server_address[1]
 
     def start(self) -> None:
+        """Listen, or, if the port cannot be had (another program on it), say so and keep trying
+        on the server's thread: the hall screen fails alone, the station runs on."""
+        if not self._listen(first=True):
+            self._thread = threading.Thread(target=self._retry, name="yimen-screen", daemon=True)
+            self._thread.start()
+
+    def _listen(self, first: bool = False) -> bool:
         screen = self
 
         class Handler(_Handler):
             owner = screen
 
-        self._server = _BoundedServer((self._cfg.bind, self._cfg.port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="yimen-screen", daemon=True)
-        self._thread.start()
+        try:
+            server = _BoundedServer((self._cfg.bind, self._cfg.port), Handler)
+        except OSError as exc:
+            if first:
+                log.error(
+                    "calling screen: cannot listen on %s:%d (%s): free the port or set [screen] port; "
+                    "trying again every %.0f s",
+                    self._cfg.bind,
+                    self._cfg.port,
+                    exc,
+                    RETRY_S,
+                )
+            return False
+        server.daemon_threads = True
+        self._server = server
         log.info("calling screen on http://%s:%d/", self._cfg.bind, self.port)
+        if first:
+            self._thread = threading.Thread(target=server.serve_forever, name="yimen-screen", daemon=True)
+            self._thread.start()
+        return True
+
+    def _retry(self) -> None:
+        while not self._stopping.wait(RETRY_S):
+            if self._listen():
+                assert self._server is not None
+                self._server.serve_forever()
+                return
 
     def stop(self) -> None:
         self._stopping.set()
@@ -94,6 +124,8 @@ class Screen:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
 
     def changed(self) -> None:
         with self._changed:

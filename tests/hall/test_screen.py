@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -136,3 +137,30 @@ def test_idle_connections_cannot_pile_up(hall) -> None:
     while request(screen, "GET", "/state")[0] != 200 and wait < 50:  # the slots come back as they close
         wait += 1
     assert request(screen, "GET", "/state")[0] == 200
+
+
+def test_a_taken_port_fails_the_screen_alone(hall, caplog, monkeypatch) -> None:
+    """Another program on the screen's port: an error saying what to do, and the screen comes up
+    once the port is free; nothing else stops."""
+    harness, _screen = hall
+    monkeypatch.setattr("edge.screen.RETRY_S", 0.1)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    second = Screen(ScreenConfig(port=port, bind="127.0.0.1"), "测试村便民服务站", harness.station.hall)
+    caplog.set_level("ERROR")
+    second.start()
+    assert any(f"cannot listen on 127.0.0.1:{port}" in r.message and "set [screen] port" in r.message
+               for r in caplog.records)  # fmt: skip
+    assert harness.station.press(1, "ticket", source="u1") == "thanks", "the station runs on"
+    taken.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if request(second, "GET", "/state")[0] == 200:
+                break
+        except (OSError, AssertionError):
+            time.sleep(0.05)
+    assert request(second, "GET", "/state")[0] == 200
+    second.stop()
