@@ -48,6 +48,10 @@ class ControlSocket:
         old = os.umask(0o117)  # created 0660, never briefly wider
         try:
             sock.bind(str(self.path))
+        except OSError as exc:  # e.g. a storage path longer than a socket's 107 bytes
+            sock.close()
+            log.error("control socket %s: %s; `yimen hall` will not reach this gateway", self.path, exc)
+            return
         finally:
             os.umask(old)
         sock.listen(4)
