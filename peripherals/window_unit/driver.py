@@ -226,14 +226,7 @@ class UnitConnection:
             self._went_offline("silent")
         if self.link.busy():
             return
-        session = self.session
-        if session is not None and session.proto < 2 and self._unflash_at and time.monotonic() >= self._unflash_at:
-            self._unflash_at = 0.0
-            self._set.setdefault("led", self.owner.shown_for(session.window)["led"])
-        update = session.fields(self._set) if session is not None else {}
-        if session is not None and session.proto < 2 and "flash" in self._set:
-            self._unflash_at = time.monotonic() + FLASH_S
-        self._set = {}
+        update = self._next_set()
         if update:
             try:
                 payload = link.dumps(update)
@@ -245,6 +238,19 @@ class UnitConnection:
             # Also without a session: an unanswered PONG is what makes a unit say HELLO again.
             self._last_ping = time.monotonic()
             port.write(self.link.send(link.PING, b"{}", now))
+
+    def _next_set(self) -> dict[str, Any]:
+        """The SET fields to send now, as this session's unit understands them."""
+        session, wanted, self._set = self.session, self._set, {}
+        if session is None:
+            return {}
+        if session.proto < 2:  # a flash is the error state for a while, then the window's own again
+            if "flash" in wanted:
+                self._unflash_at = time.monotonic() + FLASH_S
+            elif self._unflash_at and time.monotonic() >= self._unflash_at:
+                self._unflash_at = 0.0
+                wanted.setdefault("led", self.owner.shown_for(session.window)["led"])
+        return session.fields(wanted)
 
     def _frame(self, port: Port, ftype: int, seq: int, payload: dict[str, Any]) -> None:
         if ftype == link.ACK:
