@@ -163,7 +163,8 @@ class Gateway:
         on_key = None if station is None else partial(_press, station)
         sources: list[Part] = []
         if windows.with_units:
-            units = window_units(windows, self.outbox.append, on_key=on_key)
+            known = station.knows if station is not None else None
+            units = window_units(windows, self.outbox.append, on_key=on_key, known_key=known)
             if station is not None:
                 station.on_led(lambda window, feedback: units.set_led(window, feedback.value))
                 station.on_window(lambda window, shown: _show(units, window, shown))

@@ -97,7 +97,7 @@ def is_key(name):
 
 def is_builtin(name):
     """True for the keys every station knows (reason keys are the station's own, configured)."""
-    if name in RATING_KEYS or name in CLERK_KEYS or name in DIGITS or name in ENTRY_KEYS or name == "ticket":
+    if name in RATING_KEYS or name in CLERK_KEYS or name in DIGITS or name in ENTRY_KEYS or name in ("ticket", "green"):
         return True
     head, sep, _ = name.partition(":")
     return bool(sep) and head in ARG_KEYS and is_key(name)

@@ -38,6 +38,7 @@ from edge.station.queue import Queue, Refused
 from edge.station.ratings import Ratings, parse_rating_key
 from edge.station.state import Change, Feedback, State, Status, Ticket, Window, iso
 from edge.station.store import NAME, Journaled, StationStore
+from firmware import link
 from peripherals.printer import Printer, PrintOutcome
 from peripherals.printer import Ticket as PrintedTicket
 
@@ -178,6 +179,10 @@ class Station:
     def key(self, window: int, key: str, *, source: str) -> Outcome:
         """As `press`, with the whole outcome: whether it was refused and why, the ticket acted on."""
         return self._call(lambda now, change: self._on_key(now, change, window, key, source), window)
+
+    def knows(self, key: str) -> bool:
+        """Whether a key means something here: the built-in ones and this station's reason keys."""
+        return link.is_builtin(key) or self._settings.ratings.reason_name(key) is not None or key in ("code", "card")
 
     def press(self, window: int, key: str, *, source: str) -> Feedback:
         """A key pressed at a window: `good`, `bad`, `r1`..`r5`, a reason key, `next`, `recall`,

@@ -19,6 +19,7 @@ unit = "/dev/ttyACM0"      # or "auto"
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -195,7 +196,12 @@ def parse_windows(
 
 
 def window_units(
-    config: WindowsConfig, emit: Emit, *, on_key: OnKey | None = None, simulate: bool = False
+    config: WindowsConfig,
+    emit: Emit,
+    *,
+    on_key: OnKey | None = None,
+    known_key: Callable[[str], bool] | None = None,
+    simulate: bool = False,
 ) -> WindowUnitDriver:
     """The driver for the configured windows; `emit` must return only once the event is on disk."""
     if simulate:
@@ -204,4 +210,4 @@ def window_units(
         return SimWindowUnits(config, emit, on_key=on_key)
     from peripherals.window_unit.driver import WindowUnits
 
-    return WindowUnits(config, emit, on_key=on_key)
+    return WindowUnits(config, emit, on_key=on_key, known_key=known_key)

@@ -322,6 +322,7 @@ class UnitConnection:
         self.state = "online"
         self._set = self.owner.shown_for(window)
         self.log.info("unit %s (fw %s, %s, protocol %d) online for window %d", uid, fw, model, proto, window)
+        self._check_keys(self.session)
 
     def _keys(self, session: Session, payload: dict[str, Any]) -> None:
         """The rest of a HELLO's key list; `at` must continue where the list stands."""
@@ -329,6 +330,23 @@ class UnitConnection:
         if payload.get("at") != len(session.keys) or len(session.keys) + len(keys) > session.nkeys:
             raise BadFrame(f"KEYS at {payload.get('at')!r} does not continue {len(session.keys)} of {session.nkeys}")
         session.keys += keys
+        self._check_keys(session)
+
+    def _check_keys(self, session: Session) -> None:
+        """Once a unit has announced all its keys: warn about any the station does not know (a
+        reason key named differently on the unit and in [ratings] reasons): each press of one is
+        refused."""
+        if len(session.keys) < session.nkeys:
+            return
+        unknown = [key for key in session.keys if not self.owner.known_key(key)]
+        if unknown:
+            self.log.warning(
+                "unit %s of window %d has keys this station does not know, which it will refuse: %s "
+                "(rename them in the unit's settings.py, or add them to [ratings] reasons)",
+                session.uid,
+                session.window,
+                ", ".join(unknown),
+            )
 
     def _key(self, session: Session, payload: dict[str, Any]) -> None:
         key, n, ms = payload.get("key"), payload.get("n"), payload.get("ms")
@@ -376,12 +394,14 @@ class WindowUnits:
         emit: Emit,
         *,
         on_key: OnKey | None = None,
+        known_key: Callable[[str], bool] | None = None,
         open_port: OpenPort = SerialPort,
         find_ports: FindPorts | None = None,
     ) -> None:
         self.config = config
         self.emit = emit
         self.on_key = on_key or record_keys(emit)
+        self.known_key = known_key or link.is_builtin  # the station's keys: reason keys are configured
         self.open_port = open_port
         self.find_ports = find_ports or (lambda: find_units(config.options.usb_id_pairs, config.options.ports))
         self.stopping = threading.Event()

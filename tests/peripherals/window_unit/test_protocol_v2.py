@@ -34,9 +34,11 @@ def test_a_keypad_unit_announces_every_key_across_frames(make_line, make_unit, m
     assert (code["key"], code["code"], start["key"]) == ("code", "****", "start"), "a code is never published"
 
 
-def test_a_key_the_station_refuses_lights_the_units_error_led(make_line, make_unit, make_gateway, recorder) -> None:
+def test_a_key_the_station_refuses_lights_the_units_error_led(
+    make_line, make_unit, make_gateway, recorder, caplog
+) -> None:
     line = make_line()
-    unit = make_unit(line, reasons=("slow",), layout="5")
+    unit = make_unit(line, reasons=("slow", "zap"), layout="5")
     refused: list[str] = []
 
     def on_key(press) -> str:
@@ -46,8 +48,11 @@ def test_a_key_the_station_refuses_lights_the_units_error_led(make_line, make_un
             return "error"  # the station had no bad rating waiting for a reason
         return "thanks"
 
-    gateway = make_gateway(WindowConfig(1, line.path), on_key=on_key)
+    caplog.set_level(logging.WARNING)
+    known = lambda key: link.is_builtin(key) or key == "slow"  # noqa: E731 (the station's reason keys)
+    gateway = make_gateway(WindowConfig(1, line.path), on_key=on_key, known_key=known)
     wait_until(lambda: recorder.events("unit"), "the unit online")
+    wait_until(lambda: any(": zap (" in r.message for r in caplog.records), "the installer told of the unknown key")
     unit.press("slow")
     wait_until(lambda: unit.app.unit.led_state(fw_link.ticks_ms()) == "error", "the unit to show the refusal")
     assert unit.led("red") and refused == ["slow"]
