@@ -200,6 +200,8 @@ def uart_rx(name, baudrate=9600):
         return UartStream(busio.UART(None, getattr(board, name), baudrate=baudrate, timeout=0))
     from machine import UART, Pin
 
+    # The rp2 port gives UART1 its default TX pin (GP4) too; made before the keys (app.main), the
+    # key on GP4 then takes that pin back as an input, and nothing is ever transmitted anyway.
     return UartStream(UART(1, baudrate=baudrate, rx=Pin(int(name.lstrip("GPD"))), timeout=0))
 
 
