@@ -94,10 +94,21 @@ def _cmd_registrar(args: argparse.Namespace) -> int:
     try:
         if args.action == "init":
             password = Path(args.admin_password_file).read_text().strip()
-            registrar.init(
-                db, args.county, args.broker, args.admin_user, password, args.station_broker, args.token_hours
-            ).close()
-            print(f"registry {db} created; county {args.county}: registrar and provisioning logins are on the broker")
+            registry = registrar.init(
+                db,
+                args.county,
+                args.broker,
+                args.admin_user,
+                password,
+                args.station_broker,
+                Path(args.station_ca),
+                args.token_hours,
+            )
+            console = registry.settings()["console_username"]
+            registry.close()
+            print(f"registry {db} created; county {args.county}: registrar and console logins are on the broker")
+            print(f'  console\'s [broker]: username = "{console}"')
+            print(f'                      password_file = "{registrar.console_password_path(db)}"')
             return 0
         reg = registrar.Registrar(Registry(db))
         if args.action in ("issue-token", "reenrol"):
@@ -184,6 +195,30 @@ def _cmd_centre(args: argparse.Namespace) -> int:
         return 1
 
 
+def _cmd_hall(args: argparse.Namespace) -> int:
+    """`yimen hall ACTION`: what a window's keys do, through the running gateway's control socket."""
+    from edge import config, control
+
+    cfg = config.load(args.config)
+    given = {"window": args.window, "category": args.category, "ticket": args.ticket}
+    request = {k: v for k, v in given.items() if v is not None} | ({"green": True} if args.green else {})
+    path = cfg.storage.path / control.NAME
+    try:
+        reply = control.request(path, f"hall-{args.action}", request)
+    except OSError as exc:
+        print(f"yimen hall: the gateway is not answering on {path} ({exc}): is `yimen run` running?", file=sys.stderr)
+        return 1
+    if not reply["ok"]:
+        print(f"yimen hall {args.action}: {reply['error']['message']} ({reply['error']['code']})", file=sys.stderr)
+        return 1
+    print(json.dumps(reply["result"], ensure_ascii=False))
+    return 0
+
+
+HALL_ACTIONS = ("issue", "call", "recall", "start", "done", "skip", "put-back", "put-back-ticket", "transfer")
+HALL_ACTIONS += ("pause", "resume", "sign-out")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yimen", description="Village-station edge gateway")
     parser.add_argument("--version", action="version", version=f"yimen {__version__}")
@@ -216,14 +251,24 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--county", required=True)
     watch.set_defaults(func=_cmd_watch)
 
+    hall = sub.add_parser("hall", help="the hall: issue, call, transfer, pause... as a window's keys do")
+    hall.add_argument("action", choices=HALL_ACTIONS)
+    hall.add_argument("--config", required=True)
+    hall.add_argument("--window", type=int, help="the window (call, recall, start, done, skip, put-back, ...)")
+    hall.add_argument("--category", help="the category code (issue, transfer)")
+    hall.add_argument("--ticket", help="the ticket number (put-back-ticket), e.g. A012")
+    hall.add_argument("--green", action="store_true", help="issue: a green-channel ticket, called first")
+    hall.set_defaults(func=_cmd_hall)
+
     reg = sub.add_parser("registrar", help="county side: enrol stations, issue claims, revoke")
     reg.add_argument("--db", required=True, help="the county's registry (SQLite; keep it 0600)")
     reg.set_defaults(func=_cmd_registrar)
     acts = reg.add_subparsers(dest="action", required=True)
-    init = acts.add_parser("init", help="create the registry and the registrar's and provisioning logins")
+    init = acts.add_parser("init", help="create the registry and the registrar's and the console's logins")
     init.add_argument("--county", required=True)
     init.add_argument("--broker", required=True, help="HOST:PORT of the county broker, as the registrar reaches it")
-    init.add_argument("--station-broker", help="HOST:PORT as stations reach it (default: --broker)")
+    init.add_argument("--station-broker", required=True, help="HOST:PORT of the TLS listener as stations reach it")
+    init.add_argument("--station-ca", required=True, help="the CA certificate (PEM) of that listener's chain")
     init.add_argument("--admin-user", required=True, help="a dynamic-security admin (mosquitto_ctrl dynsec init)")
     init.add_argument("--admin-password-file", required=True, help="a file holding that admin's password")
     init.add_argument("--token-hours", type=float, default=72.0, help="how long a claim stays valid")

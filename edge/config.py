@@ -10,12 +10,14 @@ no module ever sees the raw dict.
 
 from __future__ import annotations
 
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.configfile import ConfigError, Section
+import tomlkit
+
+from edge.configfile import ConfigError, Section, redact
+from edge.screen import ScreenConfig, parse_screen
 from edge.station.config import StationSettings, parse_station
 from mqtt.commands import Command
 from mqtt.config import BrokerConfig, MediaConfig, parse_broker, parse_media
@@ -87,6 +89,7 @@ class Config:
     windows: WindowsConfig = field(default_factory=WindowsConfig)
     provisioning: ProvisioningConfig | None = None
     media: MediaConfig = field(default_factory=MediaConfig)
+    screen: ScreenConfig | None = None  # the hall's calling screen (edge/screen.py)
 
 
 def _station(section: Section) -> StationConfig:
@@ -144,7 +147,8 @@ def parse(doc: dict, source: str) -> Config:
     windows = top.tables("windows")
     simulate = parse_simulate(sec("simulate")) if top.has("simulate") else None
     service = parse_station(top, windows)
-    units = parse_windows(windows, top.section("window_unit") if top.has("window_unit") else None)
+    reasons = tuple(key for key, _ in service.ratings.reasons) if service is not None else ()
+    units = parse_windows(windows, top.section("window_unit") if top.has("window_unit") else None, reasons)
     if service is None and simulate is not None:
         sim_top = Section("", tomllib.loads(default_station(simulate.windows)), source=f"{source} (simulated station)")
         service = parse_station(sim_top, sim_top.tables("windows"))
@@ -162,6 +166,7 @@ def parse(doc: dict, source: str) -> Config:
         windows=units,
         provisioning=parse_provisioning(sec("provisioning")) if top.has("provisioning") else None,
         media=parse_media(sec("media")),
+        screen=parse_screen(sec("screen")) if top.has("screen") else None,
     )
     for window in windows:
         window.done()
@@ -188,14 +193,17 @@ def load(path: str | Path) -> Config:
 
 
 def redacted_text(config: Config) -> str:
-    """The config file as it is on disk, with secrets blanked: safe to send to the county."""
-    text = config.source.read_text(encoding="utf-8")
-    return re.sub(r"(?m)^(\s*password\s*=\s*).*$", r'\1"<redacted>"', text)
+    """The config file as parsed, secrets blanked (`configfile.redact`): safe to send to the county.
+
+    Written out again from the parsed document rather than edited as text: a comment may hold
+    an old password and a multi-line string spans lines, so no pattern on the text is safe."""
+    doc = tomllib.loads(config.source.read_text(encoding="utf-8"))
+    return tomlkit.dumps(redact(doc))
 
 
 def config_commands(config: Config) -> Command:
     return Command(
         "config-get",
         lambda _args: {"source": str(config.source), "toml": redacted_text(config)},
-        doc="the running config file, passwords blanked",
+        doc="the running config file as parsed (no comments), secrets blanked",
     )
