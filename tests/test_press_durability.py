@@ -96,7 +96,9 @@ def test_every_acknowledged_press_reaches_the_county(tmp_path: Path, broker, sub
                     sessions = gw.logs().count("online for window")
                     wait_until(lambda g=gw, n=sessions: g.logs().count("online for window") > n, 15, "a unit session")
                     filler = fill(disk)
-                    time.sleep(3)  # presses meet a full disk
+                    # Presses meet the full disk once SQLite needs a new page (a WAL reuses its own first).
+                    wait_until(lambda g=gw: "nothing was recorded" in g.logs(), 60, "a press the full disk refused")
+                    time.sleep(2)
                     assert gw.proc.poll() is None, "the gateway died of a full disk:\n" + gw.logs()[-3000:]
                     filler.unlink()
                 time.sleep(rng.uniform(0.3, 2.0))  # SIGTERM at any moment of the press loop

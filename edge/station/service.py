@@ -175,7 +175,7 @@ class Station:
         self._printing.stop(STOP_S)
         if self._announcer is not None:
             self._announcer.stop()
-        for request in self._awaiting.values():
+        for request in self._awaiting.values():  # their tickets are `issuing` in station.db: recorded
             request.reply.set_result(Outcome(Feedback.ERROR, ok=False, detail="the station stopped"))
         self._store.close()
 
@@ -316,6 +316,8 @@ class Station:
             # state back from the store, and say the request failed.
             log.exception("station request failed")
             self._state = self._load()
+            # A ticket this request left waiting for the printer was not committed either.
+            self._awaiting = {tid: r for tid, r in self._awaiting.items() if r is not request}
             request.reply.set_exception(NotRecorded(f"nothing was recorded: {exc}"))
             return
         for action in self._after:
@@ -527,7 +529,6 @@ class Station:
 
     def _printed(self, now: datetime, change: Change, ticket_id: str, source: str, outcome: PrintOutcome) -> Answer:
         """The printer is done with a ticket: it joins the queue, and its press is answered."""
-        waiting = self._awaiting.pop(ticket_id, None)
         ticket = self._state.tickets.get(ticket_id)
         if ticket is not None and ticket.status == Status.ISSUING:
             print_ = {"printed": outcome.printed, "reason": outcome.reason, "detail": outcome.detail}
@@ -536,9 +537,15 @@ class Station:
         else:
             log.warning("printer answered for ticket %s, which was closed out meanwhile", ticket_id)
             answer = Outcome(Feedback.ERROR, ok=False, detail="the ticket was closed out before it was printed")
-        if waiting is not None:
-            self._after.append(lambda: waiting.reply.set_result(answer))
+        # Answered once committed: if the commit fails (a full disk), the press stays waiting with
+        # its ticket `issuing` in station.db, and is answered at the latest when the station stops.
+        self._after.append(lambda: self._answer_waiting(ticket_id, answer))
         return None
+
+    def _answer_waiting(self, ticket_id: str, answer: Outcome) -> None:
+        waiting = self._awaiting.pop(ticket_id, None)
+        if waiting is not None:
+            waiting.reply.set_result(answer)
 
     def _put_back(self, now: datetime, change: Change, number: str | None, source: str) -> Answer:
         self._require_queue()
