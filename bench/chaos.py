@@ -87,11 +87,11 @@ sync = "assume"
 interval_s = 30
 
 {one_unit_station(unit_path)}
-[[categories]]
+[[categories]]   # the simulator issues tickets in A and B
 code = "B"
-name = "户籍"
-item = "HJ-001"
 windows = [1]
+item = "HJ-001"
+name = "户籍"
 
 [[clerks]]
 id = "c01"
