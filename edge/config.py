@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from edge import configlayers
 from edge.configfile import ConfigError, Section
 from edge.station.config import StationSettings, parse_station
 from mqtt.commands import Command
@@ -87,6 +88,9 @@ class Config:
     windows: WindowsConfig = field(default_factory=WindowsConfig)
     provisioning: ProvisioningConfig | None = None
     media: MediaConfig = field(default_factory=MediaConfig)
+    # The installer's file and the station's own laid over it, and which set what; None when
+    # the config was parsed from a document rather than loaded from its files.
+    layers: configlayers.Layers | None = None
 
 
 def _station(section: Section) -> StationConfig:
@@ -172,24 +176,26 @@ def parse(doc: dict, source: str) -> Config:
 
 
 def load(path: str | Path) -> Config:
-    """Read and check a config file; every problem is a ConfigError a person can act on."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse(doc, str(path))
+    """Read and check the installer's config file with the station's own file laid over it
+    (edge/configlayers.py); every problem is a ConfigError a person can act on."""
+    layers = configlayers.read(Path(path))
+    return replace(parse(layers.doc, str(path)), layers=layers)
+
+
+def effective_text(config: Config) -> str:
+    """The config as the gateway runs it: the installer's file as written, or, once the station
+    has written its own, both merged into one document."""
+    layers = config.layers
+    if layers is None or layers.local is None or layers.local not in layers.set_by():
+        return config.source.read_text(encoding="utf-8")
+    import tomlkit  # only here: config-get and bind-unit are rare, the gateway's memory is not
+
+    return tomlkit.dumps(layers.doc)
 
 
 def redacted_text(config: Config) -> str:
     """The config file as it is on disk, with secrets blanked: safe to send to the county."""
-    text = config.source.read_text(encoding="utf-8")
+    text = effective_text(config)
     return re.sub(r"(?m)^(\s*password\s*=\s*).*$", r'\1"<redacted>"', text)
 
 

@@ -134,8 +134,10 @@ def test_a_new_pi_enrols_reconnects_as_itself_and_can_be_revoked_and_replaced(
     wait_until(lambda: connection(gw) == "connected", 30, "the new station to enrol and connect")
     pid = gw.proc.pid
 
-    text = config.read_text()
+    installer = config.read_bytes()
+    text = (tmp_path / "state" / "local.toml").read_text()
     assert f'id = "{STATION}"' in text and "password_file" in text and "password =" not in text
+    assert config.read_bytes() == installer, "enrolment writes the station's own file, never the installer's"
     identity = tmp_path / "state" / "identity"
     for secret in ("key.pem", "broker-password"):
         assert stat.S_IMODE((identity / secret).stat().st_mode) == 0o600, secret

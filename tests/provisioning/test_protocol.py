@@ -106,10 +106,12 @@ def test_enrolment_rewrites_only_station_and_broker(tmp_path: Path) -> None:
     }
     enrol.write_identity(path, cfg, secret, "tok")
     enrol.write_identity(path, enrol.load(path), {**secret, "station": {**secret["station"], "name": "b"}}, "tok2")
-    text = path.read_text()
-    assert text.count("[station]") == 1 and text.count("[broker]") == 1 and "[provisioning]" in text
+    installer = path.read_text()
+    text = (tmp_path / "state" / "local.toml").read_text()
+    assert text.count("[station]") == 1 and text.count("[broker]") == 1 and "[provisioning]" not in text
     loaded = config_mod.load(path)
     assert loaded.station.name == "b" and loaded.broker.password == "pw" and "pw" not in text
+    assert "[station]" not in installer, "the installer's file is never written"
 
 
 def test_a_bootstrap_config_is_checked_before_enrolment(tmp_path: Path) -> None:
