@@ -40,10 +40,15 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _restart(code: int) -> int:
-    """Start `yimen` afresh in this process (same pid, so systemd and tests see one gateway);
-    if that fails, exit with `code` and let systemd start it again."""
+    """Start `yimen` afresh. Under systemd, exit with `code` (75) and let `Restart=` start it
+    again: systemd then sees a restart, not a stop that never ends (an exec after STOPPING=1
+    is killed when TimeoutStopSec runs out). Run by hand or by tests, re-execute in this
+    process (same pid); if that fails, exit with `code` all the same."""
     for listener in _log_listeners:
-        listener.stop()  # exec skips atexit: flush the log first
+        listener.stop()  # exec and exit skip atexit: flush the log first
+    if systemd.under_systemd():
+        print(f"yimen: restarting: exit {code}, systemd starts the gateway again", file=sys.stderr)
+        return code
     try:
         os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
     except OSError as exc:

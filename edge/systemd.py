@@ -24,6 +24,11 @@ from collections.abc import Callable
 log = logging.getLogger("yimen.systemd")
 
 
+def under_systemd() -> bool:
+    """Started by systemd as a notify service (it gave us a socket to report to)."""
+    return bool(os.environ.get("NOTIFY_SOCKET"))
+
+
 def notify(message: str) -> bool:
     """Send one sd_notify message (e.g. "READY=1"); False when not run by systemd or it failed."""
     address = os.environ.get("NOTIFY_SOCKET")
