@@ -41,7 +41,9 @@ CREATE TABLE IF NOT EXISTS tokens (
     issued_at REAL NOT NULL,
     expires_at REAL NOT NULL,
     used_at REAL,
-    void INTEGER NOT NULL DEFAULT 0  -- superseded by a newer token, or the station was revoked
+    void INTEGER NOT NULL DEFAULT 0,  -- superseded by a newer token, or the station was revoked
+    used_by TEXT,  -- the public key of the station that used it
+    confirmed_at REAL  -- when that station was first heard from with the login it was given
 );
 """
 
@@ -76,6 +78,10 @@ class Registry:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(tokens)")}
+        for column, kind in (("used_by", "TEXT"), ("confirmed_at", "REAL")):
+            if column not in columns:  # a registry made before enrolment could be retried
+                self._db.execute(f"ALTER TABLE tokens ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         self._db.close()
@@ -138,29 +144,38 @@ class Registry:
                 (token_hash(token), station, now, expires_at),
             )
 
-    def claim(self, token: str, now: float) -> Claim:
-        """Consume a token if it is good; otherwise say why not. At most one caller ever gets "ok"."""
+    def claim(self, token: str, now: float, public_key: str) -> Claim:
+        """Consume a token if it is good; otherwise say why not. At most one station key ever gets
+        "ok" for a token, but that key gets it again until the station is heard from with the
+        login it was given (`confirmed`): a station whose power went between the county's answer
+        and its own write asks again with the same key and claim, and is not stranded. Only the
+        holder of that key can open the answer."""
         digest = token_hash(token)
         with self._tx():
             won = self._db.execute(
-                "UPDATE tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL AND void = 0 AND expires_at > ?",
-                (now, digest, now),
+                "UPDATE tokens SET used_at = ?, used_by = ? "
+                "WHERE hash = ? AND used_at IS NULL AND void = 0 AND expires_at > ?",
+                (now, public_key, digest, now),
             ).rowcount
-            row = self._db.execute("SELECT station, used_at, void FROM tokens WHERE hash = ?", (digest,))
+            row = self._db.execute(
+                "SELECT station, used_at, void, used_by, confirmed_at FROM tokens WHERE hash = ?", (digest,)
+            )
             found = row.fetchone()
         if found is None:
             return Claim(None, "token-unknown")
-        station, used_at, void = found
+        station, used_at, void, used_by, confirmed_at = found
         if won:
             return Claim(station, "ok")
         if void:
             return Claim(station, "token-void")
+        if used_at is not None and used_by == public_key and confirmed_at is None:
+            return Claim(station, "ok")
         return Claim(station, "token-used" if used_at is not None else "token-expired")
 
     def unclaim(self, token: str) -> None:
         """Give a token back: the enrolment it was claimed for failed on the county's side."""
         with self._tx():
-            self._db.execute("UPDATE tokens SET used_at = NULL WHERE hash = ?", (token_hash(token),))
+            self._db.execute("UPDATE tokens SET used_at = NULL, used_by = NULL WHERE hash = ?", (token_hash(token),))
 
     def enrolled(self, station: str, username: str, serial: str, public_key: str, inventory: dict[str, Any]) -> None:
         with self._tx():
@@ -178,7 +193,17 @@ class Registry:
             self._db.execute("UPDATE tokens SET void = 1 WHERE station = ? AND used_at IS NULL", (station,))
 
     def record_status(self, station: str, status: dict[str, Any]) -> None:
+        """The station's last status. The first "online" after its claim was used confirms the
+        claim: only the login the station was given can say it (the old Pi's login is deleted,
+        and its will, "offline", confirms nothing)."""
+        now = time.time()
         with self._tx():
+            if status.get("state") == "online":
+                self._db.execute(
+                    "UPDATE tokens SET confirmed_at = ? "
+                    "WHERE station = ? AND used_at IS NOT NULL AND used_at < ? AND confirmed_at IS NULL",
+                    (now, station, now),
+                )
             self._db.execute(
                 "UPDATE stations SET last_status = ?, last_status_at = ? WHERE station = ?",
                 (json.dumps(status, ensure_ascii=False), time.time(), station),

@@ -72,9 +72,9 @@ def claim(county: County, station: str, tmp_path: Path, hours: float | None = No
     return protocol.ProvisioningFile.from_bytes(issued.file.read_bytes())
 
 
-def ask(found: protocol.ProvisioningFile, token: str | None = None) -> tuple[dict[str, Any], Any]:
+def ask(found: protocol.ProvisioningFile, token: str | None = None, key: Any = None) -> tuple[dict[str, Any], Any]:
     """Enrol as a Pi would, without a gateway: returns the opened reply and the key."""
-    key = protocol.new_key()
+    key = key or protocol.new_key()
     req = protocol.Request(
         request=secrets.token_hex(16),
         token=token or found.token,
@@ -225,6 +225,33 @@ def test_bad_claims_are_refused(tmp_path: Path, county: County, case: str) -> No
         ask(found, token)
     assert refused.value.code == code
     assert (county.registrar.registry.station(STATION) or {})["state"] != "enrolled" or case == "used-twice"
+
+
+def test_a_station_that_lost_the_answer_asks_again_until_it_is_heard_from(tmp_path: Path, county: County) -> None:
+    """A power cut between the county's answer and the station's write: same key, same claim,
+    new credentials (the first ones stop working); once the station is online, never again."""
+    found = claim(county, STATION, tmp_path)
+    key = protocol.new_key()
+    lost = ask(found, key=key)[0]["broker"]
+    again = ask(found, key=key)[0]["broker"]
+    assert again["username"] == lost["username"] and again["password"] != lost["password"]
+    with pytest.raises(protocol.ProtocolError) as other:
+        ask(found)  # anyone else with the claim, even now
+    assert other.value.code == "token-used"
+    stale = Probe(county.port, lost["username"], lost["password"], client_id=lost["username"])
+    assert stale.connack.value == 0x87, "the lost answer's password is dead (not authorized)"
+    stale.close()
+    station = Probe(county.port, again["username"], again["password"], client_id=again["username"])
+    try:
+        assert station.connack.value == 0
+        status = topics.status_topic(COUNTY, STATION)
+        station.client.publish(status, json.dumps({"state": "online"}).encode(), qos=1, retain=True)
+        wait_until(lambda: (county.registrar.list()[0]["last_status"] or {}).get("state") == "online", 10, "status")
+    finally:
+        station.close()
+    with pytest.raises(protocol.ProtocolError) as spent:
+        ask(found, key=key)
+    assert spent.value.code == "token-used", "confirmed: the claim is spent"
 
 
 def test_a_revoked_station_cannot_reconnect(tmp_path: Path, county: County) -> None:

@@ -56,17 +56,24 @@ def test_a_bad_provisioning_file_says_what_is_wrong(data: bytes, message: str) -
 
 
 def test_a_claim_is_consumed_once(tmp_path: Path) -> None:
+    """By one station key, which may ask again until that station is heard from online."""
     reg = Registry(tmp_path / "r.db", create=True)
     reg.add_token("hy-0001", "", "t1", time.time() + 60)
-    assert reg.claim("t1", time.time()).code == "ok"
-    assert reg.claim("t1", time.time()).code == "token-used"
+    assert reg.claim("t1", time.time(), "key-a").code == "ok"
+    assert reg.claim("t1", time.time(), "key-b").code == "token-used", "another key never"
+    assert reg.claim("t1", time.time(), "key-a").code == "ok", "the same key again: its power went"
+    reg.record_status("hy-0001", {"state": "offline"})
+    assert reg.claim("t1", time.time(), "key-a").code == "ok", "a will confirms nothing"
+    time.sleep(0.01)
+    reg.record_status("hy-0001", {"state": "online"})
+    assert reg.claim("t1", time.time(), "key-a").code == "token-used", "confirmed: spent for good"
     reg.unclaim("t1")  # the county's side failed: the claim may be tried again
-    assert reg.claim("t1", time.time()).code == "ok"
+    assert reg.claim("t1", time.time(), "key-a").code == "ok"
     reg.add_token("hy-0002", "", "t2", time.time() + 60)
-    assert reg.claim("t2", time.time() + 120).code == "token-expired"
+    assert reg.claim("t2", time.time() + 120, "key-a").code == "token-expired"
     reg.add_token("hy-0002", "", "t3", time.time() + 60)
-    assert reg.claim("t2", time.time()).code == "token-void"
-    assert reg.claim("nope", time.time()).code == "token-unknown"
+    assert reg.claim("t2", time.time(), "key-a").code == "token-void"
+    assert reg.claim("nope", time.time(), "key-a").code == "token-unknown"
     assert (tmp_path / "r.db").stat().st_mode & 0o077 == 0
 
 
