@@ -207,9 +207,15 @@ class Booted:
         return result.stdout + ("" if result.returncode == 0 else result.stderr)
 
     def wait_booted(self, timeout: float = 120) -> None:
-        state = self.run("systemctl", "is-system-running", "--wait", timeout=timeout, check=False).strip()
-        if state not in ("running", "degraded"):
-            raise RootError(f"the container's systemd says {state!r}")
+        """Until systemd says the boot is over ("offline": its bus is not up yet, ask again)."""
+        deadline = time.monotonic() + timeout
+        state = ""
+        while time.monotonic() < deadline:
+            state = self.run("systemctl", "is-system-running", "--wait", timeout=timeout, check=False).strip()
+            if state in ("running", "degraded"):
+                return
+            time.sleep(0.5)
+        raise RootError(f"the container's systemd says {state!r} after {timeout} s: {self.log.read_text()[-2000:]}")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
