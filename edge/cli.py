@@ -63,10 +63,15 @@ def _enrol(path: Path) -> bool:
 
     from provisioning import enrol
 
-    stop = threading.Event()
+    stop, done = threading.Event(), threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    return enrol.run(path, stop)
+    # Waiting for a claim may take days: up to systemd, not a start that times out.
+    systemd.ready_while("enrolling: looking for a claim", done)
+    try:
+        return enrol.run(path, stop)
+    finally:
+        done.set()
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

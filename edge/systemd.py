@@ -118,6 +118,21 @@ class Watchdog:
             self._failing = problem
 
 
+def ready_while(what: str, stop: threading.Event) -> None:
+    """A phase that may last (enrolment waiting for a claim for days): tell systemd we are up
+    and what we are doing, and keep the watchdog fed until `stop` is set, from a thread."""
+    notify(f"READY=1\nSTATUS={what}")
+    interval = watchdog_interval()
+    if interval is None:
+        return
+
+    def feed() -> None:
+        while not stop.wait(interval / 4):
+            notify("WATCHDOG=1")
+
+    threading.Thread(target=feed, name="yimen-watchdog-enrol", daemon=True).start()
+
+
 # Python levels to the syslog priorities that journald reads from a "<N>" line prefix.
 _PRIORITIES = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
 

@@ -148,7 +148,9 @@ def test_installed_station_under_systemd(tmp_path: Path, county: County, station
     (station.merged / "etc/yimen/station.toml").write_text(IMAGE_CONFIG)
     issued = county.registrar.issue(STATION, tmp_path / "claims", name="测试村")
     (station.merged / "boot/firmware").mkdir(parents=True, exist_ok=True)
-    shutil.copy(issued.file, station.merged / "boot/firmware/yimen-provision.json")
+    claim = station.merged / "boot/firmware/yimen-provision.json"
+    shutil.copy(issued.file, claim)
+    claim.chmod(0o755)  # as Raspberry Pi OS mounts its FAT boot partition: every file 755 root:root
     console = Console(county)
     try:
         run("systemctl", "start", "yimen")
@@ -248,5 +250,8 @@ def test_installed_station_under_systemd(tmp_path: Path, county: County, station
         assert {p.name: p.read_bytes() for p in (station.merged / "var/lib/yimen/identity").iterdir()} == identity
         assert local.read_bytes() == local_before
         wait_until(lambda: status(station)["last_seq"] > seq_before, 30, "the outbox to go on numbering")
+    except BaseException:
+        print(run("journalctl", "-u", "yimen", "--no-pager", "-n", "80", check=False))
+        raise
     finally:
         console.close()

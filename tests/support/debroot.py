@@ -136,10 +136,10 @@ def give_host_settings(merged: Path) -> list[str]:
     if bundle.is_file():
         shutil.copy2(bundle, merged / "etc/ssl/certs/ca-certificates.crt")
     files, dirs = pip_settings()
-    (merged / "etc").mkdir(exist_ok=True)
-    with open(merged / "etc/pip.conf", "w") as out:
-        for conf in files:
-            out.write(conf.read_text() + "\n")
+    for conf in files:  # at the same place inside (commands there run with HOME=/root)
+        inside = merged / conf.relative_to("/")
+        inside.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(conf, inside)
     return [f"--bind-ro={d}" for d in dirs]
 
 
@@ -235,3 +235,18 @@ def copy_checkout(dest: Path) -> Path:
     )
     shutil.copytree(ROOT, dest, ignore=skip)
     return dest
+
+
+def run_in(merged: Path, *cmd: str, options: tuple[str, ...] = (), timeout: float = 600) -> subprocess.CompletedProcess:
+    """One command in the root, not booted: `systemd-nspawn` gives it /dev, /proc and a clean
+    environment, and runs a foreign root's binaries through binfmt_misc like native ones."""
+    return subprocess.run(
+        [
+            "systemd-nspawn", "-q", "-D", str(merged), "--register=no", "--keep-unit", "--pipe",
+            "--setenv=LANG=C.UTF-8", *options, *cmd,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={"PATH": CLEAN_PATH, "LANG": "C.UTF-8"},
+    )  # fmt: skip
