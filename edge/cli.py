@@ -44,11 +44,11 @@ def _restart(code: int) -> int:
     again: systemd then sees a restart, not a stop that never ends (an exec after STOPPING=1
     is killed when TimeoutStopSec runs out). Run by hand or by tests, re-execute in this
     process (same pid); if that fails, exit with `code` all the same."""
-    for listener in _log_listeners:
-        listener.stop()  # exec and exit skip atexit: flush the log first
     if systemd.under_systemd():
         print(f"yimen: restarting: exit {code}, systemd starts the gateway again", file=sys.stderr)
         return code
+    for listener in _log_listeners:
+        listener.stop()  # exec skips atexit: flush the log first
     try:
         os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
     except OSError as exc:

@@ -188,11 +188,12 @@ class Booted:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RootError(f"systemd-nspawn exited {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+            # nspawn's first child is a short-lived helper that forks init: wait for systemd itself.
             children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
             with contextlib.suppress(OSError):
-                pids = children.read_text().split()
-                if pids:
-                    return int(pids[0])
+                for pid in children.read_text().split():
+                    if Path(f"/proc/{pid}/comm").read_text().strip() == "systemd":
+                        return int(pid)
             time.sleep(0.1)
         raise RootError(f"no init in the container after {timeout} s: {self.log.read_text()[-2000:]}")
 
