@@ -118,6 +118,12 @@ def station(tmp_path: Path) -> Iterator[debroot.Booted]:
             booted.stop()
 
 
+def on_boot_partition(issued: Path, claim: Path) -> None:
+    """As Raspberry Pi OS mounts its FAT boot partition: every file 755 root:root."""
+    shutil.copy(issued, claim)
+    claim.chmod(0o755)
+
+
 def unit(booted: debroot.Booted, prop: str) -> str:
     return booted.run("systemctl", "show", "yimen", "-p", prop, "--value").strip()
 
@@ -149,8 +155,7 @@ def test_installed_station_under_systemd(tmp_path: Path, county: County, station
     issued = county.registrar.issue(STATION, tmp_path / "claims", name="测试村")
     (station.merged / "boot/firmware").mkdir(parents=True, exist_ok=True)
     claim = station.merged / "boot/firmware/yimen-provision.json"
-    shutil.copy(issued.file, claim)
-    claim.chmod(0o755)  # as Raspberry Pi OS mounts its FAT boot partition: every file 755 root:root
+    on_boot_partition(issued.file, claim)
     console = Console(county)
     try:
         run("systemctl", "start", "yimen")
@@ -202,8 +207,7 @@ def test_installed_station_under_systemd(tmp_path: Path, county: County, station
         wait_until(lambda: restarts(station) > before and connected(station), 60, "a restart after exit 75")
         # Exit 76: revoked and given a new claim, the gateway stops to enrol again, then exits 76.
         county.registrar.revoke(STATION)
-        issued = county.registrar.reenrol(STATION, tmp_path / "claims")
-        shutil.copy(issued.file, claim)
+        on_boot_partition(county.registrar.reenrol(STATION, tmp_path / "claims").file, claim)
         wait_until(
             lambda: "status=76/PROTOCOL" in run("journalctl", "-u", "yimen", "--no-pager") and connected(station),
             120,
