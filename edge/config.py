@@ -10,13 +10,14 @@ no module ever sees the raw dict.
 
 from __future__ import annotations
 
-import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import tomlkit
+
 from edge import configlayers
-from edge.configfile import ConfigError, Section
+from edge.configfile import ConfigError, Section, redact
 from edge.station.config import StationSettings, parse_station
 from mqtt.commands import Command
 from mqtt.config import BrokerConfig, MediaConfig, parse_broker, parse_media
@@ -188,20 +189,22 @@ def effective_text(config: Config) -> str:
     layers = config.layers
     if layers is None or layers.local is None or layers.local not in layers.set_by():
         return config.source.read_text(encoding="utf-8")
-    import tomlkit  # only here: config-get and bind-unit are rare, the gateway's memory is not
-
     return tomlkit.dumps(layers.doc)
 
 
 def redacted_text(config: Config) -> str:
-    """The config file as it is on disk, with secrets blanked: safe to send to the county."""
-    text = effective_text(config)
-    return re.sub(r"(?m)^(\s*password\s*=\s*).*$", r'\1"<redacted>"', text)
+    """The config as parsed (the installer's file with the station's own laid over it), secrets
+    blanked (`configfile.redact`): safe to send to the county.
+
+    Written out again from the parsed document rather than edited as text: a comment may hold
+    an old password and a multi-line string spans lines, so no pattern on the text is safe."""
+    doc = config.layers.doc if config.layers is not None else tomllib.loads(config.source.read_text(encoding="utf-8"))
+    return tomlkit.dumps(redact(doc))
 
 
 def config_commands(config: Config) -> Command:
     return Command(
         "config-get",
         lambda _args: {"source": str(config.source), "toml": redacted_text(config)},
-        doc="the running config file, passwords blanked",
+        doc="the running config file as parsed (no comments), secrets blanked",
     )

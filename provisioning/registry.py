@@ -1,8 +1,9 @@
 """The county's registry of stations: one SQLite file, readable only by its owner.
 
-It holds the registrar's own settings (its broker login and the shared provisioning login,
-hence mode 0600), every station with its state, and claim tokens. Tokens are stored as
-SHA-256 hashes: a copied registry yields no usable claim. A token is consumed by one
+It holds the registrar's own settings (its broker logins and the console's, hence mode
+0600), every station with its state, and claim tokens. Tokens are stored as SHA-256 hashes:
+a copied registry yields no usable claim. Each claim has its own broker login (the token is
+its password); the registry says when that login must go (`stale_logins`). A token is consumed by one
 conditional UPDATE, so two requests racing with the same token cannot both win.
 """
 
@@ -42,8 +43,10 @@ CREATE TABLE IF NOT EXISTS tokens (
     expires_at REAL NOT NULL,
     used_at REAL,
     void INTEGER NOT NULL DEFAULT 0,  -- superseded by a newer token, or the station was revoked
-    used_by TEXT,  -- the public key of the station that used it
-    confirmed_at REAL  -- when that station was first heard from with the login it was given
+    claim TEXT,                       -- the claim's id: its login is protocol.enrol_login(county, claim)
+    confirmed_at REAL,                -- the station was seen online under its own login
+    login_gone INTEGER NOT NULL DEFAULT 0,  -- the claim's login was deleted from the broker
+    used_by TEXT                      -- the public key of the station that used it
 );
 """
 
@@ -62,6 +65,7 @@ class Claim:
 
     station: str | None
     code: str  # "ok", "token-unknown", "token-void", "token-used", "token-expired"
+    claim: str | None = None
 
 
 class Registry:
@@ -79,9 +83,8 @@ class Registry:
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(tokens)")}
-        for column, kind in (("used_by", "TEXT"), ("confirmed_at", "REAL")):
-            if column not in columns:  # a registry made before enrolment could be retried
-                self._db.execute(f"ALTER TABLE tokens ADD COLUMN {column} {kind}")
+        if "used_by" not in columns:  # a registry made before enrolment could be retried
+            self._db.execute("ALTER TABLE tokens ADD COLUMN used_by TEXT")
 
     def close(self) -> None:
         self._db.close()
@@ -129,7 +132,7 @@ class Registry:
         names = [c[0] for c in cur.description]
         return [dict(zip(names, row, strict=True)) for row in rows]
 
-    def add_token(self, station: str, name: str, token: str, expires_at: float) -> None:
+    def add_token(self, station: str, name: str, token: str, expires_at: float, claim: str) -> None:
         """A new claim for `station`; any earlier unused claim for it stops working."""
         now = time.time()
         with self._tx():
@@ -140,8 +143,8 @@ class Registry:
             )
             self._db.execute("UPDATE tokens SET void = 1 WHERE station = ? AND used_at IS NULL", (station,))
             self._db.execute(
-                "INSERT INTO tokens (hash, station, issued_at, expires_at) VALUES (?, ?, ?, ?)",
-                (token_hash(token), station, now, expires_at),
+                "INSERT INTO tokens (hash, station, issued_at, expires_at, claim) VALUES (?, ?, ?, ?, ?)",
+                (token_hash(token), station, now, expires_at, claim),
             )
 
     def claim(self, token: str, now: float, public_key: str) -> Claim:
@@ -158,19 +161,19 @@ class Registry:
                 (now, public_key, digest, now),
             ).rowcount
             row = self._db.execute(
-                "SELECT station, used_at, void, used_by, confirmed_at FROM tokens WHERE hash = ?", (digest,)
+                "SELECT station, used_at, void, claim, used_by, confirmed_at FROM tokens WHERE hash = ?", (digest,)
             )
             found = row.fetchone()
         if found is None:
             return Claim(None, "token-unknown")
-        station, used_at, void, used_by, confirmed_at = found
+        station, used_at, void, claim, used_by, confirmed_at = found
         if won:
-            return Claim(station, "ok")
+            return Claim(station, "ok", claim)
         if void:
-            return Claim(station, "token-void")
+            return Claim(station, "token-void", claim)
         if used_at is not None and used_by == public_key and confirmed_at is None:
-            return Claim(station, "ok")
-        return Claim(station, "token-used" if used_at is not None else "token-expired")
+            return Claim(station, "ok", claim)
+        return Claim(station, "token-used" if used_at is not None else "token-expired", claim)
 
     def unclaim(self, token: str) -> None:
         """Give a token back: the enrolment it was claimed for failed on the county's side."""
@@ -192,18 +195,31 @@ class Registry:
             )
             self._db.execute("UPDATE tokens SET void = 1 WHERE station = ? AND used_at IS NULL", (station,))
 
-    def record_status(self, station: str, status: dict[str, Any]) -> None:
-        """The station's last status. The first "online" after its claim was used confirms the
-        claim: only the login the station was given can say it (the old Pi's login is deleted,
-        and its will, "offline", confirms nothing)."""
-        now = time.time()
+    def confirm(self, station: str) -> int:
+        """The station is online under its own login: its used claims' logins may go."""
         with self._tx():
-            if status.get("state") == "online":
-                self._db.execute(
-                    "UPDATE tokens SET confirmed_at = ? "
-                    "WHERE station = ? AND used_at IS NOT NULL AND used_at < ? AND confirmed_at IS NULL",
-                    (now, station, now),
-                )
+            return self._db.execute(
+                "UPDATE tokens SET confirmed_at = ? WHERE station = ? AND used_at IS NOT NULL AND confirmed_at IS NULL",
+                (time.time(), station),
+            ).rowcount
+
+    def stale_logins(self, now: float) -> list[str]:
+        """Claims whose login is still on the broker but must not be: expired, void, or used and
+        confirmed (until then a station may ask again with the same claim)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT claim FROM tokens WHERE claim IS NOT NULL AND login_gone = 0 "
+                "AND (void = 1 OR expires_at <= ? OR confirmed_at IS NOT NULL) ORDER BY issued_at",
+                (now,),
+            ).fetchall()
+        return [claim for (claim,) in rows]
+
+    def login_gone(self, claim: str) -> None:
+        with self._tx():
+            self._db.execute("UPDATE tokens SET login_gone = 1 WHERE claim = ?", (claim,))
+
+    def record_status(self, station: str, status: dict[str, Any]) -> None:
+        with self._tx():
             self._db.execute(
                 "UPDATE stations SET last_status = ?, last_status_at = ? WHERE station = ?",
                 (json.dumps(status, ensure_ascii=False), time.time(), station),
