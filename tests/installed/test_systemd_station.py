@@ -192,7 +192,7 @@ def test_installed_station_under_systemd(tmp_path: Path, county: County, station
         wait_until(lambda: {"result": "applied"} in console.events("config"), 60, "the config change confirmed")
         assert "interval_s = 1800" in local.read_text()
         # ...and one that cannot reach the county is rolled back by the gateway itself.
-        bad = good.replace(f"port = {county.port}", "port = 9")
+        bad = good.replace(f"port = {county.tls_port}", "port = 9")
         assert bad != good
         assert console.command("config-set", {"toml": bad, "confirm_s": 5})["ok"] is True
         wait_until(
