@@ -86,6 +86,12 @@ codename="$( . "$r/etc/os-release" 2>/dev/null && echo "${VERSION_CODENAME:-unkn
 on_pi=0
 if [ -z "$r" ] && grep -qs "Raspberry Pi" /proc/device-tree/model; then on_pi=1; fi
 
+# Checked before anything is changed (openssl comes with ca-certificates on every Debian).
+for key in "${release_keys[@]}"; do
+  openssl pkey -pubin -in "$key" -noout -text 2>/dev/null | grep -q '^ED25519 Public-Key' \
+    || die "--release-key $key: not an Ed25519 public key in PEM; ask the county for its release key file"
+done
+
 if [ "$use_apt" = 1 ]; then
   mapfile -t wanted < <(packages)
   # picamera2 comes only from Raspberry Pi OS; the venv sees it through --system-site-packages.
@@ -176,13 +182,6 @@ fi
 # ----- trusted keys for signed over-the-air releases ---------------------------------------
 install -d -m 0755 -o 0 -g 0 "$r$etc/release-keys"
 for key in "${release_keys[@]}"; do
-  "$r$venv/bin/python" - "$key" <<'PY' || die "--release-key $key: not an Ed25519 public key in PEM; ask the county for its release key file"
-import sys
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
-with open(sys.argv[1], "rb") as f:
-    sys.exit(not isinstance(load_pem_public_key(f.read()), Ed25519PublicKey))
-PY
   install -m 0644 -o 0 -g 0 "$key" "$r$etc/release-keys/$(basename "$key")"
   say "trusting release key $etc/release-keys/$(basename "$key")"
 done

@@ -30,8 +30,9 @@ class Layers:
 
     base: Path
     local: Path | None
-    doc: dict[str, Any]
-    origin: dict[str, Path] = field(default_factory=dict)
+    # Out of repr: the document holds secrets, and a Config is logged and traced.
+    doc: dict[str, Any] = field(repr=False)
+    origin: dict[str, Path] = field(default_factory=dict, repr=False)
 
     def set_by(self) -> dict[Path, list[str]]:
         """Each file with the keys whose value it set, in file order."""

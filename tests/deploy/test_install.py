@@ -171,6 +171,7 @@ def test_a_release_key_is_checked_then_trusted(tmp_path: Path) -> None:
     args = ["--root", str(root), "--source", str(source), "--pip-opts", OFFLINE_PIP]
     refused = subprocess.run(["bash", source / "deploy/install.sh", *args, "--release-key", wrong], capture_output=True)
     assert refused.returncode == 1 and b"not an Ed25519 public key" in refused.stderr, refused.stderr
+    assert not (root / "opt/yimen").exists() and not (root / "etc/yimen").exists(), "refused before any change"
     install(source / "deploy/install.sh", *args, "--release-key", str(good))
     installed = root / "etc/yimen/release-keys/county-2026.pem"
     assert installed.read_bytes() == good.read_bytes()
