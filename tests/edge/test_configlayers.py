@@ -39,7 +39,7 @@ def test_the_station_file_may_not_move_storage_and_is_checked_like_the_installer
     with pytest.raises(ConfigError, match=r"\[broker\] prot: unknown key"):
         config_mod.load(base)
     local.write_text("[broker\n")
-    with pytest.raises(ConfigError, match="local.toml: not valid TOML"):
+    with pytest.raises(ConfigError, match=r"local\.toml: not valid TOML"):
         config_mod.load(base)
 
 
