@@ -144,14 +144,13 @@ versions=/opt/yimen/versions
 venv="$versions/$version"
 current=/opt/yimen/current
 install -d -m 0755 "$r$versions"
-# The same version again (a re-run, a fix rebuilt at the same number) upgrades its venv in place;
-# a venv whose Python is gone (an OS upgrade) or that a crash left half made is made afresh.
+# The same version again (a re-run, a fix rebuilt at the same number) upgrades its venv in place.
+# Made afresh: a venv whose Python is gone (an OS upgrade), or one that an interrupted install
+# left half made (no .complete, and not the version running).
 if ! "$r$venv/bin/python" -c '' 2>/dev/null \
-   || [ ! -e "$r$venv/.complete" ] \
    || [ "$("$r$venv/bin/python" -c 'import sys; print(sys.version_info[:2])')" \
-        != "$("$python" -c 'import sys; print(sys.version_info[:2])')" ]; then
-  [ "$(readlink "$r$current" 2>/dev/null)" != "versions/$version" ] \
-    || die "$venv is broken and is the running version: install another version first"
+        != "$("$python" -c 'import sys; print(sys.version_info[:2])')" ] \
+   || { [ ! -e "$r$venv/.complete" ] && [ "$(readlink "$r$current" 2>/dev/null)" != "versions/$version" ]; }; then
   say "creating the venv $venv (it sees the OS's packages, for picamera2)"
   rm -rf "$r$venv"
   "$python" -m venv --system-site-packages "$r$venv"
