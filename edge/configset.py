@@ -167,8 +167,8 @@ class ConfigChanges:
         """Called periodically: confirm a change on trial once connected, undo it past its deadline."""
         source = self.local
         pending = _read_json(_pending_path(source))
-        if pending is None:
-            return
+        if pending is None or not pending.get("starts"):
+            return  # no change on trial, or this process wrote it and has yet to restart onto it
         if connected:
             _pending_path(source).unlink(missing_ok=True)
             _previous_path(source).unlink(missing_ok=True)

@@ -88,3 +88,26 @@ def test_a_config_that_does_not_come_back_is_rolled_back(running) -> None:
     assert gw.config.read_text() == before and local(gw).read_text() == "", "back to nothing laid over it"
     _msg, reply = req.request("ping", b"{}")
     assert reply["ok"] and gw.proc.poll() is None
+
+
+def test_a_change_is_confirmed_only_by_a_gateway_started_on_it(tmp_path: Path) -> None:
+    """The gateway that wrote a change is still connected while it stops to restart: that must
+    not confirm the change (nor let another one in) before the new start has tried it."""
+    from edge import config as config_mod
+    from edge.configset import ConfigChanges, check_at_start
+
+    base = station_config(tmp_path, 1883)
+    (tmp_path / "state").mkdir()
+    emitted: list = []
+    changes = ConfigChanges(config_mod.load(base), emitted.append, restart=lambda: None)
+    new = base.read_text().replace("interval_s = 3600", "interval_s = 1800")
+    assert changes._set({"toml": new})["restarting"] is True
+    changes.watch(connected=True)
+    assert emitted == [] and local_pending(tmp_path).exists(), "not confirmed by the process that wrote it"
+    check_at_start(base)  # the restart onto it
+    ConfigChanges(config_mod.load(base), emitted.append, restart=lambda: None).watch(connected=True)
+    assert [e.data for e in emitted] == [{"result": "applied"}] and not local_pending(tmp_path).exists()
+
+
+def local_pending(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "local.toml.pending.json"
