@@ -8,6 +8,7 @@ reconciliation of what that station assigned against what the county received.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -185,3 +186,12 @@ def run_demo(seconds: float, rate: float, workdir: str | None) -> int:
         ok = gateway.returncode == 0 and not watch.errors and not view.missing() and accounted
         print("demo OK: every event the station recorded reached the county" if ok else "demo FAILED")
         return 0 if ok else 1
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="yimen demo", description="a whole simulated station and county")
+    parser.add_argument("--seconds", type=float, default=30.0, help="how long to run (0: until Ctrl-C)")
+    parser.add_argument("--rate", type=float, default=5.0, help="simulated events per second")
+    parser.add_argument("--dir", default=None, help="keep the demo's state here (default: a temp dir)")
+    args = parser.parse_args(argv)
+    return run_demo(seconds=args.seconds, rate=args.rate, workdir=args.dir)
