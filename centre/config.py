@@ -14,6 +14,8 @@ group = "yimen-centre"         # the shared-subscription group
 gap_grace_s = 30               # a gap open this long asks the station for a replay
 replay_retry_s = 60            # ... and again this often, at most `replay_tries` times
 replay_tries = 3               # after that, what is still missing is recorded as lost
+station_rate = 200             # messages stored per station per second at most (then dropped, counted)
+station_burst = 12000          # ... after a burst of this many (a replay answer fits)
 
 [store]
 path = "centre.db"             # SQLite (default), relative to this file
@@ -48,6 +50,10 @@ class IngestConfig:
     gap_grace_s: float = 30.0
     replay_retry_s: float = 60.0
     replay_tries: int = 3
+    # What one station may make the console store per second (events and media messages): a
+    # token bucket deep enough for a replay answer of 10,000 events; beyond it, dropped and counted.
+    station_rate: float = 200.0
+    station_burst: float = 12_000.0
 
     @property
     def shared(self) -> bool:
@@ -97,6 +103,8 @@ def parse(doc: dict, source: str) -> CentreConfig:
         gap_grace_s=ing.get_float("gap_grace_s", IngestConfig.gap_grace_s, minval=0.1),
         replay_retry_s=ing.get_float("replay_retry_s", IngestConfig.replay_retry_s, minval=0.1),
         replay_tries=ing.get_int("replay_tries", IngestConfig.replay_tries, minval=1),
+        station_rate=ing.get_float("station_rate", IngestConfig.station_rate, minval=1),
+        station_burst=ing.get_float("station_burst", IngestConfig.station_burst, minval=1),
     )
     ing.done()
     if ingest.shared and broker.protocol != "5":

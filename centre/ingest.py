@@ -32,6 +32,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from centre import bounds
 from centre.config import CentreConfig
 from centre.model import CountyModel, Outage
 from centre.store import Incoming, Store
@@ -63,7 +64,17 @@ class Ingest:
         self._ids = itertools.count(1)
         self._floors: dict[str, int] = {}
         self.subscribed = threading.Event()
-        self.counters = {"messages": 0, "stored": 0, "duplicates": 0, "errors": 0, "batches": 0}
+        self._limit = bounds.RateLimit(config.ingest.station_rate, config.ingest.station_burst)
+        self._limit_logged: dict[str, float] = {}
+        self.counters = {
+            "messages": 0,
+            "stored": 0,
+            "duplicates": 0,
+            "errors": 0,
+            "batches": 0,
+            "refused": 0,
+            "rate_limited": 0,
+        }
         # Connection 0: statuses and replies; 1..workers: events (see _subscriptions).
         self.per_worker = [0] * (config.ingest.workers + 1)  # messages each connection received
         self._subscribed_clients: set[int] = set()
@@ -152,10 +163,15 @@ class Ingest:
         return future
 
     def _resolve(self, payload: bytes, correlation: bytes | None) -> None:
+        if len(payload) > bounds.MAX_REPLY_BYTES:
+            log.warning("a command reply of %d bytes ignored (at most %d)", len(payload), bounds.MAX_REPLY_BYTES)
+            return
         try:
             reply = json.loads(payload)
         except (UnicodeDecodeError, json.JSONDecodeError):
             log.warning("a command reply that is not JSON: %r", payload[:80])
+            return
+        if not isinstance(reply, dict):
             return
         key = correlation.decode(errors="replace") if correlation else reply.get("correlation")
         with self._pending_lock:
@@ -226,12 +242,9 @@ class Ingest:
                 elif topic.channel == "cmd-reply":
                     self._resolve(payload, None)
                 elif topic.channel == "events":
-                    event = Event.from_bytes(payload)
-                    replayed = ("replay", "1") in (getattr(props, "UserProperty", None) or [])
-                    row = Incoming(
-                        event.id, event.station, event.seq, event.kind, event.ts, payload.decode(), replayed, received
-                    )
-                    incoming.append((row, event))
+                    admitted = self._admit_event(topic, payload, props, received)
+                    if admitted is not None:
+                        incoming.append(admitted)
             except (ValueError, KeyError, TypeError) as exc:
                 self.counters["errors"] += 1
                 log.warning("ignoring a message on %s: %s", topic_text, exc)
@@ -250,6 +263,44 @@ class Ingest:
             self._save_floors(touched)
         self.store.commit()
         self.counters["batches"] += 1
+
+    # ----- what one station may make us store (centre/bounds.py) ------------------------------
+
+    def _admit_event(
+        self, topic: topics.Topic, payload: bytes, props: Any, received: float
+    ) -> tuple[Incoming, Event] | None:
+        """The row to store for an event message, or None: over its station's rate limit, or
+        refused (the topic's station is counted and, for hostile numbers, marked)."""
+        sid = topic.station
+        if not self._within_rate(sid, received):
+            return None
+        try:
+            event = bounds.check_event(topic, payload, self.model.seq_reference(sid))
+            if self.model.would_fragment(sid, event.seq):
+                raise bounds.Refused("fragmented", f"seq {event.seq} would open too many seq ranges", hostile=True)
+        except bounds.Refused as exc:
+            self.counters["refused"] += 1
+            self.model.refuse(sid, exc)
+            log.warning("%s: refused an event on %s: %s", sid, topic.kind, exc)
+            return None
+        replayed = ("replay", "1") in (getattr(props, "UserProperty", None) or [])
+        row = Incoming(event.id, event.station, event.seq, event.kind, event.ts, payload.decode(), replayed, received)
+        return row, event
+
+    def _within_rate(self, sid: str, now: float) -> bool:
+        """Per-station rate limit on what is stored; reported (log every 10 s, counts on the page)."""
+        if self._limit.admit(sid, now):
+            return True
+        self.counters["rate_limited"] += 1
+        self.model.rate_limited(sid)
+        if now - self._limit_logged.get(sid, 0.0) >= 10:
+            self._limit_logged[sid] = now
+            log.warning(
+                "%s: over its limit of %g messages/s stored; dropping (a replay brings back events later)",
+                sid,
+                self._limit.rate,
+            )
+        return False
 
     def _status(self, sid: str, doc: dict[str, Any], now: float) -> None:
         change = self.model.apply_status(sid, doc, now)

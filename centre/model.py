@@ -15,7 +15,8 @@ from datetime import date, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
-from centre.tracker import SeqTracker
+from centre import bounds
+from centre.tracker import SeqTracker, TooFragmented
 from edge.events import Event
 
 MAX_OUTAGES = 50  # per station, newest kept: the page shows history, the store keeps all
@@ -81,6 +82,10 @@ class StationView:
     replayed: int = 0  # events that arrived as answers to our replay requests (or re-sends)
     live: dict[str, Any] | None = None  # the last live-view request and its answer
     day: Day = field(default_factory=Day)
+    claimed_last_seq: int = 0  # from its birth: where a seq jump is measured from
+    refused: dict[str, int] = field(default_factory=dict)  # reason -> messages refused
+    hostile: dict[str, str] = field(default_factory=dict)  # reason -> what it sent, last time
+    limited: int = 0  # messages not stored: over the station's rate limit
 
 
 def _unix(ts: Any) -> float | None:
@@ -155,6 +160,9 @@ class CountyModel:
             if state == "online":
                 view.session = max(view.session, session)
                 view.version = doc.get("version", view.version)
+                last_seq = doc.get("last_seq")
+                if isinstance(last_seq, int) and 0 <= last_seq <= bounds.MAX_SEQ:
+                    view.claimed_last_seq = last_seq
             if state != view.state:
                 if state == "offline":
                     view.outages.append(Outage(now, None, str(doc.get("cause", "lost"))))
@@ -187,13 +195,14 @@ class CountyModel:
             view.tracker.add(event.seq, now)
             view.last_event = now
             view.replayed += replayed
-            if event.kind == "eviction":
-                for ranges in (event.data.get("evicted") or {}).values():
-                    for first, last in ranges:
-                        view.tracker.lose(int(first), int(last), now)
-            elif event.kind == "incident" and isinstance(event.data.get("possibly_lost"), list):
-                first, last = event.data["possibly_lost"]
-                view.tracker.lose(int(first), int(last), now)
+            ranges, problem = bounds.loss_ranges(event)
+            try:
+                for first, last in ranges:
+                    view.tracker.lose(first, last, now)
+            except TooFragmented as exc:
+                problem = f"{event.id}: {exc}"
+            if problem:
+                self._mark(view, bounds.Refused("loss-ranges", problem, hostile=True), counted=False)
             if event.ts[:10] == self.today.isoformat():
                 self._apply_day(view, event, now)
             self._touch()
@@ -238,6 +247,35 @@ class CountyModel:
         elif event.kind == "telemetry" and isinstance(data.get("queue"), dict):
             day.queue_report = {**data["queue"], "at": _unix(event.ts) or now}
 
+    # ----- what one bad station sent (centre/bounds.py) ----------------------------------------
+
+    def seq_reference(self, sid: str) -> int:
+        """The highest seq a station's next event may be measured against for a jump."""
+        with self.lock:
+            view = self.station(sid)
+            return max(view.tracker.top, view.claimed_last_seq)
+
+    def would_fragment(self, sid: str, seq: int) -> bool:
+        with self.lock:
+            return self.station(sid).tracker.would_fragment(seq)
+
+    def refuse(self, sid: str, refused: bounds.Refused) -> None:
+        """A message from `sid` (the topic's station) was refused: count it, mark if hostile."""
+        with self.lock:
+            self._mark(self.station(sid), refused, counted=True)
+
+    def _mark(self, view: StationView, refused: bounds.Refused, *, counted: bool) -> None:
+        if counted:
+            view.refused[refused.reason] = view.refused.get(refused.reason, 0) + 1
+        if refused.hostile:
+            view.hostile[refused.reason] = refused.detail[:200]
+        self._touch()
+
+    def rate_limited(self, sid: str) -> None:
+        with self.lock:
+            self.station(sid).limited += 1
+            self._touch()
+
     # ----- replay bookkeeping (ingest decides; the page shows) ---------------------------------
 
     def replay_due(self, now: float, grace: float, retry: float, tries: int) -> list[tuple[str, list[tuple[int, int]]]]:
@@ -268,7 +306,7 @@ class CountyModel:
         with self.lock:
             view = self.station(sid)
             if view.replay_last is not None:
-                view.replay_last["answer"] = answer
+                view.replay_last["answer"] = bounds.replay_answer(answer)
             self._touch()
 
     def exhausted(self, tries: int, retry: float, now: float) -> list[tuple[str, list[tuple[int, int]]]]:
@@ -335,6 +373,7 @@ class CountyModel:
                         "waiting": queue["waiting"],
                         "longest_wait_s": queue["longest_wait_s"],
                         "gaps": gaps,
+                        "hostile": bool(view.hostile),
                     }
                 )
                 totals["stations"] += 1
@@ -388,4 +427,5 @@ class CountyModel:
                     "replay": view.replay_last,
                 },
                 "live": view.live,
+                "guard": {"refused": dict(view.refused), "hostile": dict(view.hostile), "rate_limited": view.limited},
             }

@@ -24,7 +24,7 @@ def test_gaps_close_in_any_order_and_memory_stays_small() -> None:
     for seq in (4, 3, 6, 3):
         t.add(seq, NOW + 1)
     assert t.missing() == [] and t.gap_since is None
-    assert t.floor == 7 and t.above == set()
+    assert t.floor == 7 and t.held == []
 
 
 def test_an_eviction_closes_a_gap_as_a_known_loss() -> None:
