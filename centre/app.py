@@ -10,6 +10,8 @@ import uvicorn
 
 from centre.config import CentreConfig
 from centre.ingest import Ingest
+from centre.media_ingest import MediaIngest
+from centre.media_web import MediaWeb
 from centre.model import CountyModel
 from centre.store import open_store
 from centre.web import Console
@@ -22,6 +24,8 @@ def run(config: CentreConfig) -> int:
     store = open_store(config.store)
     model = CountyModel(config.county, config.name)
     ingest = Ingest(config, model, store)
+    media = MediaIngest(config, config.console)
+    ingest.on_new_event.append(lambda e: e.kind == "media" and media.announce(e.station, e.id, e.data))
     log.info(
         "console for county %s: broker %s:%d (%d worker%s%s), store %s, page http://%s:%d/",
         config.county,
@@ -38,11 +42,12 @@ def run(config: CentreConfig) -> int:
     # it found: a quiet one here, so that the stop below still runs instead of the default death.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+    media.start()
     ingest.start()
     try:
         server = uvicorn.Server(
             uvicorn.Config(
-                Console(model, ingest, config.media_dir).app(),
+                Console(model, ingest, config.media_dir).app(MediaWeb(config).routes()),
                 host=config.web.host,
                 port=config.web.port,
                 log_level="warning",
@@ -52,5 +57,6 @@ def run(config: CentreConfig) -> int:
         server.run()
     finally:
         ingest.stop()
+        media.stop()
         store.close()
     return 0

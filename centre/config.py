@@ -3,6 +3,7 @@
 [centre]
 county = "hengyang"            # the county whose stations are shown
 name = "衡阳县"                 # shown in the page's title
+# console = "county-a"         # this console's name (default: host name and config path): a stable client id
 
 [broker]                       # the same section as a station's (mqtt/config.py)
 host = "127.0.0.1"
@@ -27,12 +28,17 @@ host = "127.0.0.1"
 port = 8080
 
 [media]
-dir = "media"                  # uploaded media files: <dir>/<station>/<file name>
+dir = "media"                  # uploaded media files: <dir>/<station>/<media id>.<ext>
+max_mb = 10240                 # the county's disk budget for them: snapshots go first, evidence clips last
+session_expiry_s = 86400       # the broker keeps chunks for a restarting console this long (MQTT 5)
 """
 
 from __future__ import annotations
 
+import re
+import socket
 import tomllib
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +90,9 @@ class CentreConfig:
     store: StoreConfig
     web: WebConfig
     media_dir: Path
+    media_max_bytes: int = 10 * 2**30
+    media_session_expiry_s: float = 86_400.0
+    console: str = "console"  # this console's name among those sharing a broker: a stable client id
 
 
 def parse(doc: dict, source: str) -> CentreConfig:
@@ -93,7 +102,6 @@ def parse(doc: dict, source: str) -> CentreConfig:
     centre = top.section("centre")
     county = centre.get_str("county", pattern=ID_PATTERN)
     name = centre.get_str("name", county)
-    centre.done()
     broker = parse_broker(top.section("broker"))
 
     ing = top.section("ingest")
@@ -126,12 +134,21 @@ def parse(doc: dict, source: str) -> CentreConfig:
 
     md = top.section("media")
     media_dir = md.get_path("dir", "media")
+    media_max_mb = md.get_int("max_mb", 10240, minval=1)
+    expiry = md.get_float("session_expiry_s", CentreConfig.media_session_expiry_s, minval=0, maxval=2**32 - 1)
     md.done()
+    # The media connection keeps a broker session across restarts, so its client id must be the
+    # same each time this console starts and differ between consoles: the host and this file.
+    default_name = f"{socket.gethostname()[:16]}-{zlib.crc32(str(Path(source).resolve()).encode()):08x}"
+    console = centre.get_str("console", re.sub(r"[^a-z0-9-]", "-", default_name.lower()), pattern=r"[a-z0-9-]{1,40}")
 
+    centre.done()
     unknown = top.unread()
     if unknown:
         raise ConfigError(f"{source}: [{unknown[0]}]: unknown section (check the spelling; see README)")
-    return CentreConfig(Path(source), county, name, broker, ingest, store, web, media_dir)
+    return CentreConfig(
+        Path(source), county, name, broker, ingest, store, web, media_dir, media_max_mb * 2**20, expiry, console
+    )
 
 
 def load(path: str | Path) -> CentreConfig:

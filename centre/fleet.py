@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
+import hashlib
 import heapq
+import io
 import itertools
 import json
 import logging
@@ -228,26 +231,47 @@ class FleetStation:
         return event
 
     def media(self, media_type: str, window: int, caused_by: str | None = None) -> Event:
+        """A media event and then, as a station's uploader does, its file: manifest and chunks."""
         prefix = "evidence" if caused_by else media_type
         stamp = datetime.now()
         media_id = f"{prefix}-w{window}-{stamp:%Y%m%d-%H%M%S}-{stamp.microsecond // 1000:03d}-{self.seq + 1:08x}"
         ext = "jpg" if media_type == "snapshot" else "mjpeg"
-        return self.emit(
+        frames = sample_frames()
+        data = frames[window % len(frames)] if media_type == "snapshot" else b"".join(frames * 2)
+        event = self.emit(
             "media",
             Priority.BULK,
             {
                 "media_id": media_id,
                 "type": media_type,
                 "window": window,
-                "size": 0,
-                "sha256": None,
+                "size": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
                 "caused_by": caused_by,
                 "path": f"media/{media_id}.{ext}",
-                "frames": 1,
+                "frames": 1 if media_type == "snapshot" else 2 * len(frames),
                 "started": format_ts(stamp.astimezone()),
                 "ended": format_ts(stamp.astimezone()),
             },
         )
+        if self.fleet.upload:
+            self.upload(event, data)
+        return event
+
+    def upload(self, event: Event, data: bytes, chunk_size: int = 16 * 1024) -> None:
+        """The file of a media event, as mqtt/media_upload.py sends it (without its pacing)."""
+        d = event.data
+        chunks = -(-len(data) // chunk_size)
+        manifest = {
+            "media_id": d["media_id"], "event": event.id, "type": d["type"], "window": d["window"],
+            "caused_by": d["caused_by"], "size": len(data), "sha256": d["sha256"], "chunk_size": chunk_size,
+            "chunks": chunks,
+        }  # fmt: skip
+        county, media_id = self.fleet.county, d["media_id"]
+        self.client.publish(topics.media_topic(county, self.id, media_id, topics.MANIFEST), json.dumps(manifest), qos=1)
+        for n in range(chunks):
+            part = data[n * chunk_size : (n + 1) * chunk_size]
+            self.client.publish(topics.media_topic(county, self.id, media_id, n), part, qos=1)
 
     def telemetry(self) -> Event:
         return self.emit(
@@ -302,6 +326,21 @@ class FleetStation:
         self.client.publish(reply_to, reply, qos=1, properties=out)
 
 
+@functools.cache
+def sample_frames() -> list[bytes]:
+    """A few small JPEGs (made once per process): snapshots are one, clips all of them, twice."""
+    from PIL import Image, ImageDraw
+
+    out = []
+    for n, colour in enumerate(((40, 90, 160), (160, 60, 40), (40, 140, 70), (120, 120, 40))):
+        image = Image.new("RGB", (160, 120), colour)
+        ImageDraw.Draw(image).text((10, 50), f"yimen fleet frame {n}", fill=(255, 255, 255))
+        buf = io.BytesIO()
+        image.save(buf, "JPEG", quality=70)
+        out.append(buf.getvalue())
+    return out
+
+
 class Fleet:
     """Stations driven by one "yimen-fleet" thread. `rate` is events per second per station."""
 
@@ -319,10 +358,12 @@ class Fleet:
         keepalive: int = 30,
         protocol: str = "5",
         seed: int = 1,
+        upload: bool = True,
     ) -> None:
         self.host, self.port, self.county = host, port, county
         self.rate, self.telemetry_s, self.snapshot_s = rate, telemetry_s, snapshot_s
         self.keepalive, self.protocol = keepalive, protocol
+        self.upload = upload  # media events are followed by their files
         self.rng = random.Random(seed)
         self.stations = {sid: FleetStation(self, sid, windows, random.Random(f"{seed}-{sid}")) for sid in ids}
         self.sent = 0

@@ -24,6 +24,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import date
 from typing import Any
@@ -66,6 +67,8 @@ class Ingest:
         self.subscribed = threading.Event()
         self._limit = bounds.RateLimit(config.ingest.station_rate, config.ingest.station_burst)
         self._limit_logged: dict[str, float] = {}
+        # Called on the ingest thread with each newly stored event (media announce their files).
+        self.on_new_event: list[Callable[[Event], None]] = []
         self.counters = {
             "messages": 0,
             "stored": 0,
@@ -256,6 +259,8 @@ class Ingest:
                 if row.id in new:
                     new.discard(row.id)  # a batch may hold the same id twice
                     self.model.apply_event(event, now, replayed=row.replayed)
+                    for hook in self.on_new_event:
+                        hook(event)
                     touched.add(event.station)
                     self.counters["stored"] += 1
                 else:

@@ -102,9 +102,11 @@ class Console:
         }
         return JSONResponse(doc)
 
-    def app(self) -> Starlette:
+    def app(self, extra: list[Route] | None = None) -> Starlette:
+        """The page's routes, and `extra` ones from their own modules (media, live view)."""
         return Starlette(
             routes=[
+                *(extra or []),
                 Route("/", self.index),
                 Route("/api/summary", self.summary),
                 Route("/api/station/{sid}", self.station),
