@@ -88,11 +88,6 @@ dir = "console-media"
 """,
         encoding="utf-8",
     )
-    # Until media files are uploaded, the console shows the gateway's own snapshots from its disk.
-    (root / "console-media").mkdir(exist_ok=True)
-    link = root / "console-media" / STATION
-    if not link.exists():
-        link.symlink_to(root / "state" / "media")
     return path
 
 
@@ -126,7 +121,10 @@ def console_view(url: str) -> dict:
     try:
         with urllib.request.urlopen(f"{url}api/station/{STATION}", timeout=5) as res:
             seq = json.load(res)["seq"]
-        return {"console_seq_floor": seq["floor"], "console_missing": seq["missing_count"]}
+        # The gateway's snapshots and clips, as they reached the console over MQTT.
+        with urllib.request.urlopen(f"{url}api/station/{STATION}/media", timeout=5) as res:
+            media = json.load(res)["states"]
+        return {"console_seq_floor": seq["floor"], "console_missing": seq["missing_count"], "console_media": media}
     except OSError as exc:
         return {"console": f"unreachable: {exc}"}
 

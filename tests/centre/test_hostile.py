@@ -7,6 +7,7 @@ stored, and the bad station is marked with what it sent."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import datetime
@@ -117,6 +118,17 @@ def test_a_hostile_station_does_not_hurt_the_others(broker, console_factory, fle
         send(envelope(EVIL, 10**9))
         send(envelope(EVIL, 2, "eviction", {"evicted": {"bulk": [[1, 10**10]]}}), "eviction")
         wait_until(lambda: "loss-ranges" in console.station(EVIL)["guard"]["hostile"], 10, "the eviction marked")
+        # Media: a manifest claiming 10^6 chunks, and chunks out of range of an honest-looking one.
+        claim = {"media_id": "clip-x", "event": f"{EVIL}-3", "type": "clip", "window": 1, "caused_by": None,
+                 "size": 3000, "sha256": "0" * 64, "chunk_size": 1024, "chunks": 10**6}  # fmt: skip
+        media = lambda mid, part, body: evil.publish(topics.media_topic(COUNTY, EVIL, mid, part), body, qos=1)  # noqa: E731
+        media("clip-x", topics.MANIFEST, json.dumps(claim)).wait_for_publish(5)
+        media("clip-y", topics.MANIFEST, json.dumps({**claim, "media_id": "clip-y", "chunks": 3})).wait_for_publish(5)
+        for part in (3, 10**6, 10**12):
+            media("clip-y", part, b"z" * 1024).wait_for_publish(5)
+        counts = lambda: console.get(f"/api/station/{EVIL}/media")["counts"]  # noqa: E731
+        wait_until(lambda: counts().get("refused:chunk-range") == 3, 10, "chunks out of range refused")
+        assert counts()["refused:bad-manifest"] == 1 and counts()["hostile:bad-manifest"] == 1
         floor_before = console.station("st-good")["seq"]["floor"]
         # A flood: 5,000 events as fast as the broker takes them.
         for seq in range(3, 5003):
