@@ -10,6 +10,7 @@ import uvicorn
 
 from centre.config import CentreConfig
 from centre.ingest import Ingest
+from centre.live import LiveHub
 from centre.media_ingest import MediaIngest
 from centre.media_web import MediaWeb
 from centre.model import CountyModel
@@ -26,6 +27,7 @@ def run(config: CentreConfig) -> int:
     ingest = Ingest(config, model, store)
     media = MediaIngest(config, config.console)
     ingest.on_new_event.append(lambda e: e.kind == "media" and media.announce(e.station, e.id, e.data))
+    live = LiveHub(config, ingest, config.console)
     log.info(
         "console for county %s: broker %s:%d (%d worker%s%s), store %s, page http://%s:%d/",
         config.county,
@@ -44,10 +46,11 @@ def run(config: CentreConfig) -> int:
         signal.signal(sig, lambda *_: None)
     media.start()
     ingest.start()
+    live.start()
     try:
         server = uvicorn.Server(
             uvicorn.Config(
-                Console(model, ingest, config.media_dir).app(MediaWeb(config).routes()),
+                Console(model, ingest, config.media_dir).app([*MediaWeb(config).routes(), *live.routes()]),
                 host=config.web.host,
                 port=config.web.port,
                 log_level="warning",
@@ -56,6 +59,7 @@ def run(config: CentreConfig) -> int:
         )
         server.run()
     finally:
+        live.stop()
         ingest.stop()
         media.stop()
         store.close()

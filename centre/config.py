@@ -31,6 +31,7 @@ port = 8080
 dir = "media"                  # uploaded media files: <dir>/<station>/<media id>.<ext>
 max_mb = 10240                 # the county's disk budget for them: snapshots go first, evidence clips last
 session_expiry_s = 86400       # the broker keeps chunks for a restarting console this long (MQTT 5)
+live_view_s = 120              # an operator's live view lasts this long unless stopped (at most 1800)
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ class CentreConfig:
     media_dir: Path
     media_max_bytes: int = 10 * 2**30
     media_session_expiry_s: float = 86_400.0
+    live_view_s: int = 120  # how long an operator's live view runs unless stopped
     console: str = "console"  # this console's name among those sharing a broker: a stable client id
 
 
@@ -135,6 +137,7 @@ def parse(doc: dict, source: str) -> CentreConfig:
     md = top.section("media")
     media_dir = md.get_path("dir", "media")
     media_max_mb = md.get_int("max_mb", 10240, minval=1)
+    live_view_s = md.get_int("live_view_s", CentreConfig.live_view_s, minval=1, maxval=1800)
     expiry = md.get_float("session_expiry_s", CentreConfig.media_session_expiry_s, minval=0, maxval=2**32 - 1)
     md.done()
     # The media connection keeps a broker session across restarts, so its client id must be the
@@ -147,8 +150,9 @@ def parse(doc: dict, source: str) -> CentreConfig:
     if unknown:
         raise ConfigError(f"{source}: [{unknown[0]}]: unknown section (check the spelling; see README)")
     return CentreConfig(
-        Path(source), county, name, broker, ingest, store, web, media_dir, media_max_mb * 2**20, expiry, console
-    )
+        Path(source), county, name, broker, ingest, store, web, media_dir,
+        media_max_bytes=media_max_mb * 2**20, media_session_expiry_s=expiry, live_view_s=live_view_s, console=console,
+    )  # fmt: skip
 
 
 def load(path: str | Path) -> CentreConfig:

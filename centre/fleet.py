@@ -72,6 +72,9 @@ class FleetStation:
         self.withheld: set[int] = set()
         self.withhold_next = 0
         self.clips = False
+        self.live: dict[int, tuple[float, float]] = {}  # window -> (until, interval_s)
+        self.live_sent = 0
+        self.live_requests = 0
         self.killed = False
         self.connected = False
         self.last_sent: paho.MQTTMessageInfo | None = None
@@ -90,7 +93,17 @@ class FleetStation:
                     args={"first": Arg("int", required=True, min=1), "last": Arg("int", required=True, min=1)},
                 ),
                 Command("rebirth", lambda _a: (self._birth(), {"session": self.session})[1]),
-                Command("live-view", self._live_view, args={"window": Arg("int", min=1)}),
+                Command(
+                    "live-view",
+                    self._live_view,
+                    args={
+                        "window": Arg("int", min=1),
+                        "seconds": Arg("number", min=1, max=1800),
+                        "stop": Arg("bool"),
+                        "via": Arg("str", choices=("mqtt",)),
+                        "interval_s": Arg("number", min=0.5, max=60),
+                    },
+                ),
             )
         }
         self.client = paho.Client(
@@ -306,7 +319,36 @@ class FleetStation:
         return {"first": first, "last": last, "count": count}
 
     def _live_view(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"window": args.get("window"), "stream": "simulated", "until": time.time() + 60}
+        """As mqtt/live.py does over MQTT: a frame every `interval_s` on .../live/<window> until the deadline."""
+        window = args.get("window") or 1
+        if args.get("stop"):
+            return {"window": window, "stopped": self.live.pop(window, None) is not None}
+        self.live_requests += 1
+        until = time.time() + float(args.get("seconds", 300))
+        started = window not in self.live
+        self.live[window] = (until, float(args.get("interval_s", 0.5)))
+        if started:
+            self.fleet._schedule(0.0, f"live:{window}", self.id)
+        return {
+            "window": window,
+            "stream": "simulated",
+            "via": "mqtt",
+            "until": until,
+            "interval_s": self.live[window][1],
+        }
+
+    def live_frame(self, window: int) -> float | None:
+        """Send the window's next live frame; seconds until the one after, or None once it ended."""
+        until, interval = self.live.get(window, (0.0, 0.0))
+        if time.time() >= until:
+            self.live.pop(window, None)
+            return None
+        frames = sample_frames()
+        self.live_sent += 1
+        self.client.publish(
+            topics.live_topic(self.fleet.county, self.id, window), frames[self.live_sent % len(frames)], qos=0
+        )
+        return interval
 
     def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
         name = topics.parse(msg.topic).kind or ""
@@ -450,7 +492,11 @@ class Fleet:
     def _fire(self, what: str, station: FleetStation) -> None:
         if station.killed or self._quiet.is_set():
             return
-        if what == "event":
+        if what.startswith("live:"):
+            again = station.live_frame(int(what[5:]))
+            if again is not None:
+                self._schedule(again, what, station.id)
+        elif what == "event":
             station.next_event()
             self._schedule(self.rng.expovariate(self.rate), "event", station.id)
         elif what == "telemetry":

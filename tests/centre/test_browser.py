@@ -88,9 +88,36 @@ def test_a_bad_rating_appears_with_its_clip(county, page) -> None:
     fleet.station("st-b").clips = False
     plain = fleet.call(lambda: fleet.station("st-b").rating("bad", 1))
     page.locator(f'tr[data-rating="{plain.id}"]', has_text="无视频").wait_for()
-    # The live-view button asks the station and shows its answer.
-    page.locator('button.live[data-window="2"]').click()
-    page.locator("#live-answer", has_text="simulated").wait_for()
+
+
+def test_live_view_shows_frames_until_its_deadline_and_two_operators_share_it(
+    broker, console_factory, fleet_factory, page
+) -> None:
+    console = console_factory(broker.port)
+    console.config.write_text(console.config.read_text().replace('dir = "media"', 'dir = "media"\nlive_view_s = 6'))
+    console.start()
+    fleet = fleet_factory(broker.port, ["st-l"], rate=1.0, telemetry_s=5.0, snapshot_s=3.0)
+    station = fleet.station("st-l")
+    page.goto(f"{console.url}/#st-l")
+    page.locator('button.live[data-window="2"]').first.click()
+    started = time.monotonic()
+    page.wait_for_function("Number(document.getElementById('live-img').dataset.frame) >= 3")
+    assert "剩余" in page.locator("#live-state").inner_text()  # the time left, counting down
+    assert page.locator("#live-img").evaluate("el => el.naturalWidth") == 160
+    # A second operator on the same window joins the running session: no second request.
+    second = page.request.post(f"{console.url}/api/station/st-l/live/2/start").json()
+    assert second["shared"] is True and second["viewers"] == 2
+    assert fleet.call(lambda: station.live_requests) == 1
+    # At the deadline the page says it ended, and the station stopped sending.
+    page.locator('#live[data-ended="1"]').wait_for(timeout=10_000)
+    assert 5.0 <= time.monotonic() - started < 9.0
+    assert "已结束" in page.locator("#live-state").inner_text()
+    wait_until(lambda: fleet.call(lambda: not station.live), 3, "the station's session over")
+    # The stop button ends a view before its deadline: the last viewer out stops the station.
+    page.locator('button.live[data-window="1"]').first.click()
+    page.wait_for_function("Number(document.getElementById('live-img').dataset.frame) >= 1")
+    page.click("#live-stop")
+    wait_until(lambda: fleet.call(lambda: 1 not in station.live), 5, "the station told to stop")
 
 
 def test_a_gap_is_filled_by_replay(county, page) -> None:
