@@ -8,6 +8,7 @@ import signal
 
 import uvicorn
 
+from centre import figures
 from centre.config import CentreConfig
 from centre.ingest import Ingest
 from centre.live import LiveHub
@@ -25,6 +26,8 @@ def run(config: CentreConfig) -> int:
     store = open_store(config.store)
     model = CountyModel(config.county, config.name)
     ingest = Ingest(config, model, store)
+    figures.create(store)
+    ingest.on_new_event.append(lambda e: figures.record(store, e))
     media = MediaIngest(config, config.console)
     ingest.on_new_event.append(lambda e: e.kind == "media" and media.announce(e.station, e.id, e.data))
     live = LiveHub(config, ingest, config.console)
@@ -50,7 +53,9 @@ def run(config: CentreConfig) -> int:
     try:
         server = uvicorn.Server(
             uvicorn.Config(
-                Console(model, ingest, config.media_dir).app([*MediaWeb(config).routes(), *live.routes()]),
+                Console(model, ingest, config.media_dir, figures.FiguresReader(config.store)).app(
+                    [*MediaWeb(config).routes(), *live.routes()]
+                ),
                 host=config.web.host,
                 port=config.web.port,
                 log_level="warning",

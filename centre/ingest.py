@@ -45,6 +45,8 @@ log = logging.getLogger("yimen.centre.ingest")
 
 BATCH = 2000  # messages per transaction at most
 COMMAND_TIMEOUT_S = 30.0
+FLOORS_READ_S = 5.0  # how often the floors other console processes saved are read back
+MAX_STORE_CHECKS_PER_TICK = 200  # stations whose gaps are looked up in the shared store, per second
 MAX_REPLAYS_PER_TICK = 50  # replay requests per second, county-wide: a restart must not storm
 
 Message = tuple[str, bytes, Any, float]
@@ -64,6 +66,7 @@ class Ingest:
         self._pending_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._floors: dict[str, int] = {}
+        self._floors_read = 0.0
         self.subscribed = threading.Event()
         self._limit = bounds.RateLimit(config.ingest.station_rate, config.ingest.station_burst)
         self._limit_logged: dict[str, float] = {}
@@ -265,6 +268,7 @@ class Ingest:
                     self.counters["stored"] += 1
                 else:
                     self.counters["duplicates"] += 1
+                    self.model.held(event.station, event.seq, now)  # stored by another console process
             self._save_floors(touched)
         self.store.commit()
         self.counters["batches"] += 1
@@ -336,11 +340,28 @@ class Ingest:
                 self.store.record_loss(sid, first, last, "not held by the station after replay requests", now)
                 log.warning("%s: seqs %d..%d recorded as lost: replays did not bring them", sid, first, last)
             self._save_floors({sid})
+        for sid, ranges in self.model.gapped(now, ing.gap_grace_s, MAX_STORE_CHECKS_PER_TICK):
+            self._fill_from_store(sid, ranges, now)
+        if now - self._floors_read >= FLOORS_READ_S:
+            self._floors_read = now
+            for sid, floor in self.store.floors():
+                if floor > self._floors.get(sid, 0):
+                    self.model.accounted(sid, floor, now)
+                    self._floors[sid] = floor
         for sid, ranges in self.model.replay_due(now, ing.gap_grace_s, ing.replay_retry_s, ing.replay_tries)[
             :MAX_REPLAYS_PER_TICK
         ]:
             self._ask_replay(sid, ranges, now)
         self.store.commit()
+
+    def _fill_from_store(self, sid: str, ranges: list[tuple[int, int]], now: float) -> None:
+        """Before asking a station again: another console process sharing the store (and the
+        events, by shared subscription) may hold what this one lacks. Bounded: 10,000 seqs."""
+        held = self.store.seqs_between(sid, ranges[0][0], min(ranges[-1][1], ranges[0][0] + 9_999))
+        for seq in held:
+            self.model.held(sid, seq, now)
+        if held:
+            self._save_floors({sid})
 
     def _ask_replay(self, sid: str, ranges: list[tuple[int, int]], now: float) -> None:
         self.model.replay_sent(sid, ranges, now)

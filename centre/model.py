@@ -259,6 +259,31 @@ class CountyModel:
         with self.lock:
             return self.station(sid).tracker.would_fragment(seq)
 
+    def held(self, sid: str, seq: int, now: float) -> None:
+        """A seq the store holds, stored by another console process: no longer a gap here."""
+        with self.lock:
+            view = self.station(sid)
+            if not view.tracker.would_fragment(seq):
+                view.tracker.add(seq, now)
+                self._touch()
+
+    def accounted(self, sid: str, floor: int, now: float) -> None:
+        """Every seq up to `floor` is in the shared store or recorded lost (another console said so)."""
+        with self.lock:
+            view = self.station(sid)
+            view.tracker.account(view.tracker.floor + 1, floor, now)
+            self._touch()
+
+    def gapped(self, now: float, grace: float, limit: int) -> list[tuple[str, list[tuple[int, int]]]]:
+        """Stations (online or not) whose gaps have outlasted the grace period, oldest gap first."""
+        with self.lock:
+            views = [v for v in self.stations.values() if v.tracker.gap_since is not None]
+            views = sorted(
+                (v for v in views if now - (v.tracker.gap_since or now) >= grace),
+                key=lambda v: v.tracker.gap_since or 0,
+            )
+            return [(v.id, v.tracker.missing(limit=5)) for v in views[:limit]]
+
     def refuse(self, sid: str, refused: bounds.Refused) -> None:
         """A message from `sid` (the topic's station) was refused: count it, mark if hostile."""
         with self.lock:

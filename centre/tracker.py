@@ -40,6 +40,10 @@ class SeqTracker:
         self.lost += closed
         return closed
 
+    def account(self, first: int, last: int, now: float) -> None:
+        """first..last are accounted for elsewhere (a shared store), neither received here nor lost."""
+        self._cover(first, last, now)
+
     def would_fragment(self, seq: int) -> bool:
         """Whether holding `seq` would open a new range beyond MAX_RANGES."""
         if seq <= self.floor + 1 or len(self.held) < MAX_RANGES:

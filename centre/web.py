@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from centre.figures import FiguresReader
 from centre.ingest import Ingest
 from centre.model import CountyModel
 
@@ -36,11 +37,14 @@ def _rss_bytes() -> int:
 
 
 class Console:
-    def __init__(self, model: CountyModel, ingest: Ingest, media_dir: Path) -> None:
+    def __init__(
+        self, model: CountyModel, ingest: Ingest, media_dir: Path, figures: FiguresReader | None = None
+    ) -> None:
         self.model = model
         self.ingest = ingest
         self.media_dir = media_dir
-        self._summary: tuple[int, float, bytes] = (-1, 0.0, b"")
+        self.figures = figures  # the day's figures from the store (what every console process sees)
+        self._summary: tuple[str, float, bytes] = ("", 0.0, b"")
         self._started = time.time()
 
     def _media_path(self, station: str, name: str) -> Path | None:
@@ -56,10 +60,15 @@ class Console:
         version, built, body = self._summary
         have = request.query_params.get("v")
         fresh = time.monotonic() - built < SUMMARY_MIN_AGE_S
-        if version != self.model.version and not fresh:
+        # Figures read from the store change with other consoles' ingest too: rebuilt every 2 s.
+        current = f"{self.model.version}.{int(time.monotonic() // 2) if self.figures else 0}"
+        if version != current and not fresh:
             doc = self.model.summary(time.time())
+            if self.figures:
+                self.figures.apply_summary(doc, time.time())
+            doc["version"] = current
             body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
-            version, built = doc["version"], time.monotonic()
+            version, built = current, time.monotonic()
             self._summary = (version, built, body)
         if have == str(version):
             return Response(status_code=204)
@@ -70,6 +79,8 @@ class Console:
         doc = self.model.detail(sid, time.time())
         if doc is None:
             return JSONResponse({"error": f"no station {sid!r} has reported to this console"}, status_code=404)
+        if self.figures:
+            self.figures.apply_detail(doc, self.model.today.isoformat(), time.time())
         for media in [*doc["snapshots"].values(), *(b["clip"] for b in doc["bad"] if b["clip"])]:
             media["available"] = self._media_path(sid, media["file"]) is not None
         return JSONResponse(doc)
