@@ -60,7 +60,9 @@ class LiveHub:
         self.ingest = ingest
         self._lock = threading.Lock()
         self._sessions: dict[tuple[str, int], Session] = {}
-        self.client = make_client(config.broker, f"yimen-centre-{config.county}-{client_tag}-live")
+        self.client = make_client(
+            config.broker, f"yimen-centre-{config.county}-{client_tag}-live", reconnect_on_failure=True
+        )
         self.client.reconnect_delay_set(config.broker.reconnect_min_s, config.broker.reconnect_max_s)
         self.client.on_connect = lambda c, *_: c.subscribe(topics.county_live_filter(config.county), qos=0)
         self.client.on_message = self._on_message
