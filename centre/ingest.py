@@ -371,16 +371,6 @@ class Ingest:
             future = self.request(sid, "replay", {"first": first, "last": last})
             future.add_done_callback(lambda f, sid=sid: self.model.replay_answered(sid, f.result()))
 
-    def live_view(self, station: str, window: int | None) -> Future[dict[str, Any]]:
-        future = self.request(station, "live-view", {} if window is None else {"window": window})
-        self.model.set_live(station, {"window": window, "at": time.time(), "answer": None})
-
-        def answered(f: Future[dict[str, Any]]) -> None:
-            self.model.set_live(station, {"window": window, "at": time.time(), "answer": f.result()})
-
-        future.add_done_callback(answered)
-        return future
-
     def metrics(self) -> dict[str, Any]:
         return {
             **self.counters,

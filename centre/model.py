@@ -80,7 +80,6 @@ class StationView:
     replay_at: float = 0.0
     replay_last: dict[str, Any] | None = None
     replayed: int = 0  # events that arrived as answers to our replay requests (or re-sends)
-    live: dict[str, Any] | None = None  # the last live-view request and its answer
     day: Day = field(default_factory=Day)
     claimed_last_seq: int = 0  # from its birth: where a seq jump is measured from
     refused: dict[str, int] = field(default_factory=dict)  # reason -> messages refused
@@ -349,11 +348,6 @@ class CountyModel:
                     self._touch()
         return out
 
-    def set_live(self, sid: str, info: dict[str, Any]) -> None:
-        with self.lock:
-            self.station(sid).live = info
-            self._touch()
-
     # ----- what the page reads ------------------------------------------------------------------
 
     @staticmethod
@@ -451,6 +445,5 @@ class CountyModel:
                     "replayed": view.replayed,
                     "replay": view.replay_last,
                 },
-                "live": view.live,
                 "guard": {"refused": dict(view.refused), "hostile": dict(view.hostile), "rate_limited": view.limited},
             }

@@ -8,7 +8,6 @@ them on its thread pool, where taking the model's lock for a moment is harmless.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -85,18 +84,6 @@ class Console:
             media["available"] = self._media_path(sid, media["file"]) is not None
         return JSONResponse(doc)
 
-    async def live_view(self, request: Request) -> Response:
-        sid = request.path_params["sid"]
-        if sid not in self.model.stations:
-            return JSONResponse({"error": f"no station {sid!r} has reported to this console"}, status_code=404)
-        window = request.query_params.get("window")
-        future = self.ingest.live_view(sid, int(window) if window and window.isdigit() else None)
-        try:
-            reply = await asyncio.wait_for(asyncio.wrap_future(future), timeout=10)
-        except TimeoutError:
-            reply = {"ok": False, "error": {"code": "timeout", "message": "no reply within 10 s"}}
-        return JSONResponse(reply)
-
     def media(self, request: Request) -> Response:
         path = self._media_path(request.path_params["sid"], request.path_params["name"])
         if path is None:
@@ -121,7 +108,6 @@ class Console:
                 Route("/", self.index),
                 Route("/api/summary", self.summary),
                 Route("/api/station/{sid}", self.station),
-                Route("/api/station/{sid}/live-view", self.live_view, methods=["POST"]),
                 Route("/api/metrics", self.metrics),
                 Route("/media/{sid}/{name}", self.media),
             ]

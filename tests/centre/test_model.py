@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from centre.model import CountyModel
 from centre.tracker import SeqTracker
 from edge.events import Event, Priority, format_ts
@@ -102,3 +105,23 @@ def test_replay_is_asked_only_after_the_grace_period_and_only_of_online_stations
     assert m.replay_due(NOW + 12, grace=10, retry=30, tries=3) == []  # not again before the retry period
     m.apply_status("st-1", {"state": "offline", "session": 1}, NOW + 13)
     assert m.replay_due(NOW + 100, grace=10, retry=30, tries=3) == []
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(1, 60), st.integers(0, 8)), max_size=60))
+def test_the_range_tracker_agrees_with_a_plain_set(steps: list[tuple[bool, int, int]]) -> None:
+    """Ranges are an implementation detail: every answer is what a set of seqs would give."""
+    t, held, lost = SeqTracker(), set(), 0
+    for is_loss, first, length in steps:
+        last = first + length if is_loss else first
+        if is_loss:
+            new = set(range(first, last + 1)) - held
+            assert t.lose(first, last, NOW) == len(new)
+            lost += len(new)
+        else:
+            t.add(first, NOW)
+        held |= set(range(first, last + 1))
+        top = max(held)
+        floor = next(n for n in range(top + 2) if n + 1 not in held)
+        gaps = [n for n in range(floor + 1, top + 1) if n not in held]
+        assert (t.floor, t.top, t.missing_count(), t.lost) == (floor, top, len(gaps), lost)
+        assert [n for a, b in t.missing(limit=10**6) for n in range(a, b + 1)] == gaps
