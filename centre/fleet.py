@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 import zlib
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime
@@ -75,6 +75,7 @@ class FleetStation:
         self.live: dict[int, tuple[float, float]] = {}  # window -> (until, interval_s)
         self.live_sent = 0
         self.live_requests = 0
+        self.uploading: deque[tuple[str, bytes]] = deque()  # paced media messages not yet sent
         self.killed = False
         self.connected = False
         self.last_sent: paho.MQTTMessageInfo | None = None
@@ -250,7 +251,8 @@ class FleetStation:
         media_id = f"{prefix}-w{window}-{stamp:%Y%m%d-%H%M%S}-{stamp.microsecond // 1000:03d}-{self.seq + 1:08x}"
         ext = "jpg" if media_type == "snapshot" else "mjpeg"
         frames = sample_frames()
-        data = frames[window % len(frames)] if media_type == "snapshot" else b"".join(frames * 2)
+        clip = [frames[n % len(frames)] for n in range(self.fleet.clip_frames)]
+        data = frames[window % len(frames)] if media_type == "snapshot" else b"".join(clip)
         event = self.emit(
             "media",
             Priority.BULK,
@@ -262,7 +264,7 @@ class FleetStation:
                 "sha256": hashlib.sha256(data).hexdigest(),
                 "caused_by": caused_by,
                 "path": f"media/{media_id}.{ext}",
-                "frames": 1 if media_type == "snapshot" else 2 * len(frames),
+                "frames": 1 if media_type == "snapshot" else len(clip),
                 "started": format_ts(stamp.astimezone()),
                 "ended": format_ts(stamp.astimezone()),
             },
@@ -281,10 +283,26 @@ class FleetStation:
             "chunks": chunks,
         }  # fmt: skip
         county, media_id = self.fleet.county, d["media_id"]
-        self.client.publish(topics.media_topic(county, self.id, media_id, topics.MANIFEST), json.dumps(manifest), qos=1)
-        for n in range(chunks):
-            part = data[n * chunk_size : (n + 1) * chunk_size]
-            self.client.publish(topics.media_topic(county, self.id, media_id, n), part, qos=1)
+        messages = [(topics.media_topic(county, self.id, media_id, topics.MANIFEST), json.dumps(manifest).encode())]
+        messages += [
+            (topics.media_topic(county, self.id, media_id, n), data[n * chunk_size : (n + 1) * chunk_size])
+            for n in range(chunks)
+        ]
+        if self.fleet.upload_kbps is None:
+            for topic, payload in messages:
+                self.client.publish(topic, payload, qos=1)
+            return
+        if not self.uploading:
+            self.fleet._schedule(0.0, "chunk", self.id)
+        self.uploading.extend(messages)
+
+    def next_chunk(self) -> float | None:
+        """Paced upload (`upload_kbps`): send the next message; seconds until the one after."""
+        if not self.uploading:
+            return None
+        topic, payload = self.uploading.popleft()
+        self.client.publish(topic, payload, qos=1)
+        return len(payload) * 8 / 1000 / (self.fleet.upload_kbps or 1.0)
 
     def telemetry(self) -> Event:
         return self.emit(
@@ -401,11 +419,19 @@ class Fleet:
         protocol: str = "5",
         seed: int = 1,
         upload: bool = True,
+        upload_kbps: float | None = None,
+        clip_share: float = 0.0,
+        clip_every_s: float = 60.0,
+        clip_frames: int = 8,
     ) -> None:
         self.host, self.port, self.county = host, port, county
         self.rate, self.telemetry_s, self.snapshot_s = rate, telemetry_s, snapshot_s
         self.keepalive, self.protocol = keepalive, protocol
         self.upload = upload  # media events are followed by their files
+        self.upload_kbps = upload_kbps  # None: all at once; else paced like a station's uploader
+        # The load test's clip uploaders: this share of stations makes a bad rating with its
+        # evidence clip (`clip_frames` frames) every `clip_every_s` seconds.
+        self.clip_share, self.clip_every_s, self.clip_frames = clip_share, clip_every_s, clip_frames
         self.rng = random.Random(seed)
         self.stations = {sid: FleetStation(self, sid, windows, random.Random(f"{seed}-{sid}")) for sid in ids}
         self.sent = 0
@@ -436,6 +462,9 @@ class Fleet:
             self._schedule(self.rng.expovariate(self.rate) if self.rate > 0 else 1e9, "event", station.id)
             self._schedule(self.rng.uniform(1, self.telemetry_s), "telemetry", station.id)
             self._schedule(self.rng.uniform(1, self.snapshot_s), "snapshot", station.id)
+            if self.rng.random() < self.clip_share:
+                station.clips = True
+                self._schedule(self.rng.uniform(1, self.clip_every_s), "clip", station.id)
         self._thread.start()
         return self
 
@@ -492,7 +521,14 @@ class Fleet:
     def _fire(self, what: str, station: FleetStation) -> None:
         if station.killed or self._quiet.is_set():
             return
-        if what.startswith("live:"):
+        if what == "chunk":
+            again = station.next_chunk()
+            if again is not None:
+                self._schedule(again, what, station.id)
+        elif what == "clip":
+            station.rating("bad", 1)
+            self._schedule(self.clip_every_s, "clip", station.id)
+        elif what.startswith("live:"):
             again = station.live_frame(int(what[5:]))
             if again is not None:
                 self._schedule(again, what, station.id)
@@ -518,6 +554,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.1, help="events per second per station")
     parser.add_argument("--telemetry", type=float, default=60.0)
     parser.add_argument("--snapshot", type=float, default=300.0)
+    parser.add_argument(
+        "--upload-kbps", type=float, default=None, help="pace uploads like a station (default: at once)"
+    )
+    parser.add_argument("--clip-share", type=float, default=0.0, help="share of stations uploading evidence clips")
+    parser.add_argument("--clip-every", type=float, default=60.0, help="seconds between their clips")
+    parser.add_argument("--clip-frames", type=int, default=8, help="frames per clip (about 1.5 KB each)")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.count + 256)), hard))
@@ -531,6 +573,10 @@ def main() -> None:
         telemetry_s=args.telemetry,
         snapshot_s=args.snapshot,
         seed=args.first,
+        upload_kbps=args.upload_kbps,
+        clip_share=args.clip_share,
+        clip_every_s=args.clip_every,
+        clip_frames=args.clip_frames,
     ).start()
 
     def say(doc: dict[str, Any]) -> None:
