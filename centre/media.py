@@ -49,6 +49,7 @@ TYPES = ("snapshot", "clip")
 CONTENT_TYPES = {"image/jpeg": "jpg", "video/x-motion-jpeg": "mjpeg", "video/mp4": "mp4"}
 DEFAULT_EXT = {"snapshot": "jpg", "clip": "mjpeg"}
 PARTIAL = ".partial"
+ASSEMBLY_S = 60.0  # an assembly claimed longer ago than this was abandoned (its process stopped)
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS media (
@@ -289,12 +290,39 @@ class MediaStore:
         if held < m.chunks:
             return
         claim = self.store._exec(
-            "UPDATE media SET state = 'assembling' WHERE station = ? AND media_id = ? AND state = 'partial'",
-            (station, m.media_id),
+            """UPDATE media SET state = 'assembling', completed_at = ?
+               WHERE station = ? AND media_id = ? AND state = 'partial'""",
+            (now, station, m.media_id),
         )
         self.store.commit()
         if claim.rowcount != 1:
             return  # another console process is putting it together
+        try:
+            self._assemble(station, m, now)
+        except OSError:
+            # Put back for recover() to try again; what is held stays held.
+            self.store._exec(
+                "UPDATE media SET state = 'partial' WHERE station = ? AND media_id = ?", (station, m.media_id)
+            )
+            self.store.commit()
+            raise
+
+    def recover(self, now: float) -> None:
+        """Uploads left `assembling` by a process that stopped (or failed) half way: again."""
+        stale = self.store._exec(
+            "SELECT station, media_id FROM media WHERE state = 'assembling' AND completed_at < ?",
+            (now - ASSEMBLY_S,),
+        ).fetchall()
+        for station, media_id in stale:
+            self.store._exec(
+                "UPDATE media SET state = 'partial' WHERE station = ? AND media_id = ?", (station, media_id)
+            )
+            self.store.commit()
+            m = self.known(station, media_id)
+            if m is not None:
+                self._maybe_complete(station, m, now)
+
+    def _assemble(self, station: str, m: Manifest, now: float) -> None:
         folder = self.dir / PARTIAL / station / m.media_id
         final = self.path(station, m.media_id, m.ext)
         final.parent.mkdir(parents=True, exist_ok=True)

@@ -101,6 +101,8 @@ class MediaIngest:
     # ----- the media thread ----------------------------------------------------------------------
 
     def _run(self) -> None:
+        assert self.media is not None
+        recovered = 0.0
         while True:
             try:
                 item = self._queue.get(timeout=1.0)
@@ -111,10 +113,13 @@ class MediaIngest:
             what, target, payload, received = item
             try:
                 if what == "event":
-                    self.media.announce(target, payload[0], payload[1], received)  # type: ignore[union-attr]
+                    self.media.announce(target, payload[0], payload[1], received)
                 elif what == "message":
                     self._message(target, payload, received)
                 self._retry_early(time.time())
+                if time.time() - recovered >= 60:
+                    recovered = time.time()
+                    self.media.recover(recovered)
             except Exception:
                 self.counters["errors"] += 1
                 log.exception("media message on %s failed; carrying on", target)

@@ -122,3 +122,20 @@ def test_the_disk_budget_deletes_snapshots_first_and_evidence_last(tmp_path: Pat
     assert sorted(p.name for p in (tmp_path / "media" / ST).iterdir()) == ["evidence-1.mjpeg", "evidence-2.mjpeg"]
     counts = dict(store.store._exec("SELECT what, n FROM media_counts WHERE what LIKE 'deleted:%'"))
     assert counts == {"deleted:snapshot": 1, "deleted:clip": 1}
+
+
+def test_an_assembly_abandoned_half_way_is_done_again(tmp_path: Path) -> None:
+    store = opened(tmp_path)
+    data = b"a" * 3000
+    store.manifest(ST, "clip-a", manifest("clip-a", data), 1.0)
+    store.chunk(ST, "clip-a", "0", data[:1024], 1.0)
+    store.chunk(ST, "clip-a", "1", data[1024:2048], 1.0)
+    # Another process claimed it and stopped before it finished (its last chunk held, no file).
+    store.store._exec("INSERT INTO media_chunks VALUES (?, 'clip-a', 2)", (ST,))
+    (tmp_path / "media" / ".partial" / ST / "clip-a" / "2").write_bytes(data[2048:])
+    store.store._exec("UPDATE media SET state = 'assembling', completed_at = 1.0 WHERE media_id = 'clip-a'")
+    store.store.commit()
+    store.recover(30.0)  # still within its time
+    assert not (tmp_path / "media" / ST / "clip-a.mjpeg").exists()
+    store.recover(100.0)
+    assert (tmp_path / "media" / ST / "clip-a.mjpeg").read_bytes() == data
