@@ -7,13 +7,13 @@ chunks (mqtt/TOPICS.md, Media). Here, for each (station, media id):
 - the manifest is checked (every number bounded, the topic's station and media id are the
   truth) and recorded in the store's `media` table; a station has at most MAX_OPEN uploads open;
 - each chunk must fit its manifest (number in range, exact size) or it is refused and counted;
-  it is written to `<dir>/.partial/<station>/<media id>/<n>` (temporary name, then rename) and
-  recorded in `media_chunks`. A chunk already held is not written again, so an upload resumes
+  it is written at its place in `<dir>/.partial/<station>/<media id>` and recorded in
+  `media_chunks`. A chunk already held is not written again, so an upload resumes
   from what is held across a console restart, and across several console processes sharing
   one store and one media directory;
 - once every chunk is held, one process (the one that moves the row from `partial` to
-  `assembling`) joins them in order, checks the sha256 against the manifest and only then
-  renames the file into place as `<dir>/<station>/<media id>.<ext>`: a file there is complete;
+  `assembling`) checks the whole file's sha256 against the manifest and only then renames it
+  into place as `<dir>/<station>/<media id>.<ext>`: a file there is complete;
 - a disk budget (`[media] max_mb`): past it, complete files are deleted, snapshots first, then
   clips, clips of bad ratings last, each deletion counted.
 
@@ -29,7 +29,6 @@ import logging
 import math
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ TYPES = ("snapshot", "clip")
 CONTENT_TYPES = {"image/jpeg": "jpg", "video/x-motion-jpeg": "mjpeg", "video/mp4": "mp4"}
 DEFAULT_EXT = {"snapshot": "jpg", "clip": "mjpeg"}
 PARTIAL = ".partial"
+OPEN_FILES = 64  # partial files kept open between chunks
 ASSEMBLY_S = 60.0  # an assembly claimed longer ago than this was abandoned (its process stopped)
 
 SCHEMA = [
@@ -156,6 +156,7 @@ class MediaStore:
             store.conn.execute(statement)
         store.commit()
         self._manifests: dict[tuple[str, str], Manifest | None] = {}  # a small cache of the table
+        self._fds: dict[Path, int] = {}
 
     # ----- counts ----------------------------------------------------------------------------
 
@@ -263,11 +264,7 @@ class MediaStore:
         ).fetchone()
         if held:
             return "duplicate"
-        folder = self.dir / PARTIAL / station / media_id
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{n}.{os.getpid()}"
-        tmp.write_bytes(payload)
-        os.replace(tmp, folder / str(n))
+        os.pwrite(self._partial_fd(station, media_id), payload, n * m.chunk_size)
         cur = self.store._exec(
             "INSERT INTO media_chunks (station, media_id, n) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
             (station, media_id, n),
@@ -322,29 +319,45 @@ class MediaStore:
             if m is not None:
                 self._maybe_complete(station, m, now)
 
+    def _partial(self, station: str, media_id: str) -> Path:
+        return self.dir / PARTIAL / station / media_id
+
+    def _partial_fd(self, station: str, media_id: str) -> int:
+        """The upload's partial file, open for writing at offsets (kept open: creating a file per
+        chunk costs more than the chunk). Several processes may write it: each chunk has its place."""
+        path = self._partial(station, media_id)
+        fd = self._fds.pop(path, None)
+        if fd is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+            while len(self._fds) >= OPEN_FILES:
+                os.close(self._fds.pop(next(iter(self._fds))))
+        self._fds[path] = fd  # most recently used last
+        return fd
+
     def _assemble(self, station: str, m: Manifest, now: float) -> None:
-        folder = self.dir / PARTIAL / station / m.media_id
+        """Check the whole file against its sha256; only then rename it into place."""
+        partial = self._partial(station, m.media_id)
+        fd = self._fds.pop(partial, None)
+        if fd is not None:
+            os.close(fd)
         final = self.path(station, m.media_id, m.ext)
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f".{final.name}.{os.getpid()}.part"
         digest = hashlib.sha256()
-        with open(tmp, "wb") as out:
-            for n in range(m.chunks):
-                data = (folder / str(n)).read_bytes()
-                digest.update(data)
-                out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
+        partial.touch()  # an empty file has no chunk that made it
+        with open(partial, "r+b") as fh:
+            while block := fh.read(2**20):
+                digest.update(block)
+            fh.truncate(m.size)
+            os.fsync(fh.fileno())
         if digest.hexdigest() != m.sha256:
-            tmp.unlink()
-            shutil.rmtree(folder, ignore_errors=True)
+            partial.unlink()
             self._set_state(station, m.media_id, "bad", None)
             self.count(station, "refused:sha256")
             self.store.commit()
             log.warning("%s: %s does not match its manifest's sha256; discarded", station, m.media_id)
             return
-        os.replace(tmp, final)
-        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(partial, final)
         self._set_state(station, m.media_id, "complete", now)
         self.count(station, f"complete:{m.type}")
         self.store.commit()

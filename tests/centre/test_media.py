@@ -56,7 +56,7 @@ def test_a_file_is_visible_only_when_whole_and_its_sha256_matches(tmp_path: Path
         if i == 0:
             assert store.chunk(ST, "evidence-a", str(n), chunk, 2.0) == "duplicate"  # a re-send, held once
     assert final.read_bytes() == data
-    assert not (tmp_path / "media" / ".partial" / ST / "evidence-a").exists()
+    assert not (tmp_path / "media" / ".partial" / ST / "evidence-a").exists()  # moved into place
     # A file whose bytes do not match the manifest never appears.
     store.manifest(ST, "evidence-b", manifest("evidence-b", b"x" * 2000), 3.0)
     store.chunk(ST, "evidence-b", "0", b"y" * 1024, 3.0)
@@ -132,7 +132,9 @@ def test_an_assembly_abandoned_half_way_is_done_again(tmp_path: Path) -> None:
     store.chunk(ST, "clip-a", "1", data[1024:2048], 1.0)
     # Another process claimed it and stopped before it finished (its last chunk held, no file).
     store.store._exec("INSERT INTO media_chunks VALUES (?, 'clip-a', 2)", (ST,))
-    (tmp_path / "media" / ".partial" / ST / "clip-a" / "2").write_bytes(data[2048:])
+    with open(tmp_path / "media" / ".partial" / ST / "clip-a", "r+b") as fh:
+        fh.seek(2048)
+        fh.write(data[2048:])
     store.store._exec("UPDATE media SET state = 'assembling', completed_at = 1.0 WHERE media_id = 'clip-a'")
     store.store.commit()
     store.recover(30.0)  # still within its time
