@@ -29,7 +29,7 @@ def run(config: CentreConfig) -> int:
     figures.create(store)
     ingest.on_new_event.append(lambda e: figures.record(store, e))
     media = MediaIngest(config, config.console)
-    ingest.on_new_event.append(lambda e: e.kind == "media" and media.announce(e.station, e.id, e.data))
+    ingest.on_new_event.append(media.on_event)
     live = LiveHub(config, ingest, config.console)
     log.info(
         "console for county %s: broker %s:%d (%d worker%s%s), store %s, page http://%s:%d/",

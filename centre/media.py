@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from centre.bounds import Refused
+from centre.bounds import MAX_LOSS_RANGES, Refused
 from centre.store import Store
 
 log = logging.getLogger("yimen.centre.media")
@@ -186,6 +186,21 @@ class MediaStore:
                  started = excluded.started, ended = excluded.ended, announced_at = excluded.announced_at""",
             (station, media_id, event_id, media_type, window, caused_by and caused_by[:80], *text.values(), now),
         )
+        self.store.commit()
+
+    def never_coming(self, station: str, media_ids: Any, now: float) -> None:
+        """An `eviction` event's `media`: files the station deleted before uploading them all. They
+        are `lost`, no longer awaited (media completeness); at most MAX_LOSS_RANGES of them."""
+        if not isinstance(media_ids, list):
+            return
+        for media_id in media_ids[:MAX_LOSS_RANGES]:
+            if isinstance(media_id, str) and MEDIA_ID.match(media_id):
+                self.store._exec(
+                    f"""UPDATE media SET state = 'lost', deleted_at = ? WHERE station = ? AND media_id = ?
+                        AND state IN ({", ".join(f"'{s}'" for s in OPEN_STATES)})""",
+                    (now, station, media_id),
+                )
+                self.count(station, "lost-at-station")
         self.store.commit()
 
     def manifest(self, station: str, media_id: str, payload: bytes, now: float) -> None:

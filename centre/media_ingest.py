@@ -31,6 +31,7 @@ from centre import bounds
 from centre.config import CentreConfig
 from centre.media import MediaStore
 from centre.store import open_store
+from edge.events import Event
 from mqtt import topics
 from mqtt.client import make_client
 
@@ -81,9 +82,11 @@ class MediaIngest:
         if self.media is not None:
             self.media.store.close()
 
-    def announce(self, station: str, event_id: str, data: dict[str, Any]) -> None:
-        """A new `media` event (from the ingest thread): the file it announces should follow."""
-        self._queue.put(("event", station, (event_id, data), time.time()))
+    def on_event(self, event: Event) -> None:
+        """A newly stored event (ingest thread): a `media` event announces a file that should
+        follow; an `eviction` lists files the station deleted before they were uploaded."""
+        if event.kind == "media" or (event.kind == "eviction" and event.data.get("media")):
+            self._queue.put(("event", event.station, (event.id, event.kind, event.data), time.time()))
 
     # ----- paho's thread ---------------------------------------------------------------------
 
@@ -113,7 +116,11 @@ class MediaIngest:
             what, target, payload, received = item
             try:
                 if what == "event":
-                    self.media.announce(target, payload[0], payload[1], received)
+                    event_id, kind, data = payload
+                    if kind == "media":
+                        self.media.announce(target, event_id, data, received)
+                    else:
+                        self.media.never_coming(target, data.get("media"), received)
                 elif what == "message":
                     self._message(target, payload, received)
                 self._retry_early(time.time())

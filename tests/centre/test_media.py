@@ -141,3 +141,12 @@ def test_an_assembly_abandoned_half_way_is_done_again(tmp_path: Path) -> None:
     assert not (tmp_path / "media" / ST / "clip-a.mjpeg").exists()
     store.recover(100.0)
     assert (tmp_path / "media" / ST / "clip-a.mjpeg").read_bytes() == data
+
+
+def test_files_the_station_evicted_are_no_longer_awaited(tmp_path: Path) -> None:
+    store = opened(tmp_path)
+    store.announce(ST, f"{ST}-5", {"media_id": "clip-gone", "type": "clip", "window": 1}, 1.0)
+    store.announce(ST, f"{ST}-6", {"media_id": "clip-kept", "type": "clip", "window": 1}, 1.0)
+    store.never_coming(ST, ["clip-gone", "../../etc", 7], 2.0)
+    states = dict(store.store._exec("SELECT media_id, state FROM media"))
+    assert states == {"clip-gone": "lost", "clip-kept": "announced"}
