@@ -150,3 +150,16 @@ def test_files_the_station_evicted_are_no_longer_awaited(tmp_path: Path) -> None
     store.never_coming(ST, ["clip-gone", "../../etc", 7], 2.0)
     states = dict(store.store._exec("SELECT media_id, state FROM media"))
     assert states == {"clip-gone": "lost", "clip-kept": "announced"}
+
+
+def test_an_h264_clip_keeps_its_kind(tmp_path: Path) -> None:
+    """A station that sends H.264 clips says so in the manifest; the county names the file .mp4."""
+    store = opened(tmp_path)
+    data = b"\x00\x00\x00\x18ftypmp42" + b"m" * 2000
+    store.manifest(ST, "evidence-v", manifest("evidence-v", data, content_type="video/mp4"), 1.0)
+    for n, chunk in enumerate(parts(data)):
+        store.chunk(ST, "evidence-v", str(n), chunk, 1.0)
+    assert (tmp_path / "media" / ST / "evidence-v.mp4").read_bytes() == data
+    refused(
+        lambda: store.manifest(ST, "evidence-w", manifest("evidence-w", data, content_type="x/y"), 1.0), "bad-manifest"
+    )

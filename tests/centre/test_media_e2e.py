@@ -56,12 +56,30 @@ def test_a_bad_ratings_clip_reaches_the_county_across_restarts_and_plays(
     link = Proxy(broker.port)  # the station's way in: held shut while the broker restarts
     config = station_config(tmp_path, link.port, extra=CAMERA, rate=10)
     config.write_text(config.read_text() + "windows = 1\n")
+    try:
+        run(tmp_path, broker, console, link, config, gateways)
+    finally:
+        link.close()
+
+
+def run(tmp_path: Path, broker, console, link: Proxy, config: Path, gateways: list) -> None:
+    """The proof, with the page open from the first chunk to the live view's end."""
     gw = GatewayProcess(config).start()
     gateways.append(gw)
-    try:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(locale="zh-CN")
+        page.set_default_timeout(15_000)
         wait_until(lambda: (first_clip(console) or {}).get("held", 0) >= 2, 60, "an evidence clip half uploaded")
         clip = first_clip(console)
         assert clip["state"] == "partial" and clip["chunks"] >= 10, clip
+        # The page says how far the upload is, before the clip is there.
+        page.goto(f"{console.url}/#{STATION}")
+        row = page.locator(f'tr[data-rating="{clip["caused_by"]}"]')
+        row.locator(".uploading").wait_for()
+        assert f"/ {clip['chunks']}" in row.inner_text() and "上传中" in row.inner_text()
 
         # The console restarts mid-upload: chunks sent meanwhile wait in its broker session.
         assert console.stop() == 0
@@ -92,24 +110,15 @@ def test_a_bad_ratings_clip_reaches_the_county_across_restarts_and_plays(
         counts = console.get(f"/api/station/{STATION}/media")["counts"]
         assert not any(k.startswith("refused") for k in counts), counts
 
-        from playwright.sync_api import sync_playwright
-
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-            page = browser.new_page(locale="zh-CN")
-            page.set_default_timeout(15_000)
-            page.goto(f"{console.url}/#{STATION}")
-            row = page.locator(f'tr[data-rating="{clip["caused_by"]}"]')
-            row.locator("a.clip").wait_for()
-            row.locator("button.play").click()
-            page.wait_for_function("Number(document.getElementById('player-img').dataset.frame) >= 2")
-            assert page.locator("#player-img").evaluate("el => el.naturalWidth") == 320
-            page.click("#player-close")
-            # Live view of the real gateway's camera, until its deadline.
-            page.locator('button.live[data-window="1"]').first.click()
-            page.wait_for_function("Number(document.getElementById('live-img').dataset.frame) >= 2")
-            assert page.locator("#live-img").evaluate("el => el.naturalWidth") == 320
-            page.locator('#live[data-ended="1"]').wait_for(timeout=15_000)
-            browser.close()
-    finally:
-        link.close()
+        # The open page turns the row into the clip (no reload), and plays it.
+        row.locator("a.clip").wait_for(timeout=30_000)
+        row.locator("button.play").click()
+        page.wait_for_function("Number(document.getElementById('player-img').dataset.frame) >= 2")
+        assert page.locator("#player-img").evaluate("el => el.naturalWidth") == 320
+        page.click("#player-close")
+        # Live view of the real gateway's camera, until its deadline.
+        page.locator('button.live[data-window="1"]').first.click()
+        page.wait_for_function("Number(document.getElementById('live-img').dataset.frame) >= 2")
+        assert page.locator("#live-img").evaluate("el => el.naturalWidth") == 320
+        page.locator('#live[data-ended="1"]').wait_for(timeout=15_000)
+        browser.close()
