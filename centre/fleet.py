@@ -280,7 +280,7 @@ class FleetStation:
         manifest = {
             "media_id": d["media_id"], "event": event.id, "type": d["type"], "window": d["window"],
             "caused_by": d["caused_by"], "size": len(data), "sha256": d["sha256"], "chunk_size": chunk_size,
-            "chunks": chunks,
+            "chunks": chunks, **({"content_type": d["content_type"]} if d.get("content_type") else {}),
         }  # fmt: skip
         county, media_id = self.fleet.county, d["media_id"]
         messages = [(topics.media_topic(county, self.id, media_id, topics.MANIFEST), json.dumps(manifest).encode())]

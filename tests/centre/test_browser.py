@@ -6,12 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from edge.events import Priority
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.slow
@@ -88,6 +90,38 @@ def test_a_bad_rating_appears_with_its_clip(county, page) -> None:
     fleet.station("st-b").clips = False
     plain = fleet.call(lambda: fleet.station("st-b").rating("bad", 1))
     page.locator(f'tr[data-rating="{plain.id}"]', has_text="无视频").wait_for()
+
+
+def test_an_h264_clip_plays_in_the_page(county, page, tmp_path) -> None:
+    """A station that sends H.264 clips (an MP4, `content_type` video/mp4): the page plays it."""
+    console, fleet = county
+    if not shutil.which("ffmpeg"):
+        pytest.skip("Debian's ffmpeg is not installed (./dev test installs it)")
+    mp4 = tmp_path / "clip.mp4"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=5", "-t", "2",
+         "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(mp4)],
+        check=True, timeout=60,
+    )  # fmt: skip
+    data = mp4.read_bytes()
+    station = fleet.station("st-a")
+
+    def send() -> str:
+        rating = station.rating("bad", 1)
+        info = {
+            "media_id": f"evidence-w1-h264-{rating.seq:08x}", "type": "clip", "window": 1, "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(), "caused_by": rating.id, "content_type": "video/mp4",
+        }  # fmt: skip
+        station.upload(station.emit("media", Priority.BULK, info), data)
+        return rating.id
+
+    rating_id = fleet.call(send)
+    page.goto(f"{console.url}/#st-a")
+    row = page.locator(f'tr[data-rating="{rating_id}"]')
+    row.locator("button.play").click()
+    page.wait_for_function("document.getElementById('player-video').currentTime > 0.5")
+    assert page.locator("#player-video").evaluate("el => el.videoWidth") == 160
+    assert console.get("/api/station/st-a/media")["clips"][rating_id]["url"].endswith(".mp4")
 
 
 def test_live_view_shows_frames_until_its_deadline_and_two_operators_share_it(
