@@ -149,6 +149,7 @@ def test_live_view_shows_frames_until_its_deadline_and_two_operators_share_it(
     wait_until(lambda: fleet.call(lambda: not station.live), 3, "the station's session over")
     # The stop button ends a view before its deadline: the last viewer out stops the station.
     page.locator('button.live[data-window="1"]').first.click()
+    page.locator("#live-state", has_text="窗口 1").wait_for()
     page.wait_for_function("Number(document.getElementById('live-img').dataset.frame) >= 1")
     page.click("#live-stop")
     wait_until(lambda: fleet.call(lambda: 1 not in station.live), 5, "the station told to stop")
