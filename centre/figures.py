@@ -183,7 +183,7 @@ class FiguresReader:
             total[slot] += n
             for name, key in (("window", str(window)), ("clerk", clerk), ("item", item)):
                 by[name].setdefault(key, [0, 0])[slot] += n
-        clips = {b["id"]: b.get("clip") for b in doc.get("bad", [])}
+        clips = doc.pop("clips", {})  # the model's clip events, by rating id
         bad = self._query(
             """SELECT id, ts, window_no, clerk, ticket, level, reason FROM day_ratings
                WHERE day = ? AND station = ? AND verdict = 'bad' ORDER BY ts DESC LIMIT ?""",

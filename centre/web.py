@@ -36,9 +36,7 @@ def _rss_bytes() -> int:
 
 
 class Console:
-    def __init__(
-        self, model: CountyModel, ingest: Ingest, media_dir: Path, figures: FiguresReader | None = None
-    ) -> None:
+    def __init__(self, model: CountyModel, ingest: Ingest, media_dir: Path, figures: FiguresReader) -> None:
         self.model = model
         self.ingest = ingest
         self.media_dir = media_dir
@@ -60,11 +58,10 @@ class Console:
         have = request.query_params.get("v")
         fresh = time.monotonic() - built < SUMMARY_MIN_AGE_S
         # Figures read from the store change with other consoles' ingest too: rebuilt every 2 s.
-        current = f"{self.model.version}.{int(time.monotonic() // 2) if self.figures else 0}"
+        current = f"{self.model.version}.{int(time.monotonic() // 2)}"
         if version != current and not fresh:
             doc = self.model.summary(time.time())
-            if self.figures:
-                self.figures.apply_summary(doc, time.time())
+            self.figures.apply_summary(doc, time.time())
             doc["version"] = current
             body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
             version, built = current, time.monotonic()
@@ -78,8 +75,7 @@ class Console:
         doc = self.model.detail(sid, time.time())
         if doc is None:
             return JSONResponse({"error": f"no station {sid!r} has reported to this console"}, status_code=404)
-        if self.figures:
-            self.figures.apply_detail(doc, self.model.today.isoformat(), time.time())
+        self.figures.apply_detail(doc, self.model.today.isoformat(), time.time())
         for media in [*doc["snapshots"].values(), *(b["clip"] for b in doc["bad"] if b["clip"])]:
             media["available"] = self._media_path(sid, media["file"]) is not None
         return JSONResponse(doc)

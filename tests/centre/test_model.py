@@ -55,45 +55,6 @@ def test_a_late_will_from_an_older_session_is_ignored() -> None:
     assert detail["outages"] == [{"start": NOW + 2, "end": NOW + 9, "cause": "shutdown"}]
 
 
-def test_day_figures_by_window_and_clerk_with_clips_and_queue() -> None:
-    m = CountyModel("c", "C")
-    m.apply_event(event(1, "queue", {"action": "issue", "ticket": "A001"}), NOW)
-    m.apply_event(event(2, "queue", {"action": "issue", "ticket": "A002"}), NOW)
-    m.apply_event(event(3, "queue", {"action": "call", "ticket": "A001", "window": 1}), NOW)
-    m.apply_event(event(4, "rating", {"verdict": "good", "window": 1, "clerk": "王芳"}), NOW)
-    m.apply_event(event(5, "rating", {"verdict": "bad", "window": 2, "clerk": "李强", "level": 1}), NOW)
-    m.apply_event(
-        event(
-            6,
-            "media",
-            {
-                "type": "clip",
-                "window": 2,
-                "caused_by": "st-1-5",
-                "media_id": "evidence-x",
-                "path": "media/evidence-x.mjpeg",
-            },
-        ),
-        NOW,
-    )
-    m.apply_event(
-        event(7, "media", {"type": "snapshot", "window": 1, "media_id": "snap-1", "path": "media/snap-1.jpg"}), NOW
-    )
-    d = m.detail("st-1", NOW + 60)
-    assert d is not None
-    assert d["by_window"]["1"] == {"good": 1, "bad": 0, "good_share": 1.0}
-    assert d["by_clerk"]["李强"] == {"good": 0, "bad": 1, "good_share": 0.0}
-    assert d["bad"][0]["id"] == "st-1-5" and d["bad"][0]["clip"]["url"] == "/media/st-1/evidence-x.mjpeg"
-    assert d["snapshots"]["1"]["file"] == "snap-1.jpg"
-    assert d["queue"]["source"] == "events" and d["queue"]["waiting"] == 1
-    # The station's own queue report, once telemetry carries one, is what counts.
-    m.apply_event(
-        event(8, "telemetry", {"queue": {"waiting": {"A": 3, "B": 1}, "longest_wait_s": {"A": 420.0, "B": None}}}), NOW
-    )
-    q = m.detail("st-1", NOW)["queue"]  # type: ignore[index]
-    assert (q["source"], q["waiting"], q["longest_wait_s"]) == ("telemetry", 4, 420.0)
-
-
 def test_replay_is_asked_only_after_the_grace_period_and_only_of_online_stations() -> None:
     m = CountyModel("c", "C")
     m.apply_status("st-1", {"state": "online", "session": 1}, NOW)
