@@ -76,8 +76,6 @@ class Console:
         if doc is None:
             return JSONResponse({"error": f"no station {sid!r} has reported to this console"}, status_code=404)
         self.figures.apply_detail(doc, self.model.today.isoformat(), time.time())
-        for media in [*doc["snapshots"].values(), *(b["clip"] for b in doc["bad"] if b["clip"])]:
-            media["available"] = self._media_path(sid, media["file"]) is not None
         return JSONResponse(doc)
 
     def media(self, request: Request) -> Response:
