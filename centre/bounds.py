@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge.events import Event
+from mqtt import codec
 from mqtt.topics import Topic
 
 MAX_EVENT_BYTES = 256 * 1024  # an envelope; the largest real one (an inventory) is a few KiB
@@ -23,6 +24,7 @@ MAX_SEQ = 2**53  # JSON numbers beyond this are not exact integers anywhere
 MAX_SEQ_JUMP = 1_000_000
 MAX_LOSS_RANGES = 1_000  # ranges in one eviction report or incident
 MAX_REPLY_BYTES = 64 * 1024  # a command reply; ours are a few hundred bytes
+MAX_STATUS_BYTES = 4096  # a birth with its backlog is about 200 bytes
 
 
 class Refused(ValueError):
@@ -58,6 +60,23 @@ def check_event(topic: Topic, payload: bytes, top: int) -> Event:
     if not isinstance(event.ts, str) or len(event.ts) > 40 or not isinstance(event.data, dict):
         raise Refused("malformed", "ts must be a short string and data an object")
     return event
+
+
+def check_status(payload: bytes) -> dict[str, Any]:
+    """A retained status (birth or will) with its numbers and strings bounded."""
+    if len(payload) > MAX_STATUS_BYTES:
+        raise Refused("too-large", f"a status of {len(payload)} bytes, at most {MAX_STATUS_BYTES}", hostile=True)
+    try:
+        doc = codec.decode_status(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Refused("malformed", f"status: {exc}") from None
+    session = doc.get("session")
+    if not isinstance(session, int) or isinstance(session, bool) or not 0 <= session <= MAX_SEQ:
+        raise Refused("bad-status", f"session {str(session)[:30]} is not an integer in 0..2^53", hostile=True)
+    for key in ("version", "cause", "clock"):
+        if key in doc and not (isinstance(doc[key], str) and len(doc[key]) <= 64):
+            raise Refused("bad-status", f"{key} is not a short string", hostile=True)
+    return doc
 
 
 def loss_ranges(event: Event) -> tuple[list[tuple[int, int]], str | None]:

@@ -37,7 +37,7 @@ from centre.config import CentreConfig
 from centre.model import CountyModel, Outage
 from centre.store import Incoming, Store
 from edge.events import Event
-from mqtt import codec, topics
+from mqtt import topics
 from mqtt.client import make_client
 
 log = logging.getLogger("yimen.centre.ingest")
@@ -239,7 +239,7 @@ class Ingest:
             try:
                 topic = topics.parse(topic_text)
                 if topic.channel == "status":
-                    self._status(topic.station, codec.decode_status(payload), received)
+                    self._checked_status(topic.station, payload, received)
                 elif topic.channel == "cmd-reply":
                     self._resolve(payload, getattr(props, "CorrelationData", None))
                 elif topic.channel == "events":
@@ -290,6 +290,16 @@ class Ingest:
         replayed = ("replay", "1") in (getattr(props, "UserProperty", None) or [])
         row = Incoming(event.id, event.station, event.seq, event.kind, event.ts, payload.decode(), replayed, received)
         return row, event
+
+    def _checked_status(self, sid: str, payload: bytes, received: float) -> None:
+        try:
+            doc = bounds.check_status(payload)
+        except bounds.Refused as exc:
+            self.counters["refused"] += 1
+            self.model.refuse(sid, exc)
+            log.warning("%s: refused its status: %s", sid, exc)
+            return
+        self._status(sid, doc, received)
 
     def _within_rate(self, sid: str, now: float) -> bool:
         """Per-station rate limit on what is stored; reported (log every 10 s, counts on the page)."""

@@ -153,3 +153,20 @@ def test_a_hostile_station_does_not_hurt_the_others(broker, console_factory, fle
     # Nothing of the bad station's was stored under another station's name.
     rows = console.get("/api/metrics")["ingest"]
     assert rows["refused"] >= 2 and rows["rate_limited"] > 1000
+
+
+def test_a_status_is_bounded_too() -> None:
+    assert bounds.check_status(b'{"state":"online","session":7,"version":"0.1.0"}')["session"] == 7
+    for payload, reason in [
+        (b'{"state":"online","session":1e300}', "bad-status"),
+        (b'{"state":"online","session":-1}', "bad-status"),
+        (b'{"state":"online","session":1,"version":"' + b"v" * 100 + b'"}', "bad-status"),
+        (b"{" + b" " * 5000 + b"}", "too-large"),
+        (b'{"state":"sideways","session":1}', "malformed"),
+    ]:
+        try:
+            bounds.check_status(payload)
+        except bounds.Refused as exc:
+            assert exc.reason == reason, (payload[:60], exc)
+        else:
+            raise AssertionError(f"{payload[:60]!r} was accepted")
