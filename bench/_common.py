@@ -248,3 +248,16 @@ def run_for(threads: list[threading.Thread], stop: threading.Event, seconds: flo
     for t in threads:
         t.join()
     return time.perf_counter() - t0
+
+
+def stop_fleets(fleets: list[subprocess.Popen], timeout: float = 30) -> None:
+    """Ask each centre.fleet process to stop (its stations say goodbye), then wait; kill the slow."""
+    for fleet in fleets:
+        if fleet.poll() is None:
+            fleet.stdin.write("stop\n")  # type: ignore[union-attr]
+            fleet.stdin.flush()  # type: ignore[union-attr]
+    for fleet in fleets:
+        try:
+            fleet.wait(timeout)
+        except subprocess.TimeoutExpired:
+            fleet.kill()

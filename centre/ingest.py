@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import queue
+import secrets
 import socket
 import threading
 import time
@@ -63,6 +64,7 @@ class Ingest:
         self._pending: dict[str, tuple[Future[dict[str, Any]], float]] = {}
         self._pending_lock = threading.Lock()
         self._ids = itertools.count(1)
+        self._nonce = secrets.token_hex(4)
         self._floors: dict[str, int] = {}
         self._floors_read = 0.0
         self.subscribed = threading.Event()
@@ -149,7 +151,8 @@ class Ingest:
         The correlation id travels both ways a station may answer: as MQTT 5 Correlation Data, and
         as the `correlation` argument that a 3.1.1 station echoes. The response topic is the
         station's own `cmd-reply/<name>`: the only place its login may publish a reply."""
-        correlation = f"{self._client_tag}-{next(self._ids)}"
+        # Unique across restarts too (a pid repeats): a station runs each correlation id once.
+        correlation = f"{self._client_tag}-{self._nonce}-{next(self._ids)}"
         future: Future[dict[str, Any]] = Future()
         with self._pending_lock:
             self._pending[correlation] = (future, time.monotonic())
@@ -159,6 +162,8 @@ class Ingest:
             props = Properties(PacketTypes.PUBLISH)
             props.ResponseTopic = topics.reply_topic(self.config.county, station, name)
             props.CorrelationData = correlation.encode()
+            # A station away longer than this never gets it from the broker's session for it.
+            props.MessageExpiryInterval = int(COMMAND_TIMEOUT_S)
         topic = topics.command_topic(self.config.county, station, name)
         self.clients[0].publish(topic, json.dumps(body).encode(), qos=1, properties=props)
         return future

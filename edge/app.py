@@ -3,7 +3,7 @@
 Build (config, outbox, printer, station) with no network; connect (uplink, producers); run
 until SIGTERM or SIGINT; stop in reverse order, so that producers stop before the outbox closes
 and the uplink says offline before it disconnects. The station starts after the printer it
-prints on and stops before it; drivers that press its keys are to be added after it.
+prints on and stops before it; the drivers that press its keys start after it and stop before it.
 """
 
 from __future__ import annotations
@@ -72,7 +72,12 @@ class Gateway:
             v5=config.broker.protocol == "5",
         )  # fmt: skip
         self.media = MediaStore(config.storage.path, self.outbox.append)
-        self.downlink = Downlink(config.station.county, config.station.id)
+        self.downlink = Downlink(
+            config.station.county,
+            config.station.id,
+            load=lambda: self.outbox.get_meta("commands-run"),
+            save=partial(self.outbox.set_meta, "commands-run"),
+        )
         self.printer = printer.build(
             config.printer,
             station_name=config.station.name or config.station.id,
@@ -145,10 +150,12 @@ class Gateway:
             for command in [*cameras.commands(), *live.commands()]:
                 self.downlink.register(command)
             self.parts += [*cameras.by_window.values(), live]
-        self.parts += self._key_sources()
         if self.station is not None:
             self.parts.append(self.station)
             self.parts += self._hall(self.station)
+        # After the station, so they stop before it: a press is answered by a running station
+        # (recorded, then acknowledged) or not at all, never by one that is shutting down.
+        self.parts += self._key_sources()
         if config.simulate is not None and self.station is not None and config.service is not None:
             from peripherals.simulator.sim import SimulatedStation
 

@@ -9,7 +9,8 @@ Delivery is the PUBACK, matched by mid, with a reason code below 0x80 (0x10 "no 
 subscribers" is delivered). A reason code >= 0x80 parks the event with its reason. The
 client session lives only in memory: on any disconnect the in-flight map is dropped and
 every unacknowledged event is sent again from the outbox. paho's own reconnect is off
-(it has no jitter); we reconnect with capped exponential backoff and jitter.
+(it has no jitter); we reconnect with capped exponential backoff and jitter, and after a
+refused login with a slower one of its own ([broker] refused_retry_s, refused_retry_max_s).
 
 Media files (mqtt/media_upload.py) ride the same connection and window: when a `media` event
 is acknowledged, its upload job is registered; chunks fill the window only when the outbox has
@@ -30,6 +31,8 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge import __version__
@@ -78,6 +81,17 @@ class Backoff:
         self._attempt = 0
 
 
+def _session_args(expiry_s: int) -> dict[str, Any]:
+    """MQTT 5 CONNECT: resume the session the broker kept for us (our command subscription and
+    the commands sent while we were away) and ask it to keep it `expiry_s` after we go. Only
+    commands live in it: events are resent from the outbox, never from the session."""
+    if expiry_s == 0:
+        return {"clean_start": True}
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = expiry_s
+    return {"clean_start": False, "properties": props}
+
+
 class Uplink:
     def __init__(
         self,
@@ -102,6 +116,7 @@ class Uplink:
         self._queue: queue.SimpleQueue[tuple] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="yimen-uplink", daemon=True)
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
+        self._refused_backoff = Backoff(config.refused_retry_s, config.refused_retry_max_s)
         self._client: paho.Client | None = None
         self._gen = 0  # which connection a callback belongs to; stale ones are ignored
         self._session = 0
@@ -114,6 +129,8 @@ class Uplink:
         self._ready: collections.deque[Pending] = collections.deque()  # read ahead, not yet sent
         self._ready_at = -1  # the outbox's commit count when _ready was read  # mid -> the event in flight
         self._control_mids: set[int] = set()  # birth/offline publishes, not outbox events
+        # Births, replies and replays waiting for room in the window: (topic, payload, properties, retain).
+        self._controls: collections.deque[tuple[str, bytes, Any, bool]] = collections.deque()
         self._media_mids: dict[int, Key] = {}  # mid -> media manifest or chunk in flight
         self._live_mids: set[int] = set()  # live-view frames not yet written to the socket
         self._live_skipped = 0
@@ -208,10 +225,10 @@ class Uplink:
     def _run(self) -> None:
         self._set_state("disconnected", "not yet connected")
         while True:
-            if self._client is None and self._state != "needs_enrolment" and time.monotonic() >= self._next_attempt:
+            if self._client is None and time.monotonic() >= self._next_attempt:
                 self._connect()
             timeout = None
-            if self._client is None and self._state != "needs_enrolment":
+            if self._client is None:
                 timeout = max(0.0, self._next_attempt - time.monotonic())
             elif self._state == "connected" and self._media is not None:
                 # When the upload pace next allows a chunk; 0 or None: an ack or a wake will do.
@@ -345,7 +362,7 @@ class Uplink:
                 cfg.host,
                 cfg.port,
                 keepalive=max(1, cfg.keepalive_s // 2),
-                **({"clean_start": True} if v5 else {}),
+                **(_session_args(cfg.session_expiry_s) if v5 else {}),
             )
         except OSError as exc:
             self._retry_later(f"cannot reach {cfg.host}:{cfg.port}: {exc}")
@@ -365,16 +382,22 @@ class Uplink:
             code = reason.value
             self._drop_client()
             if code in _CREDENTIAL_REFUSALS:
-                cause = f"broker refused our credentials: {reason} (0x{code:02X})"
+                # Still needs_enrolment (a new claim is taken up at once), but the same login is
+                # tried again, slowly: the broker's auth may only have failed for a while.
+                delay = self._refused_backoff.next_delay()
+                self._next_attempt = time.monotonic() + delay
+                at = time.strftime("%H:%M:%S", time.localtime(time.time() + delay))
+                cause = f"broker refused our credentials: {reason} (0x{code:02X}); trying the same login again at {at}"
                 self._outbox.outage_started(cause)
                 self._set_state("needs_enrolment", cause)
-                log.error("%s; not retrying: this station must be enrolled again", cause)
+                log.error("%s, or enrol this station again", cause)
             else:
                 self._retry_later(f"broker refused the connection: {reason} (0x{code:02X})")
             return
         receive_max = getattr(props, "ReceiveMaximum", None)
         self._window = min(self._config.inflight, receive_max or self._config.inflight)
         self._backoff.reset()
+        self._refused_backoff.reset()
         self._outbox.outage_ended()
         self._set_state("connected", f"session {self._session}")
         assert self._client is not None
@@ -388,11 +411,26 @@ class Uplink:
         self._publish_control(topics.status_topic(self._county, self._station), payload, None, retain=True)
 
     def _publish_control(self, topic: str, payload: bytes, properties: Any, retain: bool = False) -> None:
+        """Queue it for the window (`_fill` sends it ahead of events): like events, births,
+        replies and replays never exceed the broker's Receive Maximum."""
         if self._client is None or self._state != "connected":
             log.warning("not connected: dropped a %d-byte message for %s", len(payload), topic)
             return
-        info = self._client.publish(topic, payload, qos=1, retain=retain, properties=properties)
-        self._control_mids.add(info.mid)
+        self._controls.append((topic, payload, properties, retain))
+
+    def _send_controls(self, room: int) -> int:
+        """Send queued control messages into `room` slots of the window; returns the slots used."""
+        assert self._client is not None
+        used = 0
+        while self._controls and used < room:
+            topic, payload, properties, retain = self._controls[0]
+            info = self._client.publish(topic, payload, qos=1, retain=retain, properties=properties)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break  # the connection went away; the disconnect that follows drops the queue
+            self._controls.popleft()
+            self._control_mids.add(info.mid)
+            used += 1
+        return used
 
     def _publish_live(self, topic: str, payload: bytes) -> None:
         if self._client is None or self._state != "connected" or self._live_mids:
@@ -417,6 +455,7 @@ class Uplink:
         self._inflight.clear()
         self._ready.clear()
         self._control_mids.clear()
+        self._controls.clear()  # replies and replays are transient; a birth is sent again at connect
         self._live_mids.clear()
         self._media_mids.clear()
         if self._media is not None:
@@ -438,8 +477,11 @@ class Uplink:
     def _fill(self) -> None:
         """Keep the window full: priority first, then seq; each event's stored bytes. Media
         chunks take what is left only once every pending event is in flight."""
-        room = self._window - len(self._inflight) - len(self._media_mids)
+        room = self._window - len(self._inflight) - len(self._media_mids) - len(self._control_mids)
         if room <= 0 or self._client is None:
+            return
+        room -= self._send_controls(room)
+        if room <= 0:
             return
         client = self._client
         v5 = self._config.protocol == "5"
@@ -482,7 +524,7 @@ class Uplink:
         # clean stop leaves nothing behind; whatever does not make it stays in the outbox.
         while self._state == "connected" and time.monotonic() < deadline:
             self._fill()
-            if not self._inflight:
+            if not self._inflight and not self._control_mids:
                 break
             try:
                 self._handle([self._queue.get(timeout=max(0.0, deadline - time.monotonic()))])

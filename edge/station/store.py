@@ -110,7 +110,8 @@ class StationStore:
             self._conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
             self._conn.execute("COMMIT")
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:  # a COMMIT that failed (disk full) has rolled back already
+                self._conn.execute("ROLLBACK")
             raise
         return journaled
 
