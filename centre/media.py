@@ -102,7 +102,10 @@ def _ext(doc: dict[str, Any], media_type: str) -> str:
 
 
 def parse_manifest(station: str, media_id: str, payload: bytes) -> Manifest:
-    """A manifest from `station` on `media_id`'s topic, with every number bounded."""
+    """A manifest from `station` on `media_id`'s topic, with every number bounded. The topic's
+    media id names the upload's files, so it is checked first (a station makes only MEDIA_ID)."""
+    if not MEDIA_ID.match(media_id):
+        raise Refused("bad-media-id", f"media id {media_id[:70]!r} is not {MEDIA_ID.pattern}", hostile=True)
     if len(payload) > 4096:
         raise Refused("bad-manifest", f"{len(payload)} bytes, at most 4096", hostile=True)
     try:
@@ -190,17 +193,25 @@ class MediaStore:
 
     def never_coming(self, station: str, media_ids: Any, now: float) -> None:
         """An `eviction` event's `media`: files the station deleted before uploading them all. They
-        are `lost`, no longer awaited (media completeness); at most MAX_LOSS_RANGES of them."""
+        are `lost`, no longer awaited (media completeness); at most MAX_LOSS_RANGES of them. What
+        was held of them (partial file, chunk rows) is deleted: no budget counts it, and a station
+        could otherwise fill the county's disk by half sending uploads and then listing them."""
         if not isinstance(media_ids, list):
             return
         for media_id in media_ids[:MAX_LOSS_RANGES]:
             if isinstance(media_id, str) and MEDIA_ID.match(media_id):
-                self.store._exec(
-                    f"""UPDATE media SET state = 'lost', deleted_at = ? WHERE station = ? AND media_id = ?
-                        AND state IN ({", ".join(f"'{s}'" for s in OPEN_STATES)})""",
+                # Not one being assembled: it has every chunk and is about to be complete.
+                cur = self.store._exec(
+                    """UPDATE media SET state = 'lost', deleted_at = ? WHERE station = ? AND media_id = ?
+                       AND state IN ('announced', 'partial')""",
                     (now, station, media_id),
                 )
                 self.count(station, "lost-at-station")
+                if cur.rowcount == 1:
+                    self.store._exec(
+                        "DELETE FROM media_chunks WHERE station = ? AND media_id = ?", (station, media_id)
+                    )
+                    self._drop_partial(station, media_id)
         self.store.commit()
 
     def manifest(self, station: str, media_id: str, payload: bytes, now: float) -> None:
@@ -262,7 +273,10 @@ class MediaStore:
 
     def chunk(self, station: str, media_id: str, part: str | None, payload: bytes, now: float) -> str:
         """Hold one chunk; returns `stored`, `duplicate` or `no-manifest` (not yet known: the
-        caller may try again shortly). Raises Refused for a chunk that does not fit."""
+        caller may try again shortly). Raises Refused for a chunk that does not fit, or that no
+        manifest could allow (before the caller holds it while waiting for its manifest)."""
+        if len(payload) > MAX_CHUNK:
+            raise Refused("chunk-size", f"chunk of {media_id[:70]!r} has {len(payload)} bytes, at most {MAX_CHUNK}")
         m = self.known(station, media_id)
         if m is None:
             return "no-manifest"
@@ -336,6 +350,13 @@ class MediaStore:
 
     def _partial(self, station: str, media_id: str) -> Path:
         return self.dir / PARTIAL / station / media_id
+
+    def _drop_partial(self, station: str, media_id: str) -> None:
+        partial = self._partial(station, media_id)
+        fd = self._fds.pop(partial, None)
+        if fd is not None:
+            os.close(fd)
+        partial.unlink(missing_ok=True)
 
     def _partial_fd(self, station: str, media_id: str) -> int:
         """The upload's partial file, open for writing at offsets (kept open: creating a file per

@@ -14,7 +14,7 @@ import pytest
 
 from centre.bounds import Refused
 from centre.config import StoreConfig
-from centre.media import MAX_OPEN, MediaStore
+from centre.media import MAX_CHUNK, MAX_OPEN, MediaStore
 from centre.store import open_store
 
 ST = "st-1"
@@ -163,3 +163,40 @@ def test_an_h264_clip_keeps_its_kind(tmp_path: Path) -> None:
     refused(
         lambda: store.manifest(ST, "evidence-w", manifest("evidence-w", data, content_type="x/y"), 1.0), "bad-manifest"
     )
+
+
+@pytest.mark.parametrize("media_id", ["..", ".", "Clip-A", "clip a", "<img src=x onerror=alert(1)>", "x" * 65])
+def test_a_media_id_the_topic_gives_is_checked_before_it_names_a_file(tmp_path: Path, media_id: str) -> None:
+    """A station publishes on `media/<id>/manifest` with an id no station makes: the id would
+    name its partial file and its final file, so it is refused (hostile) and nothing is written."""
+    store = opened(tmp_path)
+    refused(lambda: store.manifest(ST, media_id, manifest(media_id, b"", chunks=0), 1.0), "bad-media-id")
+    assert store.known(ST, media_id) is None
+    assert not (tmp_path / "media" / ST).exists()
+
+
+def test_a_chunk_too_big_for_any_manifest_is_refused_before_it_is_held(tmp_path: Path) -> None:
+    """A chunk with no manifest (yet) is kept a while by the ingest thread; one larger than any
+    manifest allows is refused at once, so hostile 256 MB messages are never held."""
+    store = opened(tmp_path)
+    refused(lambda: store.chunk(ST, "clip-none", "0", b"z" * (MAX_CHUNK + 1), 1.0), "chunk-size")
+    assert store.chunk(ST, "clip-none", "0", b"z" * MAX_CHUNK, 1.0) == "no-manifest"
+
+
+def test_a_lost_upload_gives_back_its_disk(tmp_path: Path) -> None:
+    """A station's eviction lists an upload it had half sent: the county's partial file and its
+    chunk rows go with it, so uploads lost (or a station repeating the trick) never fill the disk
+    outside the budget."""
+    store = opened(tmp_path)
+    data = b"p" * 5000
+    store.manifest(ST, "clip-half", manifest("clip-half", data), 1.0)
+    for n, chunk in list(enumerate(parts(data)))[:3]:
+        assert store.chunk(ST, "clip-half", str(n), chunk, 1.0) == "stored"
+    partial = tmp_path / "media" / ".partial" / ST / "clip-half"
+    assert partial.exists()
+    store.never_coming(ST, ["clip-half"], 2.0)
+    assert not partial.exists()
+    assert store.store._exec("SELECT COUNT(*) FROM media_chunks").fetchone()[0] == 0
+    # A late chunk of the lost upload is not written again.
+    assert store.chunk(ST, "clip-half", "3", parts(data)[3], 3.0) == "duplicate"
+    assert not partial.exists()
