@@ -8,13 +8,17 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import tracemalloc
 from pathlib import Path
 
 import pytest
+from starlette.requests import Request
 
+from centre import config as centre_config
 from centre.bounds import Refused
 from centre.config import StoreConfig
 from centre.media import MAX_CHUNK, MAX_OPEN, MediaStore
+from centre.media_web import MAX_FRAMES, MediaWeb
 from centre.store import open_store
 
 ST = "st-1"
@@ -200,3 +204,51 @@ def test_a_lost_upload_gives_back_its_disk(tmp_path: Path) -> None:
     # A late chunk of the lost upload is not written again.
     assert store.chunk(ST, "clip-half", "3", parts(data)[3], 3.0) == "duplicate"
     assert not partial.exists()
+
+
+def _web(tmp_path: Path) -> MediaWeb:
+    """The media routes over the same store and directory the MediaStore fills."""
+    doc = {"centre": {"county": "c1"}, "store": {"path": str(tmp_path / "centre.db")},
+           "media": {"dir": str(tmp_path / "media")}}  # fmt: skip
+    return MediaWeb(centre_config.parse(doc, str(tmp_path / "c.toml")))
+
+
+def get(route, media_id: str, n: int | None = None) -> tuple[int, bytes]:
+    params = {"sid": ST, "media_id": media_id} | ({} if n is None else {"n": n})
+    response = route(Request({"type": "http", "method": "GET", "path_params": params}))
+    return response.status_code, response.body
+
+
+def upload(store: MediaStore, media_id: str, data: bytes) -> None:
+    store.manifest(ST, media_id, manifest(media_id, data, chunk=MAX_CHUNK), 1.0)
+    for n, chunk in enumerate(parts(data, MAX_CHUNK)):
+        store.chunk(ST, media_id, str(n), chunk, 1.0)
+
+
+def test_a_clip_that_is_no_mjpeg_is_not_playable_and_breaks_nothing(tmp_path: Path) -> None:
+    """A station's complete, sha-checked clip whose bytes are not concatenated JPEGs, or are
+    millions of tiny ones: its frame routes answer 404, not a server error or a huge index."""
+    upload(opened(tmp_path), "clip-junk", b"\xff\xd8" + b"junk" * 1000)
+    tiny = b"\xff\xd8\xff\xda\xff\xd9"  # the smallest frame the splitter takes
+    upload(opened(tmp_path), "clip-many", tiny * (MAX_FRAMES + 1))
+    web = _web(tmp_path)
+    assert get(web.frames, "clip-junk")[0] == 404
+    assert get(web.frame, "clip-junk", 0)[0] == 404
+    assert get(web.frames, "clip-many")[0] == 404, "more frames than any camera makes"
+
+
+def test_a_clips_frames_are_found_without_reading_it_into_memory(tmp_path: Path) -> None:
+    """Indexing a clip's frames (a station may send 256 MB) maps the file, it does not copy it:
+    a handful of viewers on large clips must not exhaust the console's memory."""
+    jpeg = b"\xff\xd8\xff\xe0\x00\x04ab\xff\xda\x00\x02" + b"p" * 60_000 + b"\xff\xd9"
+    data = jpeg * 300  # 18 MB
+    upload(opened(tmp_path), "clip-big", data)
+    web = _web(tmp_path)
+    tracemalloc.start()
+    try:
+        assert get(web.frames, "clip-big") == (200, b'{"frames":300}')
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < len(data) // 4, f"{peak} bytes allocated to index an {len(data)}-byte clip"
+    assert get(web.frame, "clip-big", 299) == (200, jpeg)
