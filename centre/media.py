@@ -50,6 +50,10 @@ DEFAULT_EXT = {"snapshot": "jpg", "clip": "mjpeg"}
 PARTIAL = ".partial"
 OPEN_FILES = 64  # partial files kept open between chunks
 ASSEMBLY_S = 60.0  # an assembly claimed longer ago than this was abandoned (its process stopped)
+# An upload still partial this long after its manifest will not complete (a broker restarted
+# without persistence lost chunks the station saw acknowledged): when a station's open uploads
+# reach MAX_OPEN, these are given up as lost, so they cannot block its new ones for good.
+STALE_S = 30 * 86_400.0
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS media (
@@ -200,18 +204,8 @@ class MediaStore:
             return
         for media_id in media_ids[:MAX_LOSS_RANGES]:
             if isinstance(media_id, str) and MEDIA_ID.match(media_id):
-                # Not one being assembled: it has every chunk and is about to be complete.
-                cur = self.store._exec(
-                    """UPDATE media SET state = 'lost', deleted_at = ? WHERE station = ? AND media_id = ?
-                       AND state IN ('announced', 'partial')""",
-                    (now, station, media_id),
-                )
+                self._lose(station, media_id, now)  # not one being assembled: it has every chunk
                 self.count(station, "lost-at-station")
-                if cur.rowcount == 1:
-                    self.store._exec(
-                        "DELETE FROM media_chunks WHERE station = ? AND media_id = ?", (station, media_id)
-                    )
-                    self._drop_partial(station, media_id)
         self.store.commit()
 
     def manifest(self, station: str, media_id: str, payload: bytes, now: float) -> None:
@@ -222,9 +216,9 @@ class MediaStore:
             if known != m:
                 raise Refused("manifest-changed", f"{media_id}: a second, different manifest", hostile=True)
             return
-        open_now = self.store._exec(
-            "SELECT COUNT(*) FROM media WHERE station = ? AND state IN ('partial', 'assembling')", (station,)
-        ).fetchone()[0]
+        open_now = self._open_uploads(station)
+        if open_now >= MAX_OPEN:
+            open_now -= self._give_up_stale(station, now)
         if open_now >= MAX_OPEN:
             raise Refused("too-many-uploads", f"{open_now} uploads open at once, at most {MAX_OPEN}", hostile=True)
         self.store._exec(
@@ -254,6 +248,43 @@ class MediaStore:
         self._manifests[(station, media_id)] = m
         if m.chunks == 0:
             self._maybe_complete(station, m, now)
+
+    def _open_uploads(self, station: str) -> int:
+        return self.store._exec(
+            "SELECT COUNT(*) FROM media WHERE station = ? AND state IN ('partial', 'assembling')", (station,)
+        ).fetchone()[0]
+
+    def _give_up_stale(self, station: str, now: float) -> int:
+        """The station's uploads partial for over STALE_S become lost, what was held of them
+        deleted; how many."""
+        stale = [
+            row[0]
+            for row in self.store._exec(
+                "SELECT media_id FROM media WHERE station = ? AND state = 'partial' AND manifest_at < ?",
+                (station, now - STALE_S),
+            ).fetchall()
+        ]
+        for media_id in stale:
+            self._lose(station, media_id, now)
+        if stale:
+            self.count(station, "lost-stale", len(stale))
+            self.store.commit()
+            log.warning("%s: %d uploads partial for over %.0f days given up", station, len(stale), STALE_S / 86400)
+        return len(stale)
+
+    def _lose(self, station: str, media_id: str, now: float) -> bool:
+        """An upload not yet complete (nor being assembled) becomes `lost`; what was held of it
+        (partial file, chunk rows) is deleted. False if it was in no such state."""
+        cur = self.store._exec(
+            """UPDATE media SET state = 'lost', deleted_at = ? WHERE station = ? AND media_id = ?
+               AND state IN ('announced', 'partial')""",
+            (now, station, media_id),
+        )
+        if cur.rowcount != 1:
+            return False
+        self.store._exec("DELETE FROM media_chunks WHERE station = ? AND media_id = ?", (station, media_id))
+        self._drop_partial(station, media_id)
+        return True
 
     def known(self, station: str, media_id: str) -> Manifest | None:
         """The manifest the store holds for this upload (from this process or another), if any."""

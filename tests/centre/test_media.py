@@ -17,7 +17,7 @@ from starlette.requests import Request
 from centre import config as centre_config
 from centre.bounds import Refused
 from centre.config import StoreConfig
-from centre.media import MAX_CHUNK, MAX_OPEN, MediaStore
+from centre.media import MAX_CHUNK, MAX_OPEN, STALE_S, MediaStore
 from centre.media_web import MAX_FRAMES, MediaWeb
 from centre.store import open_store
 
@@ -252,3 +252,21 @@ def test_a_clips_frames_are_found_without_reading_it_into_memory(tmp_path: Path)
         tracemalloc.stop()
     assert peak < len(data) // 4, f"{peak} bytes allocated to index an {len(data)}-byte clip"
     assert get(web.frame, "clip-big", 299) == (200, jpeg)
+
+
+def test_uploads_stuck_for_a_month_do_not_block_a_station_for_good(tmp_path: Path) -> None:
+    """A broker restarted without persistence loses chunks the station saw acknowledged: those
+    uploads stay partial at the county. Once MAX_OPEN of them are older than STALE_S, they are
+    lost (counted, their partial files deleted) and the station's new uploads are taken again."""
+    store = opened(tmp_path)
+    data = b"s" * 3000
+    for n in range(MAX_OPEN):
+        store.manifest(ST, f"clip-{n}", manifest(f"clip-{n}", data), 1.0)
+        store.chunk(ST, f"clip-{n}", "0", data[:1024], 1.0)
+    refused(lambda: store.manifest(ST, "clip-new", manifest("clip-new", data), 2.0), "too-many-uploads")
+    later = 1.0 + STALE_S + 1
+    store.manifest(ST, "clip-new", manifest("clip-new", data), later)
+    assert not list((tmp_path / "media" / ".partial" / ST).glob("clip-[0-9]*"))
+    states = dict(store.store._exec("SELECT state, COUNT(*) FROM media GROUP BY state"))
+    assert states == {"lost": MAX_OPEN, "partial": 1}
+    assert dict(store.store._exec("SELECT what, n FROM media_counts"))["lost-stale"] == MAX_OPEN
