@@ -18,8 +18,10 @@ from centre import config as centre_config
 from centre.bounds import Refused
 from centre.config import StoreConfig
 from centre.media import MAX_CHUNK, MAX_OPEN, STALE_S, MediaStore
+from centre.media_ingest import MAX_EARLY_BYTES, MediaIngest
 from centre.media_web import MAX_FRAMES, MediaWeb
 from centre.store import open_store
+from mqtt import topics
 
 ST = "st-1"
 
@@ -270,3 +272,18 @@ def test_uploads_stuck_for_a_month_do_not_block_a_station_for_good(tmp_path: Pat
     states = dict(store.store._exec("SELECT state, COUNT(*) FROM media GROUP BY state"))
     assert states == {"lost": MAX_OPEN, "partial": 1}
     assert dict(store.store._exec("SELECT what, n FROM media_counts"))["lost-stale"] == MAX_OPEN
+
+
+def test_chunks_waiting_for_their_manifest_are_bounded_in_bytes(tmp_path: Path) -> None:
+    """Chunks that come before their manifest are held a while (shared subscriptions split a
+    station's messages between console processes); a station sending only such chunks, each
+    the largest allowed, is refused past MAX_EARLY_BYTES, not held up to MAX_EARLY MiB."""
+    doc = {"centre": {"county": "c1"}, "store": {"path": str(tmp_path / "centre.db")},
+           "media": {"dir": str(tmp_path / "media")}}  # fmt: skip
+    ingest = MediaIngest(centre_config.parse(doc, str(tmp_path / "c.toml")), "t")
+    ingest.media = opened(tmp_path)
+    for n in range(64):
+        ingest._message(topics.media_topic("c1", ST, f"clip-{n}", 0), b"z" * MAX_CHUNK, 1.0)
+    held = ingest.metrics()["early_bytes"]
+    assert 0 < held <= MAX_EARLY_BYTES
+    assert ingest.counters["refused"] == 64 - held // MAX_CHUNK
