@@ -36,7 +36,7 @@ from centre.config import CentreConfig
 from centre.model import CountyModel, Outage
 from centre.store import Incoming, Store
 from edge.events import Event
-from mqtt import codec, topics
+from mqtt import batch, codec, topics
 from mqtt.client import make_client
 
 log = logging.getLogger("yimen.centre.ingest")
@@ -63,7 +63,10 @@ class Ingest:
         self._ids = itertools.count(1)
         self._floors: dict[str, int] = {}
         self.subscribed = threading.Event()
-        self.counters = {"messages": 0, "stored": 0, "duplicates": 0, "errors": 0, "batches": 0}
+        self.counters = {
+            "messages": 0, "stored": 0, "duplicates": 0, "errors": 0, "batches": 0,
+            "event_batches": 0, "batch_events": 0, "batch_refused": 0, "batch_events_refused": 0,
+        }  # fmt: skip
         # Connection 0: statuses and replies; 1..workers: events (see _subscriptions).
         self.per_worker = [0] * (config.ingest.workers + 1)  # messages each connection received
         self._subscribed_clients: set[int] = set()
@@ -225,6 +228,8 @@ class Ingest:
                     self._status(topic.station, codec.decode_status(payload), received)
                 elif topic.channel == "cmd-reply":
                     self._resolve(payload, None)
+                elif topic.channel == "events" and batch.is_batch(payload):
+                    incoming.extend(self._batch_rows(topic, payload, props, received))
                 elif topic.channel == "events":
                     event = Event.from_bytes(payload)
                     replayed = ("replay", "1") in (getattr(props, "UserProperty", None) or [])
@@ -250,6 +255,37 @@ class Ingest:
             self._save_floors(touched)
         self.store.commit()
         self.counters["batches"] += 1
+
+    def _batch_rows(
+        self, topic: topics.Topic, payload: bytes, props: Any, received: float
+    ) -> list[tuple[Incoming, Event]]:
+        """A station's batch, event by event. The batch is hostile input: mqtt/batch.py bounds
+        its count and inflated size before allocating; the topic is the truth, so an event that
+        names another station, or another kind than the topic's, is refused and counted, and
+        the rest of the batch is stored."""
+        try:
+            payloads = batch.unpack(payload)
+        except batch.BatchError as exc:
+            self.counters["batch_refused"] += 1
+            raise ValueError(f"batch refused: {exc}") from None
+        self.counters["event_batches"] += 1
+        replayed = ("replay", "1") in (getattr(props, "UserProperty", None) or [])
+        rows = []
+        for body in payloads:
+            try:
+                event = Event.from_bytes(body)
+                if event.station != topic.station or event.kind != topic.kind:
+                    raise ValueError(
+                        f"event {event.id} ({event.kind}) in a batch on the topic of {topic.station}/{topic.kind}"
+                    )
+            except (ValueError, KeyError, TypeError) as exc:
+                self.counters["batch_events_refused"] += 1
+                log.warning("refused an event in a batch from %s: %s", topic.station, exc)
+                continue
+            self.counters["batch_events"] += 1
+            row = Incoming(event.id, event.station, event.seq, event.kind, event.ts, body.decode(), replayed, received)
+            rows.append((row, event))
+        return rows
 
     def _status(self, sid: str, doc: dict[str, Any], now: float) -> None:
         change = self.model.apply_status(sid, doc, now)

@@ -15,6 +15,11 @@ Media files (mqtt/media_upload.py) ride the same connection and window: when a `
 is acknowledged, its upload job is registered; chunks fill the window only when the outbox has
 nothing left to send, and their PUBACKs are matched by mid like events. Live-view frames go
 at QoS 0, one at a time: a frame still in paho's buffer makes the next one be skipped.
+
+A backlog (at least `[link] batch_min` events waiting) goes in compressed batches
+(mqtt/batch.py: packing, and splitting a refused batch), each matched by its mid like an event;
+live events go one by one. Event topics use MQTT 5 topic aliases where the broker offers them
+(mqtt/aliases.py).
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from edge import __version__
 from edge.events import NewEvent, Priority
 from edge.outbox import Outbox, Pending
 from mqtt import codec, topics
+from mqtt.aliases import TopicAliases
+from mqtt.batch import Batches, groups, pack
 from mqtt.client import make_client
 from mqtt.commands import Arg, Command, CommandError
 from mqtt.config import BrokerConfig
@@ -90,6 +97,8 @@ class Uplink:
         subscriptions: list[tuple[str, int]] = (),  # type: ignore[assignment]
         on_message: Callable[[str, bytes, Any], None] | None = None,
         media: MediaUploader | None = None,
+        batches: Batches | None = None,
+        batch_min: int = 8,
     ) -> None:
         self._config = config
         self._county = county
@@ -99,6 +108,9 @@ class Uplink:
         self._subscriptions = list(subscriptions)
         self._on_message = on_message
         self._media = media
+        self._batches = batches  # None: every event goes alone (as before batches existed)
+        self._batch_min = batch_min
+        self._aliases = TopicAliases()
         self._queue: queue.SimpleQueue[tuple] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="yimen-uplink", daemon=True)
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
@@ -192,6 +204,7 @@ class Uplink:
             "delivered": self._delivered,
             "parked": self._parked,
             "live_skipped": self._live_skipped,
+            **({"batches": self._batches.status()} if self._batches is not None else {}),
             **({"media": self._media.status()} if self._media is not None else {}),
         }
 
@@ -293,6 +306,9 @@ class Uplink:
         if mid in self._live_mids:
             self._live_mids.discard(mid)
             return
+        if self._batches is not None and self._batches.owns(mid):
+            self._unmarked.extend(self._batches.acked(mid, code))  # refused: its halves go again
+            return
         if self._media is not None and mid in self._media_mids:
             self._media.acked(self._media_mids.pop(mid), code)
             return
@@ -373,6 +389,7 @@ class Uplink:
                 self._retry_later(f"broker refused the connection: {reason} (0x{code:02X})")
             return
         receive_max = getattr(props, "ReceiveMaximum", None)
+        self._aliases.reset(getattr(props, "TopicAliasMaximum", None))
         self._window = min(self._config.inflight, receive_max or self._config.inflight)
         self._backoff.reset()
         self._outbox.outage_ended()
@@ -421,6 +438,8 @@ class Uplink:
         self._media_mids.clear()
         if self._media is not None:
             self._media.lost()
+        if self._batches is not None:
+            self._batches.lost()
 
     def _next_pending(self, room: int) -> list[Pending]:
         """Up to `room` events to send next, priority first, then seq.
@@ -431,6 +450,8 @@ class Uplink:
         if not self._ready or self._ready_at != self._outbox.commits:
             at = self._outbox.commits
             exclude = [item.seq for item in self._inflight.values()] + [item.seq for item in self._unmarked]
+            if self._batches is not None:
+                exclude += self._batches.holds()
             self._ready = collections.deque(self._outbox.pending(max(room, READ_AHEAD), exclude=exclude))
             self._ready_at = at
         return [self._ready.popleft() for _ in range(min(room, len(self._ready)))]
@@ -439,33 +460,68 @@ class Uplink:
         """Keep the window full: priority first, then seq; each event's stored bytes. Media
         chunks take what is left only once every pending event is in flight."""
         room = self._window - len(self._inflight) - len(self._media_mids)
+        if self._batches is not None:
+            room -= len(self._batches)
+            if room > 0 and self._client is not None:
+                room = self._fill_batches(room)
         if room <= 0 or self._client is None:
             return
-        client = self._client
-        v5 = self._config.protocol == "5"
         items = self._next_pending(room)
         for item in items:
-            late = item.seq < self._first_live_seq or item.seq in self._attempted
-            props = codec.replay_properties() if (late and v5) else None
-            topic = self._topics.get(item.kind)
-            if topic is None:
-                topic = self._topics[item.kind] = topics.event_topic(self._county, self._station, item.kind)
-            info = client.publish(
-                topic,
-                item.payload,
-                qos=1,
-                properties=props,
-            )
-            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                # The connection went away under us; the disconnect item will follow.
-                self._ready.clear()
+            if not self._publish_events([item]):
                 return
-            self._inflight[info.mid] = item
-            if item.seq >= self._first_live_seq:  # older ones count as re-sends anyway
-                self._attempted.add(item.seq)
         if self._media is not None and len(items) < room:
             # Nothing else waits in the outbox: the rest of the window may carry media.
             self._fill_media(room - len(items))
+
+    def _late(self, item: Pending) -> bool:
+        """A re-send: from before this process started, or already published once by it."""
+        return item.seq < self._first_live_seq or item.seq in self._attempted
+
+    def _publish_events(self, group: list[Pending]) -> bool:
+        """Publish one event (its stored bytes) or a batch of one kind; False if the connection
+        went away under us (the disconnect item follows and the outbox sends them again)."""
+        assert self._client is not None
+        first = group[0]
+        late = self._late(first)
+        topic = self._topics.get(first.kind)
+        if topic is None:
+            topic = self._topics[first.kind] = topics.event_topic(self._county, self._station, first.kind)
+        payload = first.payload if len(group) == 1 else pack(p.payload for p in group)
+        props = codec.replay_properties() if (late and self._config.protocol == "5") else None
+        if self._config.protocol == "5":
+            topic, props = self._aliases.publish_args(topic, props)
+        info = self._client.publish(topic, payload, qos=1, properties=props)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._ready.clear()
+            return False
+        if len(group) == 1:
+            self._inflight[info.mid] = first
+        else:
+            assert self._batches is not None
+            self._batches.published(info.mid, group, len(payload))
+        self._attempted.update(p.seq for p in group if p.seq >= self._first_live_seq)  # older: re-sends anyway
+        return True
+
+    def _fill_batches(self, room: int) -> int:
+        """While a backlog waits, send it in batches (halves of refused ones first); returns the
+        window slots left for single events and media."""
+        assert self._batches is not None
+        batches = self._batches
+        while room > 0 and batches.room() > 0:
+            group = batches.next_again()
+            if group is None:
+                self._next_pending(0)  # refresh the read-ahead if a commit made it stale
+                if len(self._ready) < self._batch_min:
+                    break  # no backlog: events go one by one
+                taken = self._next_pending(batches.limits.max_events)
+                made = groups(taken, self._late, batches.limits)
+                group, rest = made[0], [p for g in made[1:] for p in g]
+                self._ready.extendleft(reversed(rest))  # the next round packs them
+            if not self._publish_events(group):
+                break
+            room -= 1
+        return room
 
     def _fill_media(self, room: int) -> None:
         assert self._client is not None and self._media is not None
@@ -482,7 +538,7 @@ class Uplink:
         # clean stop leaves nothing behind; whatever does not make it stays in the outbox.
         while self._state == "connected" and time.monotonic() < deadline:
             self._fill()
-            if not self._inflight:
+            if not self._inflight and not self._batches:
                 break
             try:
                 self._handle([self._queue.get(timeout=max(0.0, deadline - time.monotonic()))])
