@@ -12,20 +12,19 @@ import pytest
 from edge.events import Priority
 from edge.outbox import Pending
 from mqtt import batch
-from mqtt.batch import Batches, BatchError, BatchLimits, groups, pack, unpack
+from mqtt.batch import BatchError, Batches, BatchLimits, groups, pack, unpack
 
 
 def payloads(n: int) -> list[bytes]:
     return [
-        ('{"id":"hy-0001-%d","station":"hy-0001","seq":%d,"kind":"rating","data":{"n":"%s"}}' % (i, i, "é" * (i % 7)))
-        .encode()
+        f'{{"id":"hy-0001-{i}","station":"hy-0001","seq":{i},"kind":"rating","data":{{"n":"{"é" * (i % 7)}"}}}}'.encode()
         for i in range(1, n + 1)
     ]
 
 
 @pytest.mark.parametrize("codec", [batch.CODEC_ZLIB, batch.CODEC_ZLIB_DICT])
 def test_round_trip_is_byte_identical(codec: int) -> None:
-    events = payloads(200) + [b"{}", b"{" + b"x" * 70_000 + b"}"]  # lengths of 1, 2 and 3 varint bytes
+    events = [*payloads(200), b"{}", b"{" + b"x" * 70_000 + b"}"]  # lengths of 1, 2 and 3 varint bytes
     packed = pack(events, codec=codec)
     assert batch.is_batch(packed) and not batch.is_batch(events[0])
     assert unpack(packed) == events
