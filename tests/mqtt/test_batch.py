@@ -17,7 +17,7 @@ from mqtt.batch import BatchError, Batches, BatchLimits, groups, pack, unpack
 
 def payloads(n: int) -> list[bytes]:
     return [
-        f'{{"id":"hy-0001-{i}","station":"hy-0001","seq":{i},"kind":"rating","data":{{"n":"{"é" * (i % 7)}"}}}}'.encode()
+        f'{{"id":"hy-1-{i}","station":"hy-1","seq":{i},"kind":"rating","data":{{"n":"{"é" * (i % 7)}"}}}}'.encode()
         for i in range(1, n + 1)
     ]
 

@@ -4,8 +4,8 @@ Usage: python -m tests.support.subscriber HOST PORT COUNTY OUTFILE
 Writes one JSON line per message (topic, payload as base64, replay flag) and a line
 {"subscribed": n} after each SUBACK; an event batch is written as one line per event it
 carries (unpacked with the contract's own reader, mqtt/batch.py), marked `"batch": true`,
-flushing each line, until SIGTERM. It reconnects
-quickly by itself so that a broker restart costs it as little as possible.
+flushing each line, until SIGTERM. It reconnects quickly by itself so that a broker restart
+costs it as little as possible.
 """
 
 from __future__ import annotations
