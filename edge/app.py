@@ -103,8 +103,7 @@ class Gateway:
             subscriptions=self.downlink.subscriptions(),
             on_message=self.downlink.on_message,
             media=self.uploader,
-            batches=config.link.batches(),
-            batch_min=config.link.batch_min,
+            link=config.link,
         )
         self.downlink.bind(self.uplink.publish_control)
         self.stopping = stopping or threading.Event()  # set: `run` stops the gateway

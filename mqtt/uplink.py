@@ -42,10 +42,11 @@ from edge.events import NewEvent, Priority
 from edge.outbox import Outbox, Pending
 from mqtt import codec, topics
 from mqtt.aliases import TopicAliases
-from mqtt.batch import Batches, groups, pack
+from mqtt.batch import groups, pack
 from mqtt.client import make_client
 from mqtt.commands import Arg, Command, CommandError
 from mqtt.config import BrokerConfig
+from mqtt.link import LinkConfig
 from mqtt.media_upload import Key, MediaUploader
 
 log = logging.getLogger("yimen.uplink")
@@ -97,9 +98,9 @@ class Uplink:
         subscriptions: list[tuple[str, int]] = (),  # type: ignore[assignment]
         on_message: Callable[[str, bytes, Any], None] | None = None,
         media: MediaUploader | None = None,
-        batches: Batches | None = None,
-        batch_min: int = 8,
+        link: LinkConfig | None = None,
     ) -> None:
+        link = link or LinkConfig()
         self._config = config
         self._county = county
         self._station = station
@@ -108,9 +109,9 @@ class Uplink:
         self._subscriptions = list(subscriptions)
         self._on_message = on_message
         self._media = media
-        self._batches = batches  # None: every event goes alone (as before batches existed)
-        self._batch_min = batch_min
-        self._aliases = TopicAliases()
+        self._batches = link.batches()  # None: every event goes alone (as before batches existed)
+        self._batch_min = link.batch_min
+        self._aliases = TopicAliases() if link.topic_aliases and config.protocol == "5" else None
         self._queue: queue.SimpleQueue[tuple] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="yimen-uplink", daemon=True)
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
@@ -389,7 +390,8 @@ class Uplink:
                 self._retry_later(f"broker refused the connection: {reason} (0x{code:02X})")
             return
         receive_max = getattr(props, "ReceiveMaximum", None)
-        self._aliases.reset(getattr(props, "TopicAliasMaximum", None))
+        if self._aliases is not None:
+            self._aliases.reset(getattr(props, "TopicAliasMaximum", None))
         self._window = min(self._config.inflight, receive_max or self._config.inflight)
         self._backoff.reset()
         self._outbox.outage_ended()
@@ -489,7 +491,7 @@ class Uplink:
             topic = self._topics[first.kind] = topics.event_topic(self._county, self._station, first.kind)
         payload = first.payload if len(group) == 1 else pack(p.payload for p in group)
         props = codec.replay_properties() if (late and self._config.protocol == "5") else None
-        if self._config.protocol == "5":
+        if self._aliases is not None:
             topic, props = self._aliases.publish_args(topic, props)
         info = self._client.publish(topic, payload, qos=1, properties=props)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
