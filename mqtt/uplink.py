@@ -513,17 +513,20 @@ class Uplink:
         while room > 0 and batches.room() > 0:
             group = batches.next_again()
             if group is None:
-                self._next_pending(0)  # refresh the read-ahead if a commit made it stale
-                if len(self._ready) < self._batch_min:
-                    break  # no backlog: events go one by one
+                if len(self._ready) < batches.limits.max_events:
+                    self._ready.clear()  # read afresh: the read-ahead's tail may hide a backlog
                 taken = self._next_pending(batches.limits.max_events)
+                if len(taken) < self._batch_min:
+                    self._ready.extendleft(reversed(taken))
+                    break  # no backlog: events go one by one
                 made = groups(taken, self._late, batches.limits)
                 group, rest = made[0], [p for g in made[1:] for p in g]
                 self._ready.extendleft(reversed(rest))  # the next round packs them
             if not self._publish_events(group):
-                break
+                return 0
             room -= 1
-        return room
+        # Batches in flight fill their slots: the backlog waits for them rather than going alone.
+        return room if batches.room() > 0 else 0
 
     def _fill_media(self, room: int) -> None:
         assert self._client is not None and self._media is not None
