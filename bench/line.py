@@ -27,11 +27,11 @@ from pathlib import Path
 
 import _common as c
 import drain
-from shaped import ShapedRelay
 
 from edge.events import NewEvent, Priority
 from mqtt.broker import Mosquitto
 from mqtt.uplink import Uplink
+from tests.support.shaped import ShapedRelay
 
 TODAY = "\n[link]\nbatch = false\ntopic_aliases = false\n"
 

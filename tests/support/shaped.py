@@ -1,4 +1,4 @@
-"""A shaped TCP relay for the benchmarks: a village line between the station and the broker.
+"""A shaped TCP relay for the benchmarks and tests: a village line between station and broker.
 
 Each direction is a line of `kbps` kilobits a second with `delay_s` one-way delay: a chunk read
 from one side leaves the line's far end once the line has serialised every byte before it and
