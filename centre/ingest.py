@@ -36,7 +36,8 @@ from centre.config import CentreConfig
 from centre.model import CountyModel, Outage
 from centre.store import Incoming, Store
 from edge.events import Event
-from mqtt import batch, codec, topics
+from mqtt import batch as event_batch
+from mqtt import codec, topics
 from mqtt.client import make_client
 
 log = logging.getLogger("yimen.centre.ingest")
@@ -228,7 +229,7 @@ class Ingest:
                     self._status(topic.station, codec.decode_status(payload), received)
                 elif topic.channel == "cmd-reply":
                     self._resolve(payload, None)
-                elif topic.channel == "events" and batch.is_batch(payload):
+                elif topic.channel == "events" and event_batch.is_batch(payload):
                     incoming.extend(self._batch_rows(topic, payload, props, received))
                 elif topic.channel == "events":
                     event = Event.from_bytes(payload)
@@ -264,8 +265,8 @@ class Ingest:
         names another station, or another kind than the topic's, is refused and counted, and
         the rest of the batch is stored."""
         try:
-            payloads = batch.unpack(payload)
-        except batch.BatchError as exc:
+            payloads = event_batch.unpack(payload)
+        except event_batch.BatchError as exc:
             self.counters["batch_refused"] += 1
             raise ValueError(f"batch refused: {exc}") from None
         self.counters["event_batches"] += 1
