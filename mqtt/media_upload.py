@@ -127,6 +127,7 @@ def _manifest(event: Event, chunk_size: int) -> bytes:
         "media_id": data["media_id"],
         "event": event.id,
         "type": data.get("type"),
+        "ext": data.get("ext") or str(data.get("path", "")).rpartition(".")[2] or None,
         "window": data.get("window"),
         "caused_by": data.get("caused_by"),
         "size": data["size"],
