@@ -151,8 +151,10 @@ class MediaUploader:
         *,
         v5: bool = True,
         now: Callable[[], float] = time.monotonic,
+        may_upload: Callable[[str], bool] = lambda _media_id: True,
     ) -> None:
         self._storage = storage
+        self._may_upload = may_upload  # the month's data budget (edge/budget.py) may hold media back
         self._county = county
         self._station = station
         self._v5 = v5
@@ -229,7 +231,7 @@ class MediaUploader:
 
     def wait_s(self) -> float | None:
         """When `take` could yield again by the clock alone; None if only a PUBACK or new job can help."""
-        if len(self._inflight) >= MAX_INFLIGHT or not any(job.todo for job in self._jobs):
+        if len(self._inflight) >= MAX_INFLIGHT or not any(job.todo for job in self._jobs if self._may_go(job)):
             return None
         return self._pacer.wait_s()
 
@@ -309,8 +311,14 @@ class MediaUploader:
         self._jobs.append(job)
         self._jobs.sort(key=lambda j: (-j.rank, j.seq))
 
+    def _may_go(self, job: _Job) -> bool:
+        """A file the budget holds back waits, unless it is under way (its manifest went)."""
+        return MANIFEST_PART not in job.todo or self._may_upload(job.media_id)
+
     def _next(self) -> MediaMessage | None:
         for job in list(self._jobs):
+            if not self._may_go(job):
+                continue
             while job.todo:
                 part = job.todo.pop(0)
                 payload = job.manifest if part == MANIFEST_PART else self._read(job, part)

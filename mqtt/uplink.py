@@ -47,7 +47,7 @@ from mqtt.client import make_client
 from mqtt.commands import Arg, Command, CommandError
 from mqtt.config import BrokerConfig
 from mqtt.link import LinkConfig
-from mqtt.media_upload import Key, MediaUploader
+from mqtt.media_upload import Key, MediaUploader, publish_size
 
 log = logging.getLogger("yimen.uplink")
 
@@ -62,6 +62,17 @@ MARK_BATCH = 100
 # Events read from the outbox at a time while draining a backlog.
 READ_AHEAD = 200
 SHUTDOWN_DRAIN_S = 3.0
+# Counted for the data budget: a PUBACK without properties; CONNECT and CONNACK, about.
+PUBACK_BYTES = 4
+CONNECT_BYTES = 200
+CONNACK_BYTES = 20
+
+
+def _props_bytes(props: Any) -> int:
+    """What MQTT 5 properties add to a PUBLISH: a topic alias (3 bytes), replay=1 (13 bytes)."""
+    if props is None:
+        return 0
+    return (3 if getattr(props, "TopicAlias", None) else 0) + (13 if getattr(props, "UserProperty", None) else 0)
 
 
 class Backoff:
@@ -99,8 +110,11 @@ class Uplink:
         on_message: Callable[[str, bytes, Any], None] | None = None,
         media: MediaUploader | None = None,
         link: LinkConfig | None = None,
+        meter: Callable[[int, int], None] | None = None,
     ) -> None:
         link = link or LinkConfig()
+        # Bytes sent and received, MQTT packets as they go (the month's data budget counts them).
+        self._meter = meter or (lambda _sent, _received: None)
         self._config = config
         self._county = county
         self._station = station
@@ -301,6 +315,7 @@ class Uplink:
 
     def _on_ack(self, mid: int, reason: ReasonCode | int) -> None:
         code = reason.value if isinstance(reason, ReasonCode) else int(reason)
+        self._meter(0, PUBACK_BYTES)
         if mid in self._control_mids:
             self._control_mids.discard(mid)
             return
@@ -352,8 +367,15 @@ class Uplink:
         client.on_disconnect = lambda _c, _u, _f, rc, _p: put(("disconnect", gen, rc))
         client.on_publish = lambda _c, _u, mid, rc, _p: put(("puback", gen, mid, rc))
         if self._on_message is not None:
-            deliver = self._on_message
-            client.on_message = lambda _c, _u, msg: deliver(msg.topic, msg.payload, getattr(msg, "properties", None))
+            deliver, meter = self._on_message, self._meter
+
+            def on_message(_c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
+                meter(PUBACK_BYTES, publish_size(msg.topic, len(msg.payload), qos=msg.qos, v5=v5))
+                deliver(msg.topic, msg.payload, getattr(msg, "properties", None))
+
+            client.on_message = on_message
+        # CONNECT (client id, will, login) and CONNACK, roughly: a few per day on a steady link.
+        self._meter(CONNECT_BYTES, CONNACK_BYTES)
         self._set_state("connecting", self._cause)
         try:
             # paho's keepalive logic notices silence after 2 x its keepalive; half ours detects
@@ -412,6 +434,7 @@ class Uplink:
             return
         info = self._client.publish(topic, payload, qos=1, retain=retain, properties=properties)
         self._control_mids.add(info.mid)
+        self._meter(publish_size(topic, len(payload), qos=1, v5=self._config.protocol == "5"), 0)
 
     def _publish_live(self, topic: str, payload: bytes) -> None:
         if self._client is None or self._state != "connected" or self._live_mids:
@@ -420,6 +443,7 @@ class Uplink:
         info = self._client.publish(topic, payload, qos=0)
         if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._live_mids.add(info.mid)
+            self._meter(len(payload) + len(topic) + 5, 0)
             if self._media is not None:
                 self._media.charge(len(payload) + len(topic) + 5)
 
@@ -497,6 +521,7 @@ class Uplink:
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._ready.clear()
             return False
+        self._meter(publish_size(topic, len(payload), qos=1, v5=self._config.protocol == "5") + _props_bytes(props), 0)
         if len(group) == 1:
             self._inflight[info.mid] = first
         else:
@@ -535,6 +560,7 @@ class Uplink:
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 break  # the disconnect that follows puts it (and the rest) back
             self._media_mids[info.mid] = message.key
+            self._meter(message.size, 0)
 
     def _shutdown(self) -> None:
         """Clean stop: say offline ourselves (a clean DISCONNECT suppresses the will)."""

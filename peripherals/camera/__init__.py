@@ -166,6 +166,17 @@ def parse_cameras(top: Section) -> tuple[CameraConfig, ...]:
     return cameras
 
 
+@dataclass(frozen=True)
+class MediaThrottle:
+    """What a metered line's budget (edge/budget.py) lets the camera do now: scheduled snapshots
+    `snapshot_every` times less often, at most `snapshot_quality`, or none (`snapshots`).
+    Snapshots someone asked for and clips are never throttled here; their upload may wait."""
+
+    snapshot_every: int = 1
+    snapshot_quality: int | None = None
+    snapshots: bool = True
+
+
 class Camera(Protocol):
     """What the station sees of a camera, whichever backend is behind it."""
 
@@ -191,12 +202,18 @@ class Camera(Protocol):
         function is called; it must only hand over (live view)."""
 
 
-def make_camera(config: CameraConfig, media: MediaStore, clock: FrameClock | None = None) -> Camera:
-    """The camera for one `[[cameras]]` table; `clock` is for tests (default: the wall clock)."""
+def make_camera(
+    config: CameraConfig,
+    media: MediaStore,
+    clock: FrameClock | None = None,
+    throttle: Callable[[], MediaThrottle] | None = None,
+) -> Camera:
+    """The camera for one `[[cameras]]` table; `clock` is for tests (default: the wall clock),
+    `throttle` the data budget's say (default: none)."""
     if config.backend == "sim":
         from peripherals.camera.sim import SyntheticCamera
 
-        return SyntheticCamera(config, media, clock)
+        return SyntheticCamera(config, media, clock, throttle)
     from peripherals.camera.driver import Picamera2Camera
 
-    return Picamera2Camera(config, media, clock)
+    return Picamera2Camera(config, media, clock, throttle)

@@ -39,7 +39,7 @@ from typing import Any, ClassVar, Protocol
 
 from edge.events import Event
 from edge.media import MediaStore, MediaType, MediaWriter
-from peripherals.camera import CameraConfig, video
+from peripherals.camera import CameraConfig, MediaThrottle, video
 from peripherals.camera.frames import Frame, resized_jpeg, thumbnail
 
 # Overlapping clips beyond this are refused: four already cover any 30 s window several times over,
@@ -125,10 +125,17 @@ class FrameCamera(ABC):
 
     backend: ClassVar[str]
 
-    def __init__(self, config: CameraConfig, media: MediaStore, clock: FrameClock | None = None) -> None:
+    def __init__(
+        self,
+        config: CameraConfig,
+        media: MediaStore,
+        clock: FrameClock | None = None,
+        throttle: Callable[[], MediaThrottle] | None = None,
+    ) -> None:
         self.config = config
         self.media = media
         self.clock: FrameClock = clock or WallClock()
+        self._throttle = throttle or MediaThrottle
         self.log = logging.getLogger(f"yimen.camera.w{config.window}")
         # A request is served at the frame after it, up to a period late: keep that much more.
         self._ring = Ring(config.clip_before_s + 2 / config.fps, config.fps)
@@ -140,7 +147,8 @@ class FrameCamera(ABC):
         self._state = "stopped"
         self._error: str | None = None
         self._counts = {
-            "frames": 0, "snapshots": 0, "snapshots_skipped": 0, "clips": 0, "clips_refused": 0, "store_errors": 0,
+            "frames": 0, "snapshots": 0, "snapshots_skipped": 0, "snapshots_deferred": 0,
+            "clips": 0, "clips_refused": 0, "store_errors": 0,
         }  # fmt: skip
         self._last_thumb: bytes | None = None  # the last stored snapshot's 32x24 grey thumbnail
         self._last_frame: float | None = None
@@ -278,16 +286,19 @@ class FrameCamera(ABC):
                 self._store_snapshot(frame, request.caused_by, request.future)
             else:
                 self._begin_clip(frame, request)
-        interval = self.config.snapshot_interval_s
+        throttle = self._throttle()
+        interval = self.config.snapshot_interval_s * throttle.snapshot_every
         if interval > 0:
             if self._next_snapshot is None or frame.ts >= self._next_snapshot + interval:
                 self._next_snapshot = frame.ts  # first frame, or the cadence fell behind (a stall)
             if frame.ts >= self._next_snapshot:
                 self._next_snapshot += interval
-                if self._unchanged(frame):
+                if not throttle.snapshots:
+                    self._counts["snapshots_deferred"] += 1  # the month's data budget runs low
+                elif self._unchanged(frame):
                     self._counts["snapshots_skipped"] += 1
                 else:
-                    self._store_snapshot(frame, None, Future())
+                    self._store_snapshot(frame, None, Future(), throttle.snapshot_quality)
 
     def _unchanged(self, frame: Frame) -> bool:
         """Whether the scene differs from the last stored snapshot by less than the threshold."""
@@ -297,13 +308,16 @@ class FrameCamera(ABC):
         thumb = thumbnail(frame.jpeg)
         return sum(abs(a - b) for a, b in zip(thumb, self._last_thumb, strict=True)) / len(thumb) < limit
 
-    def _store_snapshot(self, frame: Frame, caused_by: str | None, future: Future[Event]) -> None:
+    def _store_snapshot(
+        self, frame: Frame, caused_by: str | None, future: Future[Event], quality_cap: int | None = None
+    ) -> None:
         cfg = self.config
         data = frame.jpeg
-        if cfg.snapshot_width or cfg.snapshot_quality:
+        quality = min(cfg.snapshot_quality or cfg.quality, quality_cap or 100)
+        if cfg.snapshot_width or quality != cfg.quality:
             width = cfg.snapshot_width or cfg.width
             height = cfg.snapshot_height or round(width * cfg.height / cfg.width)
-            data = resized_jpeg(frame.jpeg, (width, height), cfg.snapshot_quality or cfg.quality)
+            data = resized_jpeg(frame.jpeg, (width, height), quality)
         event = self._guarded(
             future,
             self.media.put,
