@@ -105,8 +105,9 @@ class DataBudget:
             used = (self._sent + self._received) / self._budget
         stage = next(name for limit, name in STAGES if used < limit)
         if stage != self._stage:
-            log.warning("link budget: %.0f %% of %d MB used: media now %s", used * 100, self._budget >> 20, stage)
+            log.warning("link budget: %.0f %% of %.1f MB used: media now %s", used * 100, self._budget / 2**20, stage)
             self._stage = stage
+            self.save()  # `yimen status` shows a change of stage at once
         return stage
 
     def throttle(self) -> MediaThrottle:
@@ -119,7 +120,10 @@ class DataBudget:
 
     def save(self) -> None:
         with self._lock:
-            doc = {"month": self._month, "sent": self._sent, "received": self._received, "at": time.time()}
+            doc = {
+                "month": self._month, "sent": self._sent, "received": self._received,
+                "budget": self._budget, "stage": self._stage, "at": time.time(),
+            }  # fmt: skip
         self._outbox.set_meta(META_KEY, json.dumps(doc))
 
     def status(self) -> dict[str, Any]:
