@@ -8,6 +8,7 @@ daily report does. Pure apart from the lock: no MQTT, no database, no clock of i
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -81,6 +82,7 @@ class StationView:
     replayed: int = 0  # events that arrived as answers to our replay requests (or re-sends)
     live: dict[str, Any] | None = None  # the last live-view request and its answer
     day: Day = field(default_factory=Day)
+    link: dict[str, Any] | None = None  # the month's bytes on its line, from its latest telemetry
 
 
 def _unix(ts: Any) -> float | None:
@@ -105,6 +107,27 @@ def media_info(station: str, event: Event) -> dict[str, Any]:
         "size": data.get("size"),
         "file": name,
         "url": f"/media/{station}/{name}",
+    }
+
+
+LINK_STAGES = ("normal", "thrift", "media-deferred", "events-only")
+
+
+def link_month(doc: dict[str, Any], ts: str) -> dict[str, Any]:
+    """A station's month on its line (telemetry `link`), checked: only the known fields, in range."""
+
+    def count(key: str) -> int | None:
+        value = doc.get(key)
+        return value if isinstance(value, int) and 0 <= value < 1 << 53 else None
+
+    month = doc.get("month")
+    return {
+        "month": month if isinstance(month, str) and re.fullmatch(r"\d{4}-\d{2}", month) else None,
+        "sent_bytes": count("sent_bytes"),
+        "received_bytes": count("received_bytes"),
+        "budget_bytes": count("budget_bytes"),
+        "stage": doc.get("stage") if doc.get("stage") in LINK_STAGES else None,
+        "at": ts,
     }
 
 
@@ -194,6 +217,8 @@ class CountyModel:
             elif event.kind == "incident" and isinstance(event.data.get("possibly_lost"), list):
                 first, last = event.data["possibly_lost"]
                 view.tracker.lose(int(first), int(last), now)
+            elif event.kind == "telemetry" and isinstance(event.data.get("link"), dict):
+                view.link = link_month(event.data["link"], event.ts)
             if event.ts[:10] == self.today.isoformat():
                 self._apply_day(view, event, now)
             self._touch()
@@ -388,4 +413,5 @@ class CountyModel:
                     "replay": view.replay_last,
                 },
                 "live": view.live,
+                "link": view.link,
             }

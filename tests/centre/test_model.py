@@ -102,3 +102,16 @@ def test_replay_is_asked_only_after_the_grace_period_and_only_of_online_stations
     assert m.replay_due(NOW + 12, grace=10, retry=30, tries=3) == []  # not again before the retry period
     m.apply_status("st-1", {"state": "offline", "session": 1}, NOW + 13)
     assert m.replay_due(NOW + 100, grace=10, retry=30, tries=3) == []
+
+
+def test_the_month_on_the_line_comes_from_telemetry_checked() -> None:
+    model = CountyModel("c", "County")
+    link = {"month": "2026-11", "sent_bytes": 12345, "received_bytes": 789, "budget_bytes": 1 << 20, "stage": "thrift"}
+    model.apply_event(event(1, "telemetry", {"link": link}), NOW)
+    shown = model.detail("st-1", NOW)["link"]
+    assert {k: shown[k] for k in link} == link
+    hostile = {"month": "x" * 10_000, "sent_bytes": -5, "received_bytes": 1e300, "stage": "<script>", "extra": 1}
+    model.apply_event(event(2, "telemetry", {"link": hostile}), NOW)
+    shown = model.detail("st-1", NOW)["link"]
+    assert [shown[k] for k in ("month", "sent_bytes", "received_bytes", "budget_bytes", "stage")] == [None] * 5
+    assert "extra" not in shown
