@@ -153,7 +153,7 @@ def phase(name: str, work: Path, port: int, args: argparse.Namespace) -> dict:
     finally:
         if name in ("strace", "sd") and proc.poll() is None:
             os.kill(_child(proc.pid), signal.SIGTERM)  # strace passes on the gateway's exit code
-            code = proc.wait(30)
+            code = proc.wait(120)
         else:
             code = m.stop(proc)
         if group:
