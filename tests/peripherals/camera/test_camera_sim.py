@@ -22,7 +22,7 @@ from peripherals.camera import CameraConfig, MaskRegion, make_camera
 from peripherals.camera.frames import encode_jpeg
 from peripherals.camera.pipeline import CameraStopped, WallClock
 from peripherals.camera.sim import draw_scene, read_timestamp
-from tests.support.clips import frame_times
+from tests.support.clips import clip_images, frame_times
 from tests.support.manual_clock import START, ManualClock
 from tests.support.recording_outbox import RecordingOutbox
 
@@ -225,6 +225,27 @@ def test_privacy_mask_changes_only_the_masked_region(
         # Edges (the ball's outline, the noise) are what identifies; blurring (then JPEG) leaves a sixth.
         before, after = (_region_stats(i.filter(ImageFilter.FIND_EDGES), inside) for i in (plain, masked))
         assert after.mean[0] < before.mean[0] / 4
+
+
+def test_h264_clip_every_frame_decodes_with_its_time_and_the_mask(
+    sim_camera, clock: ManualClock, tmp_path: Path
+) -> None:
+    """The clip a county plays: H.264 in MP4, decoded frame by frame (PyAV), each frame at its
+    capture time (checked by clip_images against the drawn bar code), the citizen's side grey."""
+    region = MaskRegion(x=0.0, y=0.6, w=1.0, h=0.4)
+    camera = sim_camera(snapshot_interval_s=0, mask=(region,), mask_style="fill")
+    clock.advance(40)
+    future = camera.clip(caused_by="st1-9")
+    clock.advance(10.5)
+    event = future.result(timeout=0)
+    data = stored(tmp_path, event)
+    assert event.data["ext"] == "mp4" and event.data["path"].endswith(".mp4")
+    images = clip_images(data)
+    assert len(images) == event.data["frames"] == 61
+    inside = region.box(640, 480)
+    for image in images:
+        stats = _region_stats(image, (inside[0] + 8, inside[1] + 8, inside[2] - 8, inside[3] - 8))
+        assert stats.mean[0] == pytest.approx(128, abs=4) and stats.stddev[0] < 4, "the masked side shows"
 
 
 def test_a_store_failure_fails_the_request_not_the_camera(
