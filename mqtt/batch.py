@@ -217,10 +217,6 @@ class Batches:
     def next_again(self) -> list[Pending] | None:
         return self._again.popleft() if self._again else None
 
-    def put_back(self, group: list[Pending]) -> None:
-        """A half that could not be sent now (the window was full) goes first next time."""
-        self._again.appendleft(group)
-
     def published(self, mid: int, group: list[Pending], nbytes: int) -> None:
         self._inflight[mid] = group
         self.sent += 1

@@ -139,7 +139,8 @@ class Uplink:
         self._inflight: dict[int, Pending] = {}
         self._unmarked: list[Pending] = []  # acknowledged, delivery mark not yet written
         self._ready: collections.deque[Pending] = collections.deque()  # read ahead, not yet sent
-        self._ready_at = -1  # the outbox's commit count when _ready was read  # mid -> the event in flight
+        self._ready_at = -1  # the outbox's commit count when _ready was read
+        self._ready_more = False  # whether that read was cut short by its limit
         self._control_mids: set[int] = set()  # birth/offline publishes, not outbox events
         self._media_mids: dict[int, Key] = {}  # mid -> media manifest or chunk in flight
         self._live_mids: set[int] = set()  # live-view frames not yet written to the socket
@@ -478,8 +479,10 @@ class Uplink:
             exclude = [item.seq for item in self._inflight.values()] + [item.seq for item in self._unmarked]
             if self._batches is not None:
                 exclude += self._batches.holds()
-            self._ready = collections.deque(self._outbox.pending(max(room, READ_AHEAD), exclude=exclude))
+            limit = max(room, READ_AHEAD)
+            self._ready = collections.deque(self._outbox.pending(limit, exclude=exclude))
             self._ready_at = at
+            self._ready_more = len(self._ready) == limit  # the outbox may hold more than was read
         return [self._ready.popleft() for _ in range(min(room, len(self._ready)))]
 
     def _fill(self) -> None:
@@ -513,7 +516,11 @@ class Uplink:
         topic = self._topics.get(first.kind)
         if topic is None:
             topic = self._topics[first.kind] = topics.event_topic(self._county, self._station, first.kind)
-        payload = first.payload if len(group) == 1 else pack(p.payload for p in group)
+        if len(group) == 1:
+            payload = first.payload
+        else:
+            assert self._batches is not None
+            payload = pack((p.payload for p in group), level=self._batches.limits.level)
         props = codec.replay_properties() if (late and self._config.protocol == "5") else None
         if self._aliases is not None:
             topic, props = self._aliases.publish_args(topic, props)
@@ -525,8 +532,7 @@ class Uplink:
         if len(group) == 1:
             self._inflight[info.mid] = first
         else:
-            assert self._batches is not None
-            self._batches.published(info.mid, group, len(payload))
+            self._batches.published(info.mid, group, len(payload))  # type: ignore[union-attr]
         self._attempted.update(p.seq for p in group if p.seq >= self._first_live_seq)  # older: re-sends anyway
         return True
 
@@ -538,7 +544,7 @@ class Uplink:
         while room > 0 and batches.room() > 0:
             group = batches.next_again()
             if group is None:
-                if len(self._ready) < batches.limits.max_events:
+                if self._ready_more and len(self._ready) < batches.limits.max_events:
                     self._ready.clear()  # read afresh: the read-ahead's tail may hide a backlog
                 taken = self._next_pending(batches.limits.max_events)
                 if len(taken) < self._batch_min:
