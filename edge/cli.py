@@ -195,6 +195,30 @@ def _cmd_centre(args: argparse.Namespace) -> int:
         return 1
 
 
+def _cmd_hall(args: argparse.Namespace) -> int:
+    """`yimen hall ACTION`: what a window's keys do, through the running gateway's control socket."""
+    from edge import config, control
+
+    cfg = config.load(args.config)
+    given = {"window": args.window, "category": args.category, "ticket": args.ticket}
+    request = {k: v for k, v in given.items() if v is not None} | ({"green": True} if args.green else {})
+    path = cfg.storage.path / control.NAME
+    try:
+        reply = control.request(path, f"hall-{args.action}", request)
+    except OSError as exc:
+        print(f"yimen hall: the gateway is not answering on {path} ({exc}): is `yimen run` running?", file=sys.stderr)
+        return 1
+    if not reply["ok"]:
+        print(f"yimen hall {args.action}: {reply['error']['message']} ({reply['error']['code']})", file=sys.stderr)
+        return 1
+    print(json.dumps(reply["result"], ensure_ascii=False))
+    return 0
+
+
+HALL_ACTIONS = ("issue", "call", "recall", "start", "done", "skip", "put-back", "put-back-ticket", "transfer")
+HALL_ACTIONS += ("pause", "resume", "sign-out")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yimen", description="Village-station edge gateway")
     parser.add_argument("--version", action="version", version=f"yimen {__version__}")
@@ -226,6 +250,15 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--port", type=int, default=1883)
     watch.add_argument("--county", required=True)
     watch.set_defaults(func=_cmd_watch)
+
+    hall = sub.add_parser("hall", help="the hall: issue, call, transfer, pause... as a window's keys do")
+    hall.add_argument("action", choices=HALL_ACTIONS)
+    hall.add_argument("--config", required=True)
+    hall.add_argument("--window", type=int, help="the window (call, recall, start, done, skip, put-back, ...)")
+    hall.add_argument("--category", help="the category code (issue, transfer)")
+    hall.add_argument("--ticket", help="the ticket number (put-back-ticket), e.g. A012")
+    hall.add_argument("--green", action="store_true", help="issue: a green-channel ticket, called first")
+    hall.set_defaults(func=_cmd_hall)
 
     reg = sub.add_parser("registrar", help="county side: enrol stations, issue claims, revoke")
     reg.add_argument("--db", required=True, help="the county's registry (SQLite; keep it 0600)")
