@@ -11,7 +11,8 @@ is flushed into an output when a clip is wanted, then followed live until the cl
 20 s + 10 s clip is done 30 s after the trigger), each trigger here copies the ring at once and
 finishes `clip_after_s` after it, and overlapping bad ratings each get their own clip. The ring
 holds JPEGs, which have no inter-frame dependencies, so there is no keyframe to wait for; a clip
-encodes them (and the frames that follow) as H.264 at the event (peripherals/camera/video.py).
+encodes them (and the frames that follow) as H.264 at the event, on an encoder thread of its
+own (peripherals/camera/video.py), so the camera thread never waits for the encoder.
 Clip frames go to their file as they come; memory is the ring and one encoder per open clip.
 
 Snapshots: at `snapshot_interval_s`, at their own size and quality where the config gives one;
@@ -363,16 +364,14 @@ class FrameCamera(ABC):
             self._guarded(clip.future, clip.add, frame)
 
     def _finish(self, clip: _Clip) -> None:
-        if clip.future.done():  # a write failed earlier; the error is already on the future
+        # The encoder's last frames (or its error) first: nothing may write the file after this.
+        self._guarded(clip.future, clip.sink.close)
+        if clip.future.done():  # a write or the encoder failed; the error is already on the future
             clip.writer.abort()
             return
         if clip.first is None or clip.last is None:
             clip.writer.abort()
             clip.future.set_exception(CameraStopped("no frames were captured for the clip"))
-            return
-        self._guarded(clip.future, clip.sink.close)
-        if clip.future.done():  # the encoder failed: its error is on the future
-            clip.writer.abort()
             return
         event = self._guarded(clip.future, clip.writer.commit, started=clip.first, ended=clip.last, frames=clip.frames)
         if event is not None:

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import io
 import logging
+import queue
+import threading
+from collections.abc import Callable
 from fractions import Fraction
 from functools import cache
 from typing import Any, Protocol
@@ -135,8 +138,46 @@ class Mp4Sink:
         self._out.close()
 
 
+class EncoderThread:
+    """A sink's work on a thread of its own (`camera-w<N>-clip`), so that encoding never holds
+    up the camera thread: a stalled camera thread is frames missing from evidence. The camera
+    thread only hands frames over; `close` waits for what is left (a few frames: the encoder
+    keeps up with 2 fps, only the ring at the start is a burst) and raises what the encoder raised."""
+
+    def __init__(self, make: Callable[[], Sink], name: str) -> None:
+        self._make = make
+        self._frames: queue.SimpleQueue[Frame | None] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def add(self, frame: Frame) -> None:
+        self._frames.put(frame)
+
+    def close(self) -> None:
+        self._frames.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        sink: Sink | None = None
+        try:
+            sink = self._make()
+            while (frame := self._frames.get()) is not None:
+                sink.add(frame)
+            sink.close()
+        except Exception as exc:  # handed to the camera thread by close(): the clip fails, not the camera
+            log.exception("encoding a clip failed")
+            self._error = exc
+            while self._frames.get() is not None:
+                pass  # drain until close()
+
+
 def sink_for(write: Any, config: CameraConfig) -> Sink:
-    return Mp4Sink(write, config) if config.clip_format == "mp4" else MjpegSink(write)
+    if config.clip_format != "mp4":
+        return MjpegSink(write)
+    return EncoderThread(lambda: Mp4Sink(write, config), f"camera-w{config.window}-clip")
 
 
 def extension(config: CameraConfig) -> str:

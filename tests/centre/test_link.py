@@ -1,19 +1,24 @@
 """Batches end to end: a station's backlog drained in compressed batches to the real console
 (`yimen centre`), through a kill -9 mid-batch and a broker restart, under MQTT 5 and 3.1.1,
-and a batch the broker refuses split until exactly the refused events are parked."""
+a batch the broker refuses split until exactly the refused events are parked, and hostile
+batches the console refuses."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import zlib
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.clock import ClockSource
 from edge.config import ClockConfig
-from edge.events import NewEvent, Priority
+from edge.events import Clock, Event, NewEvent, Priority
 from edge.outbox import Outbox
+from mqtt import batch, topics
 from mqtt.broker import Mosquitto
 from tests.conftest import COUNTY, STATION, GatewayProcess, station_config, wait_until
 from tests.support.shaped import ShapedRelay
@@ -125,3 +130,38 @@ def test_backlog_in_batches_over_mqtt_311(tmp_path: Path, broker, gateways, cons
     assert console.get("/api/metrics")["ingest"]["event_batches"] > 0
     assert console.stop() == 0
     assert stored_seqs(console) == list(range(1, last + 1))
+
+
+def test_hostile_batches_at_the_console(tmp_path: Path, broker, console_factory) -> None:
+    """The topic is the truth: a batch on station A's topic may carry only A's events of the
+    topic's kind; the others are refused and counted, the rest stored. A zlib bomb, and a batch
+    that lies about its count, are refused whole."""
+    console = console_factory(broker.port).start()
+
+    def envelope(station: str, seq: int, kind: str = "queue") -> bytes:
+        event = Event(station, seq, kind, "2026-11-29T09:00:00.000+08:00", Clock.SYNCED, Priority.NORMAL, {"n": seq})
+        return event.to_bytes()
+
+    good = [envelope("st-a", 1), envelope("st-a", 2)]
+    smuggled = [envelope("st-b", 1), envelope("st-a", 3, kind="rating")]  # another station; another kind
+    bomb = batch.MAGIC + bytes((batch.VERSION, batch.CODEC_ZLIB)) + b"\x01\xff\xff\x3f"
+    bomb += zlib.compress(b"{" * (64 << 20), 9)  # declares 1 MiB - 1, inflates to 64 MiB
+    liar = bytearray(batch.pack([envelope("st-a", 4)]))
+    liar[4] = 5  # says five events, holds one
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="hostile-station", protocol=paho.MQTTv5)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        topic = topics.event_topic(COUNTY, "st-a", "queue")
+        for payload in (batch.pack([*good, *smuggled]), bomb, bytes(liar)):
+            client.publish(topic, payload, qos=1).wait_for_publish(5)
+        wait_until(lambda: console.get("/api/metrics")["ingest"]["batch_refused"] == 2, 15, "the bad batches refused")
+        metrics = console.get("/api/metrics")["ingest"]
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    assert metrics["event_batches"] == 1 and metrics["batch_events"] == 2 and metrics["batch_events_refused"] == 2
+    assert console.stop() == 0
+    with sqlite3.connect(console.directory / "centre.db") as db:
+        stored_ids = {r[0] for r in db.execute("SELECT id FROM events")}
+    assert stored_ids == {"st-a-1", "st-a-2"}
