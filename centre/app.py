@@ -8,8 +8,12 @@ import signal
 
 import uvicorn
 
+from centre import figures
 from centre.config import CentreConfig
 from centre.ingest import Ingest
+from centre.live import LiveHub
+from centre.media_ingest import MediaIngest
+from centre.media_web import MediaWeb
 from centre.model import CountyModel
 from centre.store import open_store
 from centre.web import Console
@@ -22,6 +26,11 @@ def run(config: CentreConfig) -> int:
     store = open_store(config.store)
     model = CountyModel(config.county, config.name)
     ingest = Ingest(config, model, store)
+    figures.create(store)
+    ingest.on_new_event.append(lambda e: figures.record(store, e))
+    media = MediaIngest(config, config.console)
+    ingest.on_new_event.append(media.on_event)
+    live = LiveHub(config, ingest, config.console)
     log.info(
         "console for county %s: broker %s:%d (%d worker%s%s), store %s, page http://%s:%d/",
         config.county,
@@ -38,11 +47,15 @@ def run(config: CentreConfig) -> int:
     # it found: a quiet one here, so that the stop below still runs instead of the default death.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+    media.start()
     ingest.start()
+    live.start()
     try:
         server = uvicorn.Server(
             uvicorn.Config(
-                Console(model, ingest, config.media_dir).app(),
+                Console(model, ingest, config.media_dir, figures.FiguresReader(config.store)).app(
+                    [*MediaWeb(config).routes(), *live.routes()]
+                ),
                 host=config.web.host,
                 port=config.web.port,
                 log_level="warning",
@@ -51,6 +64,8 @@ def run(config: CentreConfig) -> int:
         )
         server.run()
     finally:
+        live.stop()
         ingest.stop()
+        media.stop()
         store.close()
     return 0
