@@ -41,6 +41,7 @@ from mqtt.config import MediaConfig
 log = logging.getLogger("yimen.media_upload")
 
 PROGRESS_DB = "media-upload.db"
+CONTENT_TYPES = {"jpg": "image/jpeg", "mjpeg": "video/x-motion-jpeg", "mp4": "video/mp4"}
 MANIFEST_PART = -1  # the manifest's place in a job's send order: before chunk 0
 # Chunks in flight at once: enough to keep a 3G round trip busy at the capped rate, few enough
 # that a disconnect re-sends little and that events always find room in the shared window.
@@ -127,7 +128,8 @@ def _manifest(event: Event, chunk_size: int) -> bytes:
         "media_id": data["media_id"],
         "event": event.id,
         "type": data.get("type"),
-        "ext": data.get("ext") or str(data.get("path", "")).rpartition(".")[2] or None,
+        # The county names the file from it (mqtt/TOPICS.md): a clip is MP4 or MJPEG.
+        "content_type": CONTENT_TYPES.get(data.get("ext") or str(data.get("path", "")).rpartition(".")[2]),
         "window": data.get("window"),
         "caused_by": data.get("caused_by"),
         "size": data["size"],

@@ -110,7 +110,7 @@ def test_live_view_snapshot_and_bad_rating_clip(tmp_path: Path, broker, gateways
         clip, cause = evidence()[0]
         assert (cause.kind, cause.data["verdict"], cause.data["window"]) == ("rating", "bad", 1)
         times = frame_times(county.file(clip["media_id"]))
-        assert clip["ext"] == "mp4"
+        assert clip["content_type"] == "video/mp4"
         rated = datetime.fromisoformat(cause.ts).timestamp()
         assert rated - 2.5 < times[0] < rated - 1 and rated + 0.5 < times[-1] <= rated + 1.5
     finally:
