@@ -9,25 +9,14 @@ from pathlib import Path
 import pytest
 
 from tests.centre.test_browser import CHROMIUM
+from tests.centre.test_media_e2e import CAMERA as MEDIA_CAMERA
 from tests.centre.test_media_e2e import first_clip
 from tests.conftest import STATION, GatewayProcess, station_config, wait_until
 
 pytestmark = pytest.mark.slow
 
-CAMERA = """
-[media]
-upload_kbps = 2000
-
-[[cameras]]
-window = 1
-backend = "sim"
-width = 320
-height = 240
-fps = 2
-clip_before_s = 2
-clip_after_s = 1
-snapshot_interval_s = 3600
-"""
+# The media proof's camera, with the default clip format (MP4) and a fast upload.
+CAMERA = MEDIA_CAMERA.replace('clip_format = "mjpeg"', "").replace("upload_kbps = 24", "upload_kbps = 2000")
 
 
 def test_the_stations_h264_clip_plays_at_the_county(tmp_path: Path, broker, console_factory, gateways) -> None:
