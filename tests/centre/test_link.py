@@ -36,7 +36,10 @@ def prefill(storage: Path, kinds: list[str]) -> dict[int, str]:
 
     def produce(part: list[str]) -> None:
         for i, kind in enumerate(part):
-            event = box.append(NewEvent(kind, prio.get(kind, Priority.NORMAL), {"n": i, "ticket": f"A{i % 1000:03d}"}))
+            data = {"n": i, "ticket": f"A{i % 1000:03d}"}
+            if kind == "rating":  # what the county's figures read from a rating
+                data |= {"verdict": "good" if i % 5 else "bad", "window": 1, "clerk": "c01"}
+            event = box.append(NewEvent(kind, prio.get(kind, Priority.NORMAL), data))
             seqs[event.seq] = kind
 
     threads = [threading.Thread(target=produce, args=(kinds[k::4],)) for k in range(4)]
