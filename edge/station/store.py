@@ -40,6 +40,7 @@ class StationStore:
         self.path = path
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA busy_timeout = 5000")
+        self._conn.execute("PRAGMA page_size = 1024")  # a new file: fewer bytes per commit (edge/outbox.py)
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = FULL")
         self._conn.executescript(

@@ -137,7 +137,7 @@ def test_parked_events_are_not_resent_but_counted(tmp_path: Path) -> None:
 
 
 def test_eviction_order_and_report(tmp_path: Path) -> None:
-    budget = 400 * 1024
+    budget = 250 * 1024  # 170 events of 2 KB offered
     box = make(tmp_path, max_bytes=budget)
     pad = "x" * 2000
     delivered = [box.append(ev("old", Priority.NORMAL, pad=pad)).seq for _ in range(30)]
