@@ -19,7 +19,8 @@ Faults, drawn from random.Random(seed) every 4..20 s: `kill-gateway` (SIGKILL, r
 At the end every fault is undone, the units stop pressing and drain, each gateway is restarted
 without its simulator until its outbox is empty, and the console is given time to ask for
 replays. Then, from the console's store: every seq 1..last_seq of every real station is stored
-or inside a loss the station reported (`eviction`, `incident`); no event id is stored twice;
+or inside a loss the station reported (`eviction`, `incident`; a seq of an `eviction`'s
+`delivered` ranges only if the console recorded it lost); no event id is stored twice;
 every press a unit saw acknowledged is there (as in tests/test_press_durability.py: tickets
 from that unit, counted; plus the seqs its station reported evicted, since a ticket's `queue`
 event is normal priority and a spent disk budget evicts those). Printed: faults injected,
