@@ -8,11 +8,13 @@ import signal
 
 import uvicorn
 
+from centre.auth import Guard
 from centre.config import CentreConfig
 from centre.ingest import Ingest
 from centre.model import CountyModel
 from centre.store import open_store
 from centre.web import Console
+from centre.webstore import WebStore
 
 log = logging.getLogger("yimen.centre")
 
@@ -22,8 +24,10 @@ def run(config: CentreConfig) -> int:
     store = open_store(config.store)
     model = CountyModel(config.county, config.name)
     ingest = Ingest(config, model, store)
+    db = WebStore.open(config.store)  # the web side's own connection: accounts, audit, reports
+    guard = Guard(db, config.townships, config.web.session_s, config.web.cookie_secure)
     log.info(
-        "console for county %s: broker %s:%d (%d worker%s%s), store %s, page http://%s:%d/",
+        "console for county %s: broker %s:%d (%d worker%s%s), store %s, page %s://%s:%d/",
         config.county,
         config.broker.host,
         config.broker.port,
@@ -31,6 +35,7 @@ def run(config: CentreConfig) -> int:
         "s" if config.ingest.workers > 1 else "",
         ", shared subscription" if config.ingest.shared else "",
         "PostgreSQL" if config.store.dsn else config.store.path,
+        "https" if config.web.tls_cert else "http",
         config.web.host,
         config.web.port,
     )
@@ -42,9 +47,11 @@ def run(config: CentreConfig) -> int:
     try:
         server = uvicorn.Server(
             uvicorn.Config(
-                Console(model, ingest, config.media_dir).app(),
+                Console(model, ingest, config.media_dir, guard).app(),
                 host=config.web.host,
                 port=config.web.port,
+                ssl_certfile=config.web.tls_cert,
+                ssl_keyfile=config.web.tls_key,
                 log_level="warning",
                 timeout_graceful_shutdown=2,
             )
@@ -52,5 +59,6 @@ def run(config: CentreConfig) -> int:
         server.run()
     finally:
         ingest.stop()
+        db.close()
         store.close()
     return 0

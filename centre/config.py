@@ -23,6 +23,13 @@ path = "centre.db"             # SQLite (default), relative to this file
 [web]
 host = "127.0.0.1"
 port = 8080
+# tls_cert = "console.crt"     # with tls_key: the console serves HTTPS itself (else see README:
+# tls_key = "console.key"      #   a reverse proxy in front, and cookie_secure = true)
+session_s = 28800              # a login lasts this long (8 h), then the page asks again
+# cookie_secure = false        # default: true when tls_cert is set
+
+[townships]                    # which stations each township sees: township accounts' scope
+# xinqiao = ["hy-0001", "hy-0002"]
 
 [media]
 dir = "media"                  # uploaded media files: <dir>/<station>/<file name>
@@ -30,8 +37,9 @@ dir = "media"                  # uploaded media files: <dir>/<station>/<file nam
 
 from __future__ import annotations
 
+import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge.config import ID_PATTERN
@@ -66,6 +74,10 @@ class StoreConfig:
 class WebConfig:
     host: str = "127.0.0.1"
     port: int = 8080
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    session_s: int = 8 * 3600
+    cookie_secure: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,7 @@ class CentreConfig:
     store: StoreConfig
     web: WebConfig
     media_dir: Path
+    townships: dict[str, str] = field(default_factory=dict)  # station -> township
 
 
 def parse(doc: dict, source: str) -> CentreConfig:
@@ -111,10 +124,19 @@ def parse(doc: dict, source: str) -> CentreConfig:
     st.done()
 
     wb = top.section("web")
+    tls_cert, tls_key = wb.get_path("tls_cert", None), wb.get_path("tls_key", None)
+    if (tls_cert is None) != (tls_key is None):
+        raise wb.error("tls_key" if tls_key is None else "tls_cert", "set both tls_cert and tls_key, or neither")
     web = WebConfig(
-        host=wb.get_str("host", WebConfig.host), port=wb.get_int("port", WebConfig.port, minval=0, maxval=65535)
+        host=wb.get_str("host", WebConfig.host),
+        port=wb.get_int("port", WebConfig.port, minval=0, maxval=65535),
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        session_s=wb.get_int("session_s", WebConfig.session_s, minval=1, maxval=30 * 86400),
+        cookie_secure=wb.get_bool("cookie_secure", tls_cert is not None),
     )
     wb.done()
+    townships = _townships(top.section("townships"))
 
     md = top.section("media")
     media_dir = md.get_path("dir", "media")
@@ -123,7 +145,23 @@ def parse(doc: dict, source: str) -> CentreConfig:
     unknown = top.unread()
     if unknown:
         raise ConfigError(f"{source}: [{unknown[0]}]: unknown section (check the spelling; see README)")
-    return CentreConfig(Path(source), county, name, broker, ingest, store, web, media_dir)
+    return CentreConfig(Path(source), county, name, broker, ingest, store, web, media_dir, townships)
+
+
+def _townships(section: Section) -> dict[str, str]:
+    """`name = ["station", ...]` per township, turned round: each station's one township."""
+    township_of: dict[str, str] = {}
+    for township in section.unread():
+        if not re.fullmatch(r"[\w-]{1,64}", township):
+            raise section.error(township, "a township name is 1 to 64 letters, digits, _ or -")
+        stations = section.get_list(township)
+        for sid in stations:
+            if not isinstance(sid, str) or not re.fullmatch(ID_PATTERN, sid):
+                raise section.error(township, f"{sid!r} is not a station id")
+            if sid in township_of:
+                raise section.error(township, f"{sid} is in township {township_of[sid]} already")
+            township_of[sid] = township
+    return township_of
 
 
 def load(path: str | Path) -> CentreConfig:

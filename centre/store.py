@@ -58,6 +58,7 @@ class Store:
     """The shared SQL; subclasses connect and insert in bulk the way their engine does best."""
 
     mark = "?"
+    engine = "sqlite"
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
@@ -162,6 +163,7 @@ class SqliteStore(Store):
 
 class PostgresStore(Store):
     mark = "%s"
+    engine = "postgresql"
 
     def __init__(self, dsn: str, schema: str) -> None:
         import psycopg

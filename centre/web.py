@@ -4,6 +4,9 @@ The page (static/index.html) is one file with no build step; it asks `/api/summa
 second, sending the version it has, and gets 204 when nothing changed, so an idle console costs
 nearly nothing however long the page stays open. Endpoints are plain functions: Starlette runs
 them on its thread pool, where taking the model's lock for a moment is harmless.
+
+Every endpoint declares who may call it (`@access`, centre/auth.py); the gate in front of the
+app refuses the rest, and a route that declares nothing is refused to everyone.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
+from centre.auth import Guard, access, client_ip, user_of
 from centre.ingest import Ingest
 from centre.model import CountyModel
 
@@ -36,10 +41,15 @@ def _rss_bytes() -> int:
 
 
 class Console:
-    def __init__(self, model: CountyModel, ingest: Ingest, media_dir: Path) -> None:
+    def __init__(
+        self, model: CountyModel, ingest: Ingest, media_dir: Path, guard: Guard, routes: list[BaseRoute] = ()
+    ) -> None:
         self.model = model
         self.ingest = ingest
         self.media_dir = media_dir
+        self.guard = guard
+        self.audit = guard.audit
+        self.routes = list(routes)  # the other modules' pages (reports, alerts, accounts...)
         self._summary: tuple[int, float, bytes] = (-1, 0.0, b"")
         self._started = time.time()
 
@@ -49,9 +59,11 @@ class Console:
         path = self.media_dir / station / name
         return path if path.is_file() else None
 
+    @access("figures")
     def index(self, _request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
+    @access("figures")
     def summary(self, request: Request) -> Response:
         version, built, body = self._summary
         have = request.query_params.get("v")
@@ -63,35 +75,67 @@ class Console:
             self._summary = (version, built, body)
         if have == str(version):
             return Response(status_code=204)
+        user = user_of(request)
+        if user.scoped:
+            body = json.dumps(self.guard.scoped_summary(json.loads(body), user), ensure_ascii=False).encode()
         return Response(body, media_type="application/json")
 
+    @access("figures", station="sid")
     def station(self, request: Request) -> Response:
         sid = request.path_params["sid"]
         doc = self.model.detail(sid, time.time())
         if doc is None:
             return JSONResponse({"error": f"no station {sid!r} has reported to this console"}, status_code=404)
+        if not user_of(request).may("video"):
+            doc = {**doc, "snapshots": {}, "live": None, "bad": [{**b, "clip": None} for b in doc["bad"]]}
         for media in [*doc["snapshots"].values(), *(b["clip"] for b in doc["bad"] if b["clip"])]:
             media["available"] = self._media_path(sid, media["file"]) is not None
         return JSONResponse(doc)
 
+    @access("video", station="sid")
     async def live_view(self, request: Request) -> Response:
         sid = request.path_params["sid"]
         if sid not in self.model.stations:
             return JSONResponse({"error": f"no station {sid!r} has reported to this console"}, status_code=404)
         window = request.query_params.get("window")
-        future = self.ingest.live_view(sid, int(window) if window and window.isdigit() else None)
+        number = int(window) if window and window.isdigit() and len(window) < 4 else None
+        name, ip = user_of(request).name, client_ip(request)
+        self.audit.record(name, "command", sid, ip, command="live-view", window=number)
+        self.audit.record(name, "live-view-start", sid, ip, window=number)
+        self.guard.watching.start(name, sid, number, time.monotonic())
+        future = self.ingest.live_view(sid, number)
         try:
             reply = await asyncio.wait_for(asyncio.wrap_future(future), timeout=10)
         except TimeoutError:
             reply = {"ok": False, "error": {"code": "timeout", "message": "no reply within 10 s"}}
         return JSONResponse(reply)
 
+    @access("video", station="sid")
+    def live_view_stop(self, request: Request) -> Response:
+        """The page stopped showing a live view (closed, or left): the audit gets the seconds watched."""
+        sid = request.path_params["sid"]
+        window = request.query_params.get("window")
+        number = int(window) if window and window.isdigit() and len(window) < 4 else None
+        user = user_of(request)
+        seconds = self.guard.watching.stop(user.name, sid, number, time.monotonic())
+        if seconds is None:
+            return JSONResponse({"error": "no live view of yours is open there"}, status_code=409)
+        self.audit.record(user.name, "live-view-stop", sid, client_ip(request), window=number, seconds=seconds)
+        return JSONResponse({"ok": True, "seconds": seconds})
+
+    @access("video", station="sid")
     def media(self, request: Request) -> Response:
-        path = self._media_path(request.path_params["sid"], request.path_params["name"])
+        sid, name = request.path_params["sid"], request.path_params["name"]
+        path = self._media_path(sid, name)
         if path is None:
             return Response("not uploaded (yet)", status_code=404)
+        download = request.query_params.get("download") == "1"
+        self.guard.media_seen(user_of(request).name, sid, name, download, client_ip(request))
+        if download:
+            return FileResponse(path, filename=name)
         return FileResponse(path)
 
+    @access("admin")
     def metrics(self, _request: Request) -> Response:
         doc: dict[str, Any] = {
             "ingest": self.ingest.metrics(),
@@ -102,14 +146,19 @@ class Console:
         }
         return JSONResponse(doc)
 
-    def app(self) -> Starlette:
-        return Starlette(
+    def app(self) -> ASGIApp:
+        """The page and its JSON, behind the gate (centre/auth.py)."""
+        app = Starlette(
             routes=[
                 Route("/", self.index),
                 Route("/api/summary", self.summary),
                 Route("/api/station/{sid}", self.station),
                 Route("/api/station/{sid}/live-view", self.live_view, methods=["POST"]),
+                Route("/api/station/{sid}/live-view/stop", self.live_view_stop, methods=["POST"]),
                 Route("/api/metrics", self.metrics),
                 Route("/media/{sid}/{name}", self.media),
+                *self.guard.routes(),
+                *self.routes,
             ]
         )
+        return self.guard.gate(app)

@@ -174,10 +174,12 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 
 
 def _cmd_centre(args: argparse.Namespace) -> int:
-    from centre import app, config
+    from centre import app, config, users_cli
     from centre.store import StoreError
 
     try:
+        if args.centre_action == "user":
+            return users_cli.run(config.load(args.config), args)
         return app.run(config.load(args.config))
     except StoreError as exc:
         print(f"yimen centre: {exc}", file=sys.stderr)
@@ -240,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     centre = sub.add_parser("centre", help="county side: the console (ingest, store, web page)")
     centre.add_argument("--config", required=True, help="the console's TOML config file")
     centre.set_defaults(func=_cmd_centre)
+    from centre.users_cli import add_parser as add_user_parser
+
+    add_user_parser(centre)
     return parser
 
 

@@ -1,7 +1,12 @@
-"""The console as a real process (`yimen centre`), and a fleet of simulated stations beside it."""
+"""The console as a real process (`yimen centre`), and a fleet of simulated stations beside it.
+
+The console lets nobody in without a login: each console here gets an admin made with the
+real command (`yimen centre user add`) and the test's HTTP client logs in as it, as a person would.
+"""
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import subprocess
 import sys
@@ -51,6 +56,19 @@ dir = "media"
         self.media = directory / "media"
         self.log = directory / "centre.log"
         self.proc: subprocess.Popen | None = None
+        self.admin = ("admin", "admin-password-1")
+        self.csrf = ""
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        self.user("add", self.admin[0], "--role", "admin", password=self.admin[1])
+
+    def user(self, *args: str, password: str | None = None) -> subprocess.CompletedProcess:
+        """`yimen centre user ...` on this console's store; a password goes in on stdin."""
+        command = [sys.executable, "-m", "edge.cli", "centre", "--config", str(self.config), "user", *args]
+        if password is not None:
+            command.append("--password-stdin")
+        done = subprocess.run(command, input=password, capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done
 
     @property
     def url(self) -> str:
@@ -64,18 +82,36 @@ dir = "media"
                 stderr=log,
                 cwd=ROOT,
             )
-        wait_until(self._subscribed, 15, f"the console to serve and subscribe; log: {self.log}")
+        wait_until(self._logged_in, 15, f"the console to serve; log: {self.log}")
+        wait_until(lambda: self.get("/api/metrics")["ingest"]["subscribed"], 15, "the console to subscribe")
         return self
 
-    def _subscribed(self) -> bool:
+    def _logged_in(self) -> bool:
         assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
         try:
-            return self.get("/api/metrics")["ingest"]["subscribed"]
+            self.login(*self.admin)
         except (urllib.error.URLError, ConnectionError):
             return False
+        return True
+
+    def login(self, name: str, password: str) -> dict[str, Any]:
+        """Log this client in (its cookie jar keeps the session), as the login page does."""
+        doc = self.post("/api/login", {"user": name, "password": password})
+        self.csrf = doc["csrf"]
+        return doc
 
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url + path, timeout=5) as res:
+        with self.opener.open(self.url + path, timeout=5) as res:
+            return json.load(res)
+
+    def post(self, path: str, doc: dict[str, Any] | None = None) -> Any:
+        request = urllib.request.Request(
+            self.url + path,
+            data=json.dumps(doc or {}).encode(),
+            headers={"Content-Type": "application/json", "X-CSRF-Token": self.csrf},
+            method="POST",
+        )
+        with self.opener.open(request, timeout=15) as res:
             return json.load(res)
 
     def station(self, sid: str) -> dict[str, Any] | None:

@@ -33,11 +33,21 @@ def page() -> Iterator[Any]:
 
 
 @pytest.fixture
-def county(broker, console_factory, fleet_factory) -> tuple[Any, Any]:
+def county(broker, console_factory, fleet_factory, page) -> tuple[Any, Any]:
     console = console_factory(broker.port).start()
     fleet = fleet_factory(broker.port, ["st-a", "st-b", "st-c"], rate=1.0, telemetry_s=5.0, snapshot_s=3.0)
     wait_until(lambda: console.get("/api/summary")["totals"].get("online") == 3, 30, "three stations online")
+    log_in(page, console.url, *console.admin)
     return console, fleet
+
+
+def log_in(page: Any, url: str, name: str, password: str) -> None:
+    """Through the login page, as a person does; the page then lands on the console."""
+    page.goto(url + "/")
+    page.fill("#user", name)
+    page.fill("#password", password)
+    page.click("#submit")
+    page.locator("#who").wait_for()
 
 
 def test_a_station_going_offline_turns_red_within_5_s(county, page) -> None:
