@@ -6,18 +6,16 @@ real command (`yimen centre user add`) and the test's HTTP client logs in as it,
 
 from __future__ import annotations
 
-import http.cookiejar
-import json
 import subprocess
 import sys
 import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from centre.client import ConsoleClient
 from centre.fleet import Fleet
 from mqtt.broker import free_port
 from tests.conftest import COUNTY, ROOT, wait_until
@@ -57,8 +55,7 @@ dir = "media"
         self.log = directory / "centre.log"
         self.proc: subprocess.Popen | None = None
         self.admin = ("admin", "admin-password-1")
-        self.csrf = ""
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        self.http = ConsoleClient(self.url)
         self.user("add", self.admin[0], "--role", "admin", password=self.admin[1])
 
     def user(self, *args: str, password: str | None = None) -> subprocess.CompletedProcess:
@@ -89,30 +86,16 @@ dir = "media"
     def _logged_in(self) -> bool:
         assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
         try:
-            self.login(*self.admin)
+            self.http.login(*self.admin)
         except (urllib.error.URLError, ConnectionError):
             return False
         return True
 
-    def login(self, name: str, password: str) -> dict[str, Any]:
-        """Log this client in (its cookie jar keeps the session), as the login page does."""
-        doc = self.post("/api/login", {"user": name, "password": password})
-        self.csrf = doc["csrf"]
-        return doc
-
     def get(self, path: str) -> Any:
-        with self.opener.open(self.url + path, timeout=5) as res:
-            return json.load(res)
+        return self.http.get(path)
 
     def post(self, path: str, doc: dict[str, Any] | None = None) -> Any:
-        request = urllib.request.Request(
-            self.url + path,
-            data=json.dumps(doc or {}).encode(),
-            headers={"Content-Type": "application/json", "X-CSRF-Token": self.csrf},
-            method="POST",
-        )
-        with self.opener.open(request, timeout=15) as res:
-            return json.load(res)
+        return self.http.post(path, doc)
 
     def station(self, sid: str) -> dict[str, Any] | None:
         try:
