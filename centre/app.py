@@ -7,16 +7,30 @@ import logging
 import signal
 
 import uvicorn
+from starlette.types import ASGIApp
 
+from centre.admin import Admin
+from centre.alert_pages import AlertPages
+from centre.alerts import Alerts
 from centre.auth import Guard
 from centre.config import CentreConfig
 from centre.ingest import Ingest
 from centre.model import CountyModel
+from centre.report_pages import ReportPages
+from centre.reports import Reports
 from centre.store import open_store
 from centre.web import Console
 from centre.webstore import WebStore
 
 log = logging.getLogger("yimen.centre")
+
+
+def web_app(
+    config: CentreConfig, model: CountyModel, ingest: Ingest, db: WebStore, guard: Guard, alerts: Alerts
+) -> ASGIApp:
+    """The whole web side: the live page, and the pages of the people, reports and alerts."""
+    routes = [*Admin(guard).routes(), *ReportPages(Reports(db), guard).routes(), *AlertPages(alerts, guard).routes()]
+    return Console(model, ingest, config.media_dir, guard, routes).app()
 
 
 def run(config: CentreConfig) -> int:
@@ -26,6 +40,8 @@ def run(config: CentreConfig) -> int:
     ingest = Ingest(config, model, store)
     db = WebStore.open(config.store)  # the web side's own connection: accounts, audit, reports
     guard = Guard(db, config.townships, config.web.session_s, config.web.cookie_secure)
+    alerts = Alerts(config.alerts, config.county, model)
+    ingest.listeners.append(alerts.offer)
     log.info(
         "console for county %s: broker %s:%d (%d worker%s%s), store %s, page %s://%s:%d/",
         config.county,
@@ -43,11 +59,12 @@ def run(config: CentreConfig) -> int:
     # it found: a quiet one here, so that the stop below still runs instead of the default death.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+    alerts.start()
     ingest.start()
     try:
         server = uvicorn.Server(
             uvicorn.Config(
-                Console(model, ingest, config.media_dir, guard).app(),
+                web_app(config, model, ingest, db, guard, alerts),
                 host=config.web.host,
                 port=config.web.port,
                 ssl_certfile=config.web.tls_cert,
@@ -59,6 +76,7 @@ def run(config: CentreConfig) -> int:
         server.run()
     finally:
         ingest.stop()
+        alerts.stop()
         db.close()
         store.close()
     return 0

@@ -385,7 +385,7 @@ class Guard:
 
     def routes(self) -> list[BaseRoute]:
         return [
-            Route("/login", _page("login.html", "public")),
+            Route("/login", page("login.html", "public")),
             Route("/api/login", self.login.login, methods=["POST"]),
             Route("/api/logout", self.login.logout, methods=["POST"]),
             Route("/api/me", self.login.me),
@@ -420,12 +420,12 @@ class Guard:
         self.audit.record(actor, f"{kind}-{'download' if download else 'view'}", sid, ip, file=name)
 
 
-def _page(name: str, permission: str) -> Callable[[Request], Response]:
+def page(name: str, permission: str) -> Callable[[Request], Response]:
     """An HTML page of the console: the file is the same for everyone; what it shows comes from
     the JSON endpoints, each guarded on its own."""
 
     @access(permission)
-    def page(_request: Request) -> Response:
+    def serve(_request: Request) -> Response:
         return FileResponse(PAGES / name, headers={"Cache-Control": "no-cache"})
 
-    return page
+    return serve

@@ -31,6 +31,12 @@ session_s = 28800              # a login lasts this long (8 h), then the page as
 [townships]                    # which stations each township sees: township accounts' scope
 # xinqiao = ["hy-0001", "hy-0002"]
 
+[alerts]                       # see centre/alerts.py for every rule and its meaning
+# webhook = "https://..."      # a group-chat robot's URL; format = "wecom", "dingtalk" or "feishu"
+[alerts.offline]               # one table per rule: threshold, escalate, holdoff_s, enabled
+threshold = 10                 # minutes offline before the alert opens
+escalate = 60                  # ... and when it is sent again, escalated
+
 [media]
 dir = "media"                  # uploaded media files: <dir>/<station>/<file name>
 """
@@ -42,6 +48,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from centre.alerts import AlertsConfig, parse_alerts
 from edge.config import ID_PATTERN
 from edge.configfile import ConfigError, Section
 from mqtt.config import BrokerConfig, parse_broker
@@ -91,6 +98,7 @@ class CentreConfig:
     web: WebConfig
     media_dir: Path
     townships: dict[str, str] = field(default_factory=dict)  # station -> township
+    alerts: AlertsConfig = field(default_factory=lambda: parse_alerts(Section("alerts", {})))
 
 
 def parse(doc: dict, source: str) -> CentreConfig:
@@ -137,6 +145,7 @@ def parse(doc: dict, source: str) -> CentreConfig:
     )
     wb.done()
     townships = _townships(top.section("townships"))
+    alerts = parse_alerts(top.section("alerts"))
 
     md = top.section("media")
     media_dir = md.get_path("dir", "media")
@@ -145,7 +154,7 @@ def parse(doc: dict, source: str) -> CentreConfig:
     unknown = top.unread()
     if unknown:
         raise ConfigError(f"{source}: [{unknown[0]}]: unknown section (check the spelling; see README)")
-    return CentreConfig(Path(source), county, name, broker, ingest, store, web, media_dir, townships)
+    return CentreConfig(Path(source), county, name, broker, ingest, store, web, media_dir, townships, alerts)
 
 
 def _townships(section: Section) -> dict[str, str]:

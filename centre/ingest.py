@@ -24,6 +24,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import date
 from typing import Any
@@ -64,6 +65,9 @@ class Ingest:
         self._floors: dict[str, int] = {}
         self.subscribed = threading.Event()
         self.counters = {"messages": 0, "stored": 0, "duplicates": 0, "errors": 0, "batches": 0}
+        # Told of each newly stored event and each loss the county records (alerts); each must
+        # only hand over, never block: they run on the ingest thread.
+        self.listeners: list[Callable[[Event | tuple[str, int]], None]] = []
         # Connection 0: statuses and replies; 1..workers: events (see _subscriptions).
         self.per_worker = [0] * (config.ingest.workers + 1)  # messages each connection received
         self._subscribed_clients: set[int] = set()
@@ -243,6 +247,8 @@ class Ingest:
                 if row.id in new:
                     new.discard(row.id)  # a batch may hold the same id twice
                     self.model.apply_event(event, now, replayed=row.replayed)
+                    for listener in self.listeners:
+                        listener(event)
                     touched.add(event.station)
                     self.counters["stored"] += 1
                 else:
@@ -278,6 +284,8 @@ class Ingest:
         for sid, ranges in self.model.exhausted(ing.replay_tries, ing.replay_retry_s, now):
             for first, last in ranges:
                 self.store.record_loss(sid, first, last, "not held by the station after replay requests", now)
+                for listener in self.listeners:
+                    listener((sid, last - first + 1))
                 log.warning("%s: seqs %d..%d recorded as lost: replays did not bring them", sid, first, last)
             self._save_floors({sid})
         for sid, ranges in self.model.replay_due(now, ing.gap_grace_s, ing.replay_retry_s, ing.replay_tries)[
