@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from centre.auth import Guard, access, client_ip, page, user_of
-from centre.reports import KEYS, Query, ReportError, Reports
+from centre.reports import KEYS, STATION_LEVEL, Query, ReportError, Reports
 from centre.sheet import csv_bytes, xlsx_bytes
 
 COLUMNS = [  # (field, Chinese header): the appraisal sheet's columns, in its order
@@ -86,7 +86,7 @@ class ReportPages:
         columns = [
             (f, h)
             for f, h in COLUMNS
-            if (f in query.by or f not in KEYS) and ("station" in query.by or f not in per_station)
+            if (f in query.by or f not in KEYS) and (STATION_LEVEL.issuperset(query.by) or f not in per_station)
         ]
         table = [[row.get(f) for f, _h in columns] for row in rows]
         headers = [h for _f, h in columns]

@@ -13,7 +13,7 @@ One pass over the `rating` and `queue` events of the range, grouped by what the 
   values are sorted by SQL and interpolated here);
 - time-limit overruns: services whose `end` event says `time_limit` = `yellow` or `red`
   (stations that report the window's time limit; others count none);
-- per station (when grouped by station): outages begun in the range and the offline seconds
+- per station (when grouped by station, or station and day or month): outages begun in the range and the offline seconds
   inside it, and known losses (seqs closed as lost by the county, and seqs a station reported
   evicted) recorded in it.
 
@@ -41,6 +41,7 @@ KEYS = {
     "day": "day",
     "month": "month",
 }
+STATION_LEVEL = frozenset({"station", "day", "month"})  # groupings that get outages and losses
 MAX_DAYS = 400
 MAX_GROUPS = 100_000
 MAX_BAD_LISTED = 500
@@ -180,7 +181,7 @@ class Reports:
             out.append(doc)
         if self.db.engine != "postgresql":
             self._percentiles(query, out)
-        if "station" in query.by:
+        if "station" in query.by and STATION_LEVEL.issuperset(query.by):
             self._station_figures(query, out)
         return out
 
@@ -215,7 +216,7 @@ class Reports:
             local = datetime.fromtimestamp(at).date().isoformat()
             return (station, local if period == "day" else local[:7]) if period else (station,)
 
-        index: dict[tuple, list[dict[str, Any]]] = {}
+        index: dict[tuple, list[dict[str, Any]]] = {}  # one row per key: grouped by station (and period) only
         for doc in out:
             doc.update(outages=0, offline_s=0.0, lost=0)
             index.setdefault((doc["station"], doc[period]) if period else (doc["station"],), []).append(doc)
@@ -225,22 +226,23 @@ class Reports:
             (stop, now, start),
         ):
             inside = max(0.0, min(end if end is not None else now, stop) - max(begin, start))
-            for doc in index.get(slot(station, max(begin, start)), [])[:1]:
+            for doc in index.get(slot(station, max(begin, start)), []):
                 doc["outages"] += 1 if begin >= start else 0
                 doc["offline_s"] = round(doc["offline_s"] + inside, 1)
         for station, at, count in self.db.rows(
             f"SELECT station, at, last_seq - first_seq + 1 FROM losses WHERE at >= {m} AND at < {m}", (start, stop)
         ):
-            for doc in index.get(slot(station, at), [])[:1]:
+            for doc in index.get(slot(station, at), []):
                 doc["lost"] += int(count)
         evicted = _json(self.db.engine, "data.count", numeric=True)
-        source = "(SELECT station, ts, payload::jsonb AS j FROM events)" if self.db.engine == "postgresql" else "events"
+        parsed = ", payload::jsonb AS j" if self.db.engine == "postgresql" else ", payload"
         for station, ts, count in self.db.rows(
-            f"SELECT station, ts, {evicted} FROM {source} e WHERE kind = 'eviction' AND ts >= {m} AND ts < {m}",
+            f"SELECT station, ts, {evicted} FROM (SELECT station, ts{parsed} FROM events"
+            f" WHERE kind = 'eviction' AND ts >= {m} AND ts < {m}) e",
             (query.start.isoformat(), (query.end + timedelta(days=1)).isoformat()),
         ):
             key = (station, ts[:10] if period == "day" else ts[:7]) if period else (station,)
-            for doc in index.get(key, [])[:1]:
+            for doc in index.get(key, []):
                 doc["lost"] += int(count or 0)
 
     def bad_ratings(self, query: Query) -> list[dict[str, Any]]:

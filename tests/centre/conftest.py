@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import urllib.error
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ from typing import Any
 import pytest
 
 from centre.client import ConsoleClient
+from centre.config import StoreConfig
 from centre.fleet import Fleet
+from centre.webstore import WebStore
 from mqtt.broker import free_port
 from tests.conftest import COUNTY, ROOT, wait_until
 
@@ -142,3 +145,15 @@ def fleet_factory() -> Iterator[Any]:
     yield make
     for fleet in fleets:
         fleet.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WebStore]:
+    """The web side's store connection, on each engine (PostgreSQL: a schema of its own)."""
+    if request.param == "sqlite":
+        store = WebStore.open(StoreConfig(tmp_path / "centre.db"))
+    else:
+        dsn = request.getfixturevalue("postgres_dsn")
+        store = WebStore.open(StoreConfig(tmp_path / "x.db", dsn=dsn, schema=f"yimen_test_{uuid.uuid4().hex[:12]}"))
+    yield store
+    store.close()

@@ -10,7 +10,6 @@ import re
 import sqlite3
 import time
 import urllib.error
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from centre.app import web_app
 from centre.audit import Audit
 from centre.auth import COOKIE, Guard, declared
 from centre.client import ConsoleClient
-from centre.config import StoreConfig, parse
+from centre.config import parse
 from centre.model import CountyModel
 from centre.webstore import WebStore
 from tests.conftest import wait_until
@@ -163,17 +162,6 @@ def test_a_session_expires(broker, console_factory) -> None:
     replayed = ConsoleClient(console.url)  # ... and the server refuses it when it is sent anyway
     assert status_of(replayed, "/api/summary", headers={"Cookie": f"{COOKIE}={cookie}"}) == 401
     assert "expired session cookie" in console.log.read_text()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WebStore]:
-    if request.param == "sqlite":
-        store = WebStore.open(StoreConfig(tmp_path / "centre.db"))
-    else:
-        schema = f"yimen_test_{uuid.uuid4().hex[:12]}"
-        store = WebStore.open(StoreConfig(tmp_path / "x.db", dsn=request.getfixturevalue("postgres_dsn"), schema=schema))
-    yield store
-    store.close()
 
 
 def test_accounts_and_an_append_only_audit_on_both_engines(db: WebStore) -> None:
