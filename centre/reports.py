@@ -166,8 +166,11 @@ class Reports:
         if self.db.engine == "postgresql":
             names += ["wait_p50", "wait_p90", "service_p50", "service_p90"]
         out = []
+        people = not STATION_LEVEL.issuperset(query.by)  # by clerk, window or item
         for row in rows:
             doc = dict(zip(names, row, strict=True))
+            if people and not doc["ratings"] and not doc["served"]:
+                continue  # e.g. the ticket issues of a station: events of no clerk and no window
             for key in query.by:
                 doc[key] = None if doc[key] is None else str(doc[key])
             for name in names[len(query.by) :]:

@@ -33,11 +33,14 @@ def expected(events: list[Event], by: tuple[str, ...]) -> dict[tuple, dict[str, 
         if e.kind in ("rating", "queue"):
             groups[tuple(KEY_OF[k](e) for k in by)].append(e)
     out = {}
+    station_level = set(by) <= {"station", "day", "month"}
     for key, group in groups.items():
         ratings = [e.data for e in group if e.kind == "rating"]
         ends = [e.data for e in group if e.kind == "queue" and e.data["action"] == "end"]
         good = sum(r["verdict"] == "good" for r in ratings)
         bad = sum(r["verdict"] == "bad" for r in ratings)
+        if not station_level and not ratings and not ends:
+            continue  # only ticket issues: no clerk, no window to appraise
         waits = sorted(d["wait_s"] for d in ends)
         services = sorted(d["service_s"] for d in ends)
         out[key] = {
