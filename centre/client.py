@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
+import ssl
 import urllib.request
 from typing import Any
 
 
 class ConsoleClient:
-    def __init__(self, url: str, timeout: float = 15.0) -> None:
+    def __init__(self, url: str, timeout: float = 15.0, tls: ssl.SSLContext | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.csrf = ""
         self.cookies = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies))
+        handlers: list[urllib.request.BaseHandler] = [urllib.request.HTTPCookieProcessor(self.cookies)]
+        if tls is not None:
+            handlers.append(urllib.request.HTTPSHandler(context=tls))
+        self.opener = urllib.request.build_opener(*handlers)
 
     def login(self, name: str, password: str) -> dict[str, Any]:
         doc = self.post("/api/login", {"user": name, "password": password})

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import ssl
 import time
 import urllib.error
 from collections.abc import Iterator
@@ -180,3 +181,51 @@ def test_accounts_and_an_append_only_audit_on_both_engines(db: WebStore) -> None
         with pytest.raises(Exception, match="append-only"):
             db.execute(sql)
     assert [e.actor for e in audit.read()] == ["ann"]
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as a county's own CA would issue."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "console")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "console.crt", directory / "console.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def test_https_when_given_a_certificate(broker, console_factory, tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    console = console_factory(broker.port)
+    console.config.write_text(
+        console.config.read_text().replace("[web]\n", f'[web]\ntls_cert = "{cert}"\ntls_key = "{key}"\n')
+    )
+    tls = ssl.create_default_context(cafile=str(cert))
+    console.http = ConsoleClient(f"https://127.0.0.1:{console.web_port}", tls=tls)
+    console.start()
+    assert console.get("/api/summary")["totals"]["stations"] == 0
+    (cookie,) = [c for c in console.http.cookies if c.name == COOKIE]
+    assert cookie.secure and cookie.has_nonstandard_attr("HttpOnly")
+    with pytest.raises(OSError):  # URLError, or the connection closed without an answer
+        ConsoleClient(console.url).get("/api/summary")  # plain HTTP on the TLS port: no answer
