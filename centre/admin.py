@@ -115,8 +115,8 @@ class Admin:
 
     def routes(self) -> list[BaseRoute]:
         return [
-            Route("/audit", page("audit.html", "admin")),
-            Route("/users", page("users.html", "admin")),
+            Route("/audit", page("audit.html", "admin", "审计记录")),
+            Route("/users", page("users.html", "admin", "账户")),
             Route("/api/audit", self.audit_json),
             Route("/api/audit.csv", self.audit_csv),
             Route("/api/users", self.users),

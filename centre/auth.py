@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
@@ -385,7 +385,7 @@ class Guard:
 
     def routes(self) -> list[BaseRoute]:
         return [
-            Route("/login", page("login.html", "public")),
+            Route("/login", page("login.html", "public", "登录", scripts=())),
             Route("/api/login", self.login.login, methods=["POST"]),
             Route("/api/logout", self.login.logout, methods=["POST"]),
             Route("/api/me", self.login.me),
@@ -420,12 +420,27 @@ class Guard:
         self.audit.record(actor, f"{kind}-{'download' if download else 'view'}", sid, ip, file=name)
 
 
-def page(name: str, permission: str) -> Callable[[Request], Response]:
-    """An HTML page of the console: the file is the same for everyone; what it shows comes from
-    the JSON endpoints, each guarded on its own."""
+HEAD = """<!doctype html>
+<html lang="zh-CN">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · yimen</title>
+<link rel="stylesheet" href="/assets/console.css">
+{scripts}</head>
+"""
+
+
+def page(name: str, permission: str, title: str, scripts: tuple[str, ...] = ("session.js",)) -> Callable:
+    """An HTML page of the console: the shared head, then the page's body (static/<name>). The
+    page is the same for everyone; what it shows comes from the JSON endpoints, each guarded
+    on its own. `session.js` (the login, the CSRF token, the navigation) on all but the login."""
+    tags = "".join(f'<script src="/assets/{s}"></script>\n' for s in scripts)
+    head = HEAD.format(title=title, scripts=tags)
 
     @access(permission)
     def serve(_request: Request) -> Response:
-        return FileResponse(PAGES / name, headers={"Cache-Control": "no-cache"})
+        body = (PAGES / name).read_text(encoding="utf-8")
+        return HTMLResponse(head + body + "</html>\n", headers={"Cache-Control": "no-cache"})
 
     return serve

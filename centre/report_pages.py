@@ -103,7 +103,7 @@ class ReportPages:
 
     def routes(self) -> list[BaseRoute]:
         return [
-            Route("/reports", page("reports.html", "figures")),
+            Route("/reports", page("reports.html", "figures", "评价统计", ("session.js", "chart.umd.min.js"))),
             Route("/api/report", self.report),
             Route("/api/report.{fmt:str}", self.export),
         ]

@@ -6,6 +6,7 @@ real command (`yimen centre user add`) and the test's HTTP client logs in as it,
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import urllib.error
@@ -22,6 +23,8 @@ from centre.fleet import Fleet
 from centre.webstore import WebStore
 from mqtt.broker import free_port
 from tests.conftest import COUNTY, ROOT, wait_until
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 class ConsoleProcess:
@@ -157,3 +160,16 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WebStore]:
         store = WebStore.open(StoreConfig(tmp_path / "x.db", dsn=dsn, schema=f"yimen_test_{uuid.uuid4().hex[:12]}"))
     yield store
     store.close()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium, driven by Playwright (never a downloaded browser build)."""
+    if not shutil.which("chromium"):
+        pytest.skip("Debian's chromium is not installed (./dev test installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield chromium
+        chromium.close()

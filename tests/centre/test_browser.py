@@ -3,9 +3,7 @@ simulated stations: what an operator who leaves the page open would see change, 
 
 from __future__ import annotations
 
-import shutil
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,22 +12,14 @@ from tests.conftest import wait_until
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 RED = "rgb(198, 40, 40)"
 
 
 @pytest.fixture
-def page() -> Iterator[Any]:
-    if not shutil.which("chromium"):
-        pytest.skip("Debian's chromium is not installed (./dev test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(locale="zh-CN")
-        page.set_default_timeout(10_000)
-        yield page
-        browser.close()
+def page(browser) -> Any:
+    page = browser.new_page(locale="zh-CN")
+    page.set_default_timeout(10_000)
+    return page
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import calendar
 import http.server
 import io
 import json
-import shutil
 import threading
 from collections.abc import Iterator
 from datetime import date, datetime
@@ -20,7 +19,6 @@ import pytest
 
 from mqtt.broker import free_port
 from tests.centre.appraisal import expected, matches
-from tests.centre.test_browser import CHROMIUM
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.slow
@@ -58,18 +56,6 @@ def receiver() -> Iterator[Receiver]:
     hook = Receiver()
     yield hook
     hook.server.shutdown()
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    if not shutil.which("chromium"):
-        pytest.skip("Debian's chromium is not installed (./dev test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
