@@ -26,10 +26,16 @@ log = logging.getLogger("yimen.centre")
 
 
 def web_app(
-    config: CentreConfig, model: CountyModel, ingest: Ingest, db: WebStore, guard: Guard, alerts: Alerts
+    config: CentreConfig, model: CountyModel, ingest: Ingest, reports: WebStore, guard: Guard, alerts: Alerts
 ) -> ASGIApp:
-    """The whole web side: the live page, and the pages of the people, reports and alerts."""
-    routes = [*Admin(guard).routes(), *ReportPages(Reports(db), guard).routes(), *AlertPages(alerts, guard).routes()]
+    """The whole web side: the live page, and the pages of the people, reports and alerts.
+    Reports get a connection of their own (`reports`): a month over a large county takes
+    seconds, and every request's session check must not wait behind it."""
+    routes = [
+        *Admin(guard).routes(),
+        *ReportPages(Reports(reports), guard).routes(),
+        *AlertPages(alerts, guard).routes(),
+    ]
     return Console(model, ingest, config.media_dir, guard, routes).app()
 
 
@@ -38,7 +44,8 @@ def run(config: CentreConfig) -> int:
     store = open_store(config.store)
     model = CountyModel(config.county, config.name)
     ingest = Ingest(config, model, store)
-    db = WebStore.open(config.store)  # the web side's own connection: accounts, audit, reports
+    db = WebStore.open(config.store)  # the web side's own connection: accounts, audit
+    reports = WebStore.open(config.store)
     guard = Guard(db, config.townships, config.web.session_s, config.web.cookie_secure)
     alerts = Alerts(config.alerts, config.county, model)
     ingest.listeners.append(alerts.offer)
@@ -64,7 +71,7 @@ def run(config: CentreConfig) -> int:
     try:
         server = uvicorn.Server(
             uvicorn.Config(
-                web_app(config, model, ingest, db, guard, alerts),
+                web_app(config, model, ingest, reports, guard, alerts),
                 host=config.web.host,
                 port=config.web.port,
                 ssl_certfile=config.web.tls_cert,
@@ -77,6 +84,7 @@ def run(config: CentreConfig) -> int:
     finally:
         ingest.stop()
         alerts.stop()
+        reports.close()
         db.close()
         store.close()
     return 0
