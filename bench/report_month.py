@@ -118,7 +118,8 @@ def main() -> None:
             bare_s, bare_rows = best(lambda sql=sql, params=params: conn.execute(sql, params).fetchall(), args.repeat)
             conn.commit()
             report_s, rows = best(lambda query=query: reports.figures(query), args.repeat)
-            assert len(rows) == len(bare_rows), (len(rows), len(bare_rows))
+            # The report leaves out groups with nothing to appraise (a station's ticket issues, of no clerk).
+            assert len(rows) <= len(bare_rows), (len(rows), len(bare_rows))
             served = sum(r["served"] for r in rows)
             assert served == args.stations * args.days * args.per_day, served
             key = by.replace(",", "_")
