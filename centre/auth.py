@@ -197,20 +197,20 @@ class Gate:
         self.audit = audit
         self.township_of = township_of
 
-    def route(self, scope: Scope) -> tuple[Access | None, dict[str, Any]]:
-        """The matched route's declaration and path parameters; (None, {}) when nothing matches
-        or the route declares nothing."""
-        partial: tuple[Access | None, dict[str, Any]] | None = None
+    def route(self, scope: Scope) -> tuple[Access | None, dict[str, Any], bool]:
+        """The matched route's declaration (None: it declares nothing), its path parameters, and
+        whether any route matched at all."""
+        partial: tuple[Access | None, dict[str, Any], bool] | None = None
         for route in self.app.routes:
             match, child = route.matches(scope)
             if match == Match.NONE:
                 continue
             endpoint = child.get("endpoint") or child.get("app")
-            found = (declared(endpoint), child.get("path_params", {}))
+            found = (declared(endpoint), child.get("path_params", {}), True)
             if match == Match.FULL:
                 return found
             partial = partial or found
-        return partial or (None, {})
+        return partial or (None, {}, False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -229,7 +229,7 @@ class Gate:
         """None to let the request through (with the caller in its scope), else the refusal."""
         scope = conn.scope
         method = scope.get("method", "GET")
-        declaration, params = self.route(scope)
+        declaration, params, matched = self.route(scope)
         unsafe = scope["type"] == "websocket" or method not in SAFE_METHODS
         if unsafe and not self._same_origin(conn):
             return self._refuse(conn, 403, "cross-site request refused", "Origin is another site's")
@@ -239,6 +239,8 @@ class Gate:
         if user is None:
             return self._refuse(conn, 401, "log in first", why)
         scope[USER_KEY] = user
+        if not matched:
+            return None  # the app answers 404, to a logged-in caller only
         if declaration is None:
             return self._refuse(conn, 403, "not allowed", "route declares no access (denied by default)", user)
         if unsafe and scope["type"] == "http":

@@ -229,3 +229,50 @@ def test_https_when_given_a_certificate(broker, console_factory, tmp_path: Path)
     assert cookie.secure and cookie.has_nonstandard_attr("HttpOnly")
     with pytest.raises(OSError):  # URLError, or the connection closed without an answer
         ConsoleClient(console.url).get("/api/summary")  # plain HTTP on the TLS port: no answer
+
+
+def call(app: Any, path: str, cookie: str = "") -> int:
+    """One GET through an ASGI app, in process; its status code."""
+    import asyncio
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(b"host", b"test"), (b"cookie", f"{COOKIE}={cookie}".encode())],
+        "scheme": "http",
+        "server": ("test", 80),
+        "client": ("127.0.0.1", 1),
+        "root_path": "",
+        "http_version": "1.1",
+    }
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"]
+
+
+def test_a_route_added_later_without_a_declaration_is_refused(tmp_path: Path) -> None:
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    config = parse({"centre": {"county": "c"}}, str(tmp_path / "centre.toml"))
+    db = WebStore.open(config.store)
+    guard, model = Guard(db, {}, 60, False), CountyModel("c", "c")
+    gate = web_app(config, model, None, db, guard, Alerts(config.alerts, "c", model))  # type: ignore[arg-type]
+    # As another module would add its page after the app was built, forgetting @access:
+    gate.app.routes.append(Route("/api/new-thing", lambda _r: PlainTextResponse("secret")))
+    cookie, _csrf = guard.sessions.make(guard.accounts.add("root", "root-password", "admin"))
+    assert call(gate, "/api/new-thing") == 401
+    assert call(gate, "/api/new-thing", cookie) == 403  # even for an admin: denied by default
+    assert call(gate, "/api/summary", cookie) == 200
+    assert call(gate, "/no/such/page", cookie) == 404
+    db.close()
