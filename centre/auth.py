@@ -337,6 +337,7 @@ class Login:
             self.audit.record(name, "login-failed", None, ip)
             return JSONResponse({"error": "wrong user name or password"}, status_code=401)
         cookie, csrf = self.sessions.make(user)
+        log.info("%s (%s) logged in from %s", user.name, user.role, ip)
         self.audit.record(user.name, "login", None, ip, role=user.role)
         response = JSONResponse({**user.as_dict(), "csrf": csrf})
         self.sessions.set_cookie(response, cookie)
