@@ -9,12 +9,16 @@ import signal
 import uvicorn
 from starlette.types import ASGIApp
 
+from centre import figures
 from centre.admin import Admin
 from centre.alert_pages import AlertPages
 from centre.alerts import Alerts
 from centre.auth import Guard
 from centre.config import CentreConfig
 from centre.ingest import Ingest
+from centre.live import LiveHub
+from centre.media_ingest import MediaIngest
+from centre.media_web import MediaWeb
 from centre.model import CountyModel
 from centre.report_pages import ReportPages
 from centre.reports import Reports
@@ -26,17 +30,25 @@ log = logging.getLogger("yimen.centre")
 
 
 def web_app(
-    config: CentreConfig, model: CountyModel, ingest: Ingest, reports: WebStore, guard: Guard, alerts: Alerts
+    config: CentreConfig,
+    model: CountyModel,
+    ingest: Ingest,
+    live: LiveHub,
+    guard: Guard,
+    alerts: Alerts,
+    reports: WebStore,
 ) -> ASGIApp:
-    """The whole web side: the live page, and the pages of the people, reports and alerts.
-    Reports get a connection of their own (`reports`): a month over a large county takes
-    seconds, and every request's session check must not wait behind it."""
+    """The whole web side behind its gate: the live page, media and live view, and the pages of
+    the people, reports and alerts. Reports get a connection of their own (`reports`): a month
+    over a large county takes a while, and every request's session check must not wait behind it."""
     routes = [
+        *MediaWeb(config).routes(),
+        *live.routes(),
         *Admin(guard).routes(),
         *ReportPages(Reports(reports), guard).routes(),
         *AlertPages(alerts, guard).routes(),
     ]
-    return Console(model, ingest, config.media_dir, guard, routes).app()
+    return Console(model, ingest, config.media_dir, figures.FiguresReader(config.store), guard).app(routes)
 
 
 def run(config: CentreConfig) -> int:
@@ -44,11 +56,17 @@ def run(config: CentreConfig) -> int:
     store = open_store(config.store)
     model = CountyModel(config.county, config.name)
     ingest = Ingest(config, model, store)
+    figures.create(store)
+    ingest.on_new_event.append(lambda e: figures.record(store, e))
+    media = MediaIngest(config, config.console)
+    ingest.on_new_event.append(media.on_event)
+    live = LiveHub(config, ingest, config.console)
     db = WebStore.open(config.store)  # the web side's own connection: accounts, audit
     reports = WebStore.open(config.store)
     guard = Guard(db, config.townships, config.web.session_s, config.web.cookie_secure)
     alerts = Alerts(config.alerts, config.county, model)
-    ingest.listeners.append(alerts.offer)
+    ingest.on_new_event.append(alerts.offer)
+    ingest.on_loss.append(lambda sid, lost: alerts.offer((sid, lost)))
     log.info(
         "console for county %s: broker %s:%d (%d worker%s%s), store %s, page %s://%s:%d/",
         config.county,
@@ -67,11 +85,13 @@ def run(config: CentreConfig) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     alerts.start()
+    media.start()
     ingest.start()
+    live.start()
     try:
         server = uvicorn.Server(
             uvicorn.Config(
-                web_app(config, model, ingest, reports, guard, alerts),
+                web_app(config, model, ingest, live, guard, alerts, reports),
                 host=config.web.host,
                 port=config.web.port,
                 ssl_certfile=config.web.tls_cert,
@@ -82,7 +102,9 @@ def run(config: CentreConfig) -> int:
         )
         server.run()
     finally:
+        live.stop()
         ingest.stop()
+        media.stop()
         alerts.stop()
         reports.close()
         db.close()

@@ -1,8 +1,9 @@
 """The console's one gate: every request passes here before any endpoint sees it.
 
-Deny by default. Each endpoint declares who may call it with `@access(permission, station=...)`
-(`public`, `figures`, `video` or `admin`; `station` names the path or query parameter holding a
-station id, checked against the caller's townships). The layer finds the route a request
+Deny by default. Each endpoint declares who may call it with `@access(permission, station=...,
+audit=...)` (`public`, `figures`, `video` or `admin`; `station` names the path or query
+parameter holding a station id, checked against the caller's townships; `audit` names what an
+allowed call is recorded as in the audit trail, see `Guard.audited`). The layer finds the route a request
 matches by asking the app's own routes, live, so a route added later by anyone is guarded the
 same way; a route that declares nothing answers 401 without a session and 403 with one.
 
@@ -59,19 +60,25 @@ MAX_LOGIN_BODY = 4096
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+AUDITED = ("live-view-start", "live-view-stop", "media", "clip-view")
+
+
 @dataclass(frozen=True)
 class Access:
     permission: str
     station: str | None = None  # the path or query parameter that names a station
+    audit: str | None = None  # what an allowed call is in the audit trail (one of AUDITED)
 
 
-def access(permission: str, *, station: str | None = None) -> Callable[[F], F]:
+def access(permission: str, *, station: str | None = None, audit: str | None = None) -> Callable[[F], F]:
     """Declare who may call an endpoint (a function, or an ASGI app mounted under a path)."""
     if permission not in PERMISSIONS:
         raise ValueError(f"access({permission!r}): use one of {', '.join(PERMISSIONS)}")
+    if audit is not None and audit not in AUDITED:
+        raise ValueError(f"access(audit={audit!r}): use one of {', '.join(AUDITED)}")
 
     def mark(endpoint: F) -> F:
-        endpoint.__yimen_access__ = Access(permission, station)  # type: ignore[attr-defined]
+        endpoint.__yimen_access__ = Access(permission, station, audit)  # type: ignore[attr-defined]
         return endpoint
 
     return mark
@@ -190,12 +197,14 @@ class Gate:
         sessions: Sessions,
         audit: Audit,
         township_of: Callable[[], dict[str, str]],
+        audited: Callable[[str, User, dict[str, Any], HTTPConnection], None],
     ) -> None:
         self.app = app  # a Starlette app: its `routes` are read on every request
         self.accounts = accounts
         self.sessions = sessions
         self.audit = audit
         self.township_of = township_of
+        self.audited = audited
 
     def route(self, scope: Scope) -> tuple[Access | None, dict[str, Any], bool]:
         """The matched route's declaration (None: it declares nothing), its path parameters, and
@@ -254,6 +263,8 @@ class Gate:
             if sid is not None and not user.sees(str(sid), self.township_of()):
                 self.audit.record(user.name, "denied", str(sid), client_ip(conn), path=conn.url.path)
                 return self._refuse(conn, 403, "not allowed: this station is outside your townships", "scope", user)
+        if declaration.audit:
+            self.audited(declaration.audit, user, params, conn)
         return None
 
     def _same_origin(self, conn: HTTPConnection) -> bool:
@@ -278,7 +289,9 @@ class Gate:
 
     def _refuse(self, conn: HTTPConnection, status: int, say: str, why: str, user: User | None = None) -> Response:
         path = conn.url.path
-        log.warning(
+        # A role's page asking for what the role lacks (a viewer's page and video) is routine.
+        log.log(
+            logging.INFO if why.startswith("needs ") else logging.WARNING,
             "refused %s %s from %s (%s): %d %s",
             conn.scope.get("method", "WS"),
             path,
@@ -384,7 +397,36 @@ class Guard:
         self._media_seen: dict[tuple[str, str, str], float] = {}
 
     def gate(self, app: Any) -> Gate:
-        return Gate(app, self.accounts, self.sessions, self.audit, lambda: self.township_of)
+        return Gate(app, self.accounts, self.sessions, self.audit, lambda: self.township_of, self.audited)
+
+    def audited(self, action: str, user: User, params: dict[str, Any], conn: HTTPConnection) -> None:
+        """Record an allowed call that its route declares audited: a live view's start, its stop
+        with the seconds watched, a media file shown or downloaded (the page's refreshes of one
+        picture within MEDIA_SEEN_QUIET_S are one view; a download is always recorded)."""
+        sid, ip = str(params.get("sid")), client_ip(conn)
+        if action.startswith("live-view"):
+            window = params.get("window")
+            if action == "live-view-start":
+                self.watching.start(user.name, sid, window, time.monotonic())
+                self.audit.record(user.name, "command", sid, ip, command="live-view", window=window)
+                self.audit.record(user.name, action, sid, ip, window=window)
+            else:
+                seconds = self.watching.stop(user.name, sid, window, time.monotonic())
+                self.audit.record(user.name, action, sid, ip, window=window, seconds=seconds)
+            return
+        name = str(params.get("name") or params.get("media_id"))
+        download = conn.query_params.get("download") == "1"
+        if action == "media":
+            kind = "snapshot" if name.endswith((".jpg", ".jpeg", ".png")) else "clip"
+            action = f"{kind}-{'download' if download else 'view'}"
+        now = time.monotonic()
+        key = (user.name, sid, name)
+        if not download and now - self._media_seen.get(key, -MEDIA_SEEN_QUIET_S) < MEDIA_SEEN_QUIET_S:
+            return
+        if len(self._media_seen) > 10_000:
+            self._media_seen.clear()
+        self._media_seen[key] = now
+        self.audit.record(user.name, action, sid, ip, file=name)
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -394,9 +436,6 @@ class Guard:
             Route("/api/me", self.login.me),
             Mount("/assets", access("public")(StaticFiles(directory=ASSETS))),
         ]
-
-    def stations_of(self, user: User, stations: list[str]) -> list[str]:
-        return [s for s in stations if user.sees(s, self.township_of)]
 
     def scoped_summary(self, doc: dict[str, Any], user: User) -> dict[str, Any]:
         """The county's summary cut down to the stations `user` may see, totals counted again."""
@@ -408,19 +447,6 @@ class Guard:
                 totals[key] += row[key]
             totals["waiting"] += row["waiting"] or 0
         return {**doc, "stations": rows, "totals": totals}
-
-    def media_seen(self, actor: str, sid: str, name: str, download: bool, ip: str) -> None:
-        """Audit a clip or snapshot shown or downloaded; the page's refreshes of one picture
-        within MEDIA_SEEN_QUIET_S are one view, a download is always recorded."""
-        kind = "snapshot" if name.endswith((".jpg", ".jpeg", ".png")) else "clip"
-        now = time.monotonic()
-        key = (actor, sid, name)
-        if not download and now - self._media_seen.get(key, -MEDIA_SEEN_QUIET_S) < MEDIA_SEEN_QUIET_S:
-            return
-        if len(self._media_seen) > 10_000:
-            self._media_seen.clear()
-        self._media_seen[key] = now
-        self.audit.record(actor, f"{kind}-{'download' if download else 'view'}", sid, ip, file=name)
 
 
 HEAD = """<!doctype html>

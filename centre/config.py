@@ -3,6 +3,7 @@
 [centre]
 county = "hengyang"            # the county whose stations are shown
 name = "衡阳县"                 # shown in the page's title
+# console = "county-a"         # this console's name (default: host name and config path): a stable client id
 
 [broker]                       # the same section as a station's (mqtt/config.py)
 host = "127.0.0.1"
@@ -14,6 +15,8 @@ group = "yimen-centre"         # the shared-subscription group
 gap_grace_s = 30               # a gap open this long asks the station for a replay
 replay_retry_s = 60            # ... and again this often, at most `replay_tries` times
 replay_tries = 3               # after that, what is still missing is recorded as lost
+station_rate = 200             # messages stored per station per second at most (then dropped, counted)
+station_burst = 12000          # ... after a burst of this many (a replay answer fits)
 
 [store]
 path = "centre.db"             # SQLite (default), relative to this file
@@ -38,13 +41,18 @@ threshold = 10                 # minutes offline before the alert opens
 escalate = 60                  # ... and when it is sent again, escalated
 
 [media]
-dir = "media"                  # uploaded media files: <dir>/<station>/<file name>
+dir = "media"                  # uploaded media files: <dir>/<station>/<media id>.<ext>
+max_mb = 10240                 # the county's disk budget for them: snapshots go first, evidence clips last
+session_expiry_s = 86400       # the broker keeps chunks for a restarting console this long (MQTT 5)
+live_view_s = 120              # an operator's live view lasts this long unless stopped (at most 1800)
 """
 
 from __future__ import annotations
 
 import re
+import socket
 import tomllib
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +71,10 @@ class IngestConfig:
     gap_grace_s: float = 30.0
     replay_retry_s: float = 60.0
     replay_tries: int = 3
+    # What one station may make the console store per second (events and media messages): a
+    # token bucket deep enough for a replay answer of 10,000 events; beyond it, dropped and counted.
+    station_rate: float = 200.0
+    station_burst: float = 12_000.0
 
     @property
     def shared(self) -> bool:
@@ -97,6 +109,10 @@ class CentreConfig:
     store: StoreConfig
     web: WebConfig
     media_dir: Path
+    media_max_bytes: int = 10 * 2**30
+    media_session_expiry_s: float = 86_400.0
+    live_view_s: int = 120  # how long an operator's live view runs unless stopped
+    console: str = "console"  # this console's name among those sharing a broker: a stable client id
     townships: dict[str, str] = field(default_factory=dict)  # station -> township
     alerts: AlertsConfig = field(default_factory=lambda: parse_alerts(Section("alerts", {})))
 
@@ -108,7 +124,6 @@ def parse(doc: dict, source: str) -> CentreConfig:
     centre = top.section("centre")
     county = centre.get_str("county", pattern=ID_PATTERN)
     name = centre.get_str("name", county)
-    centre.done()
     broker = parse_broker(top.section("broker"))
 
     ing = top.section("ingest")
@@ -118,6 +133,8 @@ def parse(doc: dict, source: str) -> CentreConfig:
         gap_grace_s=ing.get_float("gap_grace_s", IngestConfig.gap_grace_s, minval=0.1),
         replay_retry_s=ing.get_float("replay_retry_s", IngestConfig.replay_retry_s, minval=0.1),
         replay_tries=ing.get_int("replay_tries", IngestConfig.replay_tries, minval=1),
+        station_rate=ing.get_float("station_rate", IngestConfig.station_rate, minval=1),
+        station_burst=ing.get_float("station_burst", IngestConfig.station_burst, minval=1),
     )
     ing.done()
     if ingest.shared and broker.protocol != "5":
@@ -149,12 +166,24 @@ def parse(doc: dict, source: str) -> CentreConfig:
 
     md = top.section("media")
     media_dir = md.get_path("dir", "media")
+    media_max_mb = md.get_int("max_mb", 10240, minval=1)
+    live_view_s = md.get_int("live_view_s", CentreConfig.live_view_s, minval=1, maxval=1800)
+    expiry = md.get_float("session_expiry_s", CentreConfig.media_session_expiry_s, minval=0, maxval=2**32 - 1)
     md.done()
+    # The media connection keeps a broker session across restarts, so its client id must be the
+    # same each time this console starts and differ between consoles: the host and this file.
+    default_name = f"{socket.gethostname()[:16]}-{zlib.crc32(str(Path(source).resolve()).encode()):08x}"
+    console = centre.get_str("console", re.sub(r"[^a-z0-9-]", "-", default_name.lower()), pattern=r"[a-z0-9-]{1,40}")
 
+    centre.done()
     unknown = top.unread()
     if unknown:
         raise ConfigError(f"{source}: [{unknown[0]}]: unknown section (check the spelling; see README)")
-    return CentreConfig(Path(source), county, name, broker, ingest, store, web, media_dir, townships, alerts)
+    return CentreConfig(
+        Path(source), county, name, broker, ingest, store, web, media_dir,
+        media_max_bytes=media_max_mb * 2**20, media_session_expiry_s=expiry, live_view_s=live_view_s, console=console,
+        townships=townships, alerts=alerts,
+    )  # fmt: skip
 
 
 def _townships(section: Section) -> dict[str, str]:

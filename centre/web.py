@@ -11,7 +11,6 @@ app refuses the rest, and a route that declares nothing is refused to everyone.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -24,7 +23,8 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
-from centre.auth import Guard, access, client_ip, user_of
+from centre.auth import Guard, access, user_of
+from centre.figures import FiguresReader
 from centre.ingest import Ingest
 from centre.model import CountyModel
 
@@ -42,15 +42,14 @@ def _rss_bytes() -> int:
 
 class Console:
     def __init__(
-        self, model: CountyModel, ingest: Ingest, media_dir: Path, guard: Guard, routes: list[BaseRoute] = ()
+        self, model: CountyModel, ingest: Ingest, media_dir: Path, figures: FiguresReader, guard: Guard
     ) -> None:
         self.model = model
         self.ingest = ingest
         self.media_dir = media_dir
+        self.figures = figures  # the day's figures from the store (what every console process sees)
         self.guard = guard
-        self.audit = guard.audit
-        self.routes = list(routes)  # the other modules' pages (reports, alerts, accounts...)
-        self._summary: tuple[int, float, bytes] = (-1, 0.0, b"")
+        self._summary: tuple[str, float, bytes] = ("", 0.0, b"")
         self._started = time.time()
 
     def _media_path(self, station: str, name: str) -> Path | None:
@@ -68,10 +67,14 @@ class Console:
         version, built, body = self._summary
         have = request.query_params.get("v")
         fresh = time.monotonic() - built < SUMMARY_MIN_AGE_S
-        if version != self.model.version and not fresh:
+        # Figures read from the store change with other consoles' ingest too: rebuilt every 2 s.
+        current = f"{self.model.version}.{int(time.monotonic() // 2)}"
+        if version != current and not fresh:
             doc = self.model.summary(time.time())
+            self.figures.apply_summary(doc, time.time())
+            doc["version"] = current
             body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
-            version, built = doc["version"], time.monotonic()
+            version, built = current, time.monotonic()
             self._summary = (version, built, body)
         if have == str(version):
             return Response(status_code=204)
@@ -86,53 +89,18 @@ class Console:
         doc = self.model.detail(sid, time.time())
         if doc is None:
             return JSONResponse({"error": f"no station {sid!r} has reported to this console"}, status_code=404)
+        self.figures.apply_detail(doc, self.model.today.isoformat(), time.time())
         if not user_of(request).may("video"):
             doc = {**doc, "snapshots": {}, "live": None, "bad": [{**b, "clip": None} for b in doc["bad"]]}
-        for media in [*doc["snapshots"].values(), *(b["clip"] for b in doc["bad"] if b["clip"])]:
-            media["available"] = self._media_path(sid, media["file"]) is not None
         return JSONResponse(doc)
 
-    @access("video", station="sid")
-    async def live_view(self, request: Request) -> Response:
-        sid = request.path_params["sid"]
-        if sid not in self.model.stations:
-            return JSONResponse({"error": f"no station {sid!r} has reported to this console"}, status_code=404)
-        window = request.query_params.get("window")
-        number = int(window) if window and window.isdigit() and len(window) < 4 else None
-        name, ip = user_of(request).name, client_ip(request)
-        self.audit.record(name, "command", sid, ip, command="live-view", window=number)
-        self.audit.record(name, "live-view-start", sid, ip, window=number)
-        self.guard.watching.start(name, sid, number, time.monotonic())
-        future = self.ingest.live_view(sid, number)
-        try:
-            reply = await asyncio.wait_for(asyncio.wrap_future(future), timeout=10)
-        except TimeoutError:
-            reply = {"ok": False, "error": {"code": "timeout", "message": "no reply within 10 s"}}
-        return JSONResponse(reply)
-
-    @access("video", station="sid")
-    def live_view_stop(self, request: Request) -> Response:
-        """The page stopped showing a live view (closed, or left): the audit gets the seconds watched."""
-        sid = request.path_params["sid"]
-        window = request.query_params.get("window")
-        number = int(window) if window and window.isdigit() and len(window) < 4 else None
-        user = user_of(request)
-        seconds = self.guard.watching.stop(user.name, sid, number, time.monotonic())
-        if seconds is None:
-            return JSONResponse({"error": "no live view of yours is open there"}, status_code=409)
-        self.audit.record(user.name, "live-view-stop", sid, client_ip(request), window=number, seconds=seconds)
-        return JSONResponse({"ok": True, "seconds": seconds})
-
-    @access("video", station="sid")
+    @access("video", station="sid", audit="media")
     def media(self, request: Request) -> Response:
-        sid, name = request.path_params["sid"], request.path_params["name"]
-        path = self._media_path(sid, name)
+        path = self._media_path(request.path_params["sid"], request.path_params["name"])
         if path is None:
             return Response("not uploaded (yet)", status_code=404)
-        download = request.query_params.get("download") == "1"
-        self.guard.media_seen(user_of(request).name, sid, name, download, client_ip(request))
-        if download:
-            return FileResponse(path, filename=name)
+        if request.query_params.get("download") == "1":
+            return FileResponse(path, filename=path.name)
         return FileResponse(path)
 
     @access("admin")
@@ -146,19 +114,18 @@ class Console:
         }
         return JSONResponse(doc)
 
-    def app(self) -> ASGIApp:
-        """The page and its JSON, behind the gate (centre/auth.py)."""
+    def app(self, extra: list[BaseRoute] | None = None) -> ASGIApp:
+        """The page's routes, and `extra` ones from their own modules (media, live view, the
+        people's pages), all behind the gate (centre/auth.py)."""
         app = Starlette(
             routes=[
+                *(extra or []),
                 Route("/", self.index),
                 Route("/api/summary", self.summary),
                 Route("/api/station/{sid}", self.station),
-                Route("/api/station/{sid}/live-view", self.live_view, methods=["POST"]),
-                Route("/api/station/{sid}/live-view/stop", self.live_view_stop, methods=["POST"]),
                 Route("/api/metrics", self.metrics),
                 Route("/media/{sid}/{name}", self.media),
                 *self.guard.routes(),
-                *self.routes,
             ]
         )
         return self.guard.gate(app)

@@ -62,15 +62,14 @@ dir = "media"
         self.proc: subprocess.Popen | None = None
         self.admin = ("admin", "admin-password-1")
         self.http = ConsoleClient(self.url)
-        self.user("add", self.admin[0], "--role", "admin", password=self.admin[1])
 
-    def user(self, *args: str, password: str | None = None) -> subprocess.CompletedProcess:
+    def user(self, *args: str, password: str | None = None, exists_ok: bool = False) -> subprocess.CompletedProcess:
         """`yimen centre user ...` on this console's store; a password goes in on stdin."""
         command = [sys.executable, "-m", "edge.cli", "centre", "--config", str(self.config), "user", *args]
         if password is not None:
             command.append("--password-stdin")
         done = subprocess.run(command, input=password, capture_output=True, text=True, cwd=ROOT, timeout=60)
-        assert done.returncode == 0, done.stderr
+        assert done.returncode == 0 or (exists_ok and "exists already" in done.stderr), done.stderr
         return done
 
     @property
@@ -78,6 +77,8 @@ dir = "media"
         return f"http://127.0.0.1:{self.web_port}"
 
     def start(self) -> ConsoleProcess:
+        # The admin the test logs in as (consoles sharing one store share it too).
+        self.user("add", self.admin[0], "--role", "admin", password=self.admin[1], exists_ok=True)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "edge.cli", "centre", "--config", str(self.config)],

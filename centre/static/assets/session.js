@@ -15,6 +15,7 @@
       const who = await me;
       init = {...init, headers: {...(init.headers || {}), "X-CSRF-Token": who.csrf}};
     }
+    follow(input, method);
     const res = await plainFetch(input, {credentials: "same-origin", ...init});
     if (res.status === 401) location.href = "/login";
     return res;
@@ -66,39 +67,18 @@
     alerts();
   });
 
-  // Live views this page opened: reported as stopped when the person stops, leaves or logs out.
-  const watching = new Map();
-  function stop(key, keepalive) {
-    const [sid, win] = key.split("\n");
-    watching.delete(key);
-    renderWatching();
-    return fetch(`/api/station/${encodeURIComponent(sid)}/live-view/stop?window=${encodeURIComponent(win)}`,
-      {method: "POST", keepalive});
+  // Live views this page has open (seen in its own fetches): stopped when the person leaves or
+  // logs out without pressing stop, so that the audit trail gets the seconds watched.
+  const watching = new Set();
+  const LIVE = /^(\/api\/station\/[^/]+\/live\/\d+)\/(start|stop)$/;
+  function follow(input, method) {
+    const m = method === "POST" && typeof input === "string" && input.match(LIVE);
+    if (m) m[2] === "start" ? watching.add(m[1]) : watching.delete(m[1]);
   }
-  const stopAll = (keepalive = false) => Promise.all([...watching.keys()].map((k) => stop(k, keepalive)));
-  function renderWatching() {
-    let bar = document.getElementById("watching");
-    if (!bar) {
-      bar = document.createElement("div");
-      bar.id = "watching";
-      bar.className = "card no-print";
-      document.body.append(bar);
-    }
-    bar.style.display = watching.size ? "block" : "none";
-    bar.innerHTML = [...watching.keys()].map((k) => {
-      const [sid, win] = k.split("\n");
-      return `实时画面 ${esc(sid)} 窗口 ${esc(win)} <button type="button" class="stop-live" data-key="${esc(k)}">停止观看</button>`;
-    }).join("<br>");
-  }
-  document.addEventListener("click", (e) => {
-    const live = e.target.closest("button.live");
-    if (live) {
-      const sid = live.dataset.station || decodeURIComponent(location.hash.slice(1));
-      if (sid) { watching.set(`${sid}\n${live.dataset.window || ""}`, Date.now()); renderWatching(); }
-    }
-    const end = e.target.closest("button.stop-live");
-    if (end) stop(end.dataset.key, false);
-  }, true);
+  const stopAll = (keepalive = false) => Promise.all([...watching].map((base) => {
+    watching.delete(base);
+    return fetch(`${base}/stop`, {method: "POST", keepalive});
+  }));
   window.addEventListener("pagehide", () => stopAll(true));
 
   const ready = (fn) => document.readyState === "loading" ? document.addEventListener("DOMContentLoaded", fn) : fn();
