@@ -24,6 +24,7 @@ from centre.audit import Audit
 from centre.auth import COOKIE, Guard, declared
 from centre.client import ConsoleClient
 from centre.config import parse
+from centre.live import LiveHub
 from centre.model import CountyModel
 from centre.webstore import WebStore
 from tests.conftest import wait_until
@@ -46,12 +47,18 @@ def status_of(client: ConsoleClient, path: str, data: bytes | None = None, heade
         return exc.code
 
 
-def all_routes(tmp_path: Path) -> list[tuple[str, list[str], Any]]:
-    """Every route the console serves, read from the app itself, so a route added later is here."""
+def built(tmp_path: Path) -> tuple[Any, Guard]:
+    """The console's web side as `yimen centre` builds it (centre.app.web_app), in process."""
     config = parse({"centre": {"county": "c"}}, str(tmp_path / "centre.toml"))
     db = WebStore.open(config.store)
     guard, model = Guard(db, {}, 60, False), CountyModel("c", "c")
-    app = web_app(config, model, None, db, guard, Alerts(config.alerts, "c", model))  # type: ignore[arg-type]
+    live = LiveHub(config, None, "test")  # type: ignore[arg-type]
+    return web_app(config, model, None, live, guard, Alerts(config.alerts, "c", model), db), guard  # type: ignore[arg-type]
+
+
+def all_routes(tmp_path: Path) -> list[tuple[str, list[str], Any]]:
+    """Every route the console serves, read from the app itself, so a route added later is here."""
+    app, _guard = built(tmp_path)
     out = []
     for route in app.app.routes:  # the gate wraps the Starlette app
         endpoint = getattr(route, "endpoint", None) or getattr(route, "app", None)
@@ -77,7 +84,8 @@ def test_no_route_answers_without_a_session(county, tmp_path: Path) -> None:
     for path, methods, _access in routes:
         if path in public:
             continue
-        concrete = re.sub(r"\{(\w+)(:\w+)?\}", lambda m: "st-a" if m.group(1) == "sid" else "x", path)
+        fill = {"sid": "st-a", ":int": "1"}
+        concrete = re.sub(r"\{(\w+)(:\w+)?\}", lambda m: fill.get(m.group(1)) or fill.get(m.group(2), "x"), path)
         for method in methods:
             data = b"{}" if method != "GET" else None
             assert status_of(stranger, concrete, data) == 401, f"{method} {concrete} answered without a session"
@@ -112,9 +120,9 @@ def test_forged_cookie_csrf_and_cross_site_refused(county) -> None:
     for value in (cookie.value[:-2] + "AA", forged, "garbage"):
         evil = ConsoleClient(county.url)
         assert status_of(evil, "/api/summary", headers={"Cookie": f"{COOKIE}={value}"}) == 401
-    assert "forged session cookie" in county.log.read_text()
+    wait_until(lambda: "forged session cookie" in county.log.read_text(), 5, "the refusal logged")
     # A POST without the CSRF token, with a wrong one, or from another site's page: refused.
-    url = "/api/station/st-a/live-view?window=1"
+    url = "/api/station/st-a/live/1/start"
     assert status_of(client, url, b"{}", {"X-CSRF-Token": ""}) == 403
     assert status_of(client, url, b"{}", {"X-CSRF-Token": "wrong"}) == 403
     evil_origin = {"X-CSRF-Token": client.csrf, "Origin": "http://evil.example"}
@@ -132,7 +140,7 @@ def test_township_account_sees_its_own_stations_only(county) -> None:
     for path in ("/api/station/st-c", "/media/st-c/snapshot.jpg", "/api/station/no-such"):
         assert status_of(east, path) == 403  # another township's, or unknown: the same answer
     post = {"X-CSRF-Token": east.csrf}
-    assert status_of(east, "/api/station/st-c/live-view?window=1", b"{}", post) == 403
+    assert status_of(east, "/api/station/st-c/live/1/start", b"{}", post) == 403
     assert status_of(east, "/api/metrics") == 403  # admin only
     denied = county.get("/api/audit?action=denied")["entries"]
     assert {e["target"] for e in denied if e["actor"] == "east-clerk"} >= {"st-c", "no-such"}
@@ -142,7 +150,7 @@ def test_township_account_sees_its_own_stations_only(county) -> None:
     reader.login("reader", "reader-password")
     assert status_of(reader, "/api/station/st-c") == 200
     assert reader.get("/api/station/st-c")["snapshots"] == {}
-    assert status_of(reader, "/api/station/st-c/live-view?window=1", b"{}", {"X-CSRF-Token": reader.csrf}) == 403
+    assert status_of(reader, "/api/station/st-c/live/1/start", b"{}", {"X-CSRF-Token": reader.csrf}) == 403
     # Disabling an account ends its session at once; a new password ends the old sessions.
     county.user("disable", "reader")
     assert status_of(reader, "/api/summary") == 401
@@ -162,7 +170,7 @@ def test_a_session_expires(broker, console_factory) -> None:
     assert status_of(console.http, "/api/summary") == 401  # the browser dropped it (Max-Age)...
     replayed = ConsoleClient(console.url)  # ... and the server refuses it when it is sent anyway
     assert status_of(replayed, "/api/summary", headers={"Cookie": f"{COOKIE}={cookie}"}) == 401
-    assert "expired session cookie" in console.log.read_text()
+    wait_until(lambda: "expired session cookie" in console.log.read_text(), 5, "the refusal logged")
 
 
 def test_accounts_and_an_append_only_audit_on_both_engines(db: WebStore) -> None:
@@ -264,10 +272,7 @@ def test_a_route_added_later_without_a_declaration_is_refused(tmp_path: Path) ->
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
 
-    config = parse({"centre": {"county": "c"}}, str(tmp_path / "centre.toml"))
-    db = WebStore.open(config.store)
-    guard, model = Guard(db, {}, 60, False), CountyModel("c", "c")
-    gate = web_app(config, model, None, db, guard, Alerts(config.alerts, "c", model))  # type: ignore[arg-type]
+    gate, guard = built(tmp_path)
     # As another module would add its page after the app was built, forgetting @access:
     gate.app.routes.append(Route("/api/new-thing", lambda _r: PlainTextResponse("secret")))
     cookie, _csrf = guard.sessions.make(guard.accounts.add("root", "root-password", "admin"))
@@ -275,4 +280,3 @@ def test_a_route_added_later_without_a_declaration_is_refused(tmp_path: Path) ->
     assert call(gate, "/api/new-thing", cookie) == 403  # even for an admin: denied by default
     assert call(gate, "/api/summary", cookie) == 200
     assert call(gate, "/no/such/page", cookie) == 404
-    db.close()
