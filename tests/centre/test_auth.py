@@ -67,6 +67,11 @@ def all_routes(tmp_path: Path) -> list[tuple[str, list[str], Any]]:
     return out
 
 
+def _example(param: re.Match) -> str:
+    """A value for a route's path parameter: a station id, a number, or a word."""
+    return "st-a" if param.group(1) == "sid" else "1" if param.group(2) == ":int" else "x"
+
+
 @pytest.fixture
 def county(broker, console_factory, fleet_factory) -> Iterator[Any]:
     console = console_factory(broker.port, extra=TOWNSHIPS).start()
@@ -84,8 +89,7 @@ def test_no_route_answers_without_a_session(county, tmp_path: Path) -> None:
     for path, methods, _access in routes:
         if path in public:
             continue
-        fill = {"sid": "st-a", ":int": "1"}
-        concrete = re.sub(r"\{(\w+)(:\w+)?\}", lambda m: fill.get(m.group(1)) or fill.get(m.group(2), "x"), path)
+        concrete = re.sub(r"\{(\w+)(:\w+)?\}", _example, path)
         for method in methods:
             data = b"{}" if method != "GET" else None
             assert status_of(stranger, concrete, data) == 401, f"{method} {concrete} answered without a session"
