@@ -62,6 +62,9 @@ dir = "media"
         self.proc: subprocess.Popen | None = None
         self.admin = ("admin", "admin-password-1")
         self.http = ConsoleClient(self.url)
+        # The admin the test logs in as (consoles sharing one store share it too). Made here, not
+        # in start(), so that start() binds the port soon after free_port() chose it.
+        self.user("add", self.admin[0], "--role", "admin", password=self.admin[1], exists_ok=True)
 
     def user(self, *args: str, password: str | None = None, exists_ok: bool = False) -> subprocess.CompletedProcess:
         """`yimen centre user ...` on this console's store; a password goes in on stdin."""
@@ -77,8 +80,6 @@ dir = "media"
         return f"http://127.0.0.1:{self.web_port}"
 
     def start(self) -> ConsoleProcess:
-        # The admin the test logs in as (consoles sharing one store share it too).
-        self.user("add", self.admin[0], "--role", "admin", password=self.admin[1], exists_ok=True)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "edge.cli", "centre", "--config", str(self.config)],
