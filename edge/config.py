@@ -22,6 +22,7 @@ from edge.screen import ScreenConfig, parse_screen
 from edge.station.config import StationSettings, parse_station
 from mqtt.commands import Command
 from mqtt.config import BrokerConfig, MediaConfig, parse_broker, parse_media
+from mqtt.link import LinkConfig, parse_link
 from peripherals.camera import CameraConfig, parse_cameras
 from peripherals.printer import PrinterConfig, parse_printer
 from peripherals.simulator import SimulateConfig, default_station, parse_simulate
@@ -90,6 +91,7 @@ class Config:
     windows: WindowsConfig = field(default_factory=WindowsConfig)
     provisioning: ProvisioningConfig | None = None
     media: MediaConfig = field(default_factory=MediaConfig)
+    link: LinkConfig = field(default_factory=LinkConfig)
     screen: ScreenConfig | None = None  # the hall's calling screen (edge/screen.py)
     # The installer's file and the station's own laid over it, and which set what; None when
     # the config was parsed from a document rather than loaded from its files.
@@ -170,6 +172,7 @@ def parse(doc: dict, source: str) -> Config:
         windows=units,
         provisioning=parse_provisioning(sec("provisioning")) if top.has("provisioning") else None,
         media=parse_media(sec("media")),
+        link=parse_link(sec("link")),
         screen=parse_screen(sec("screen")) if top.has("screen") else None,
     )
     for window in windows:
