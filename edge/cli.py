@@ -14,6 +14,7 @@ from pathlib import Path
 
 from edge import __version__, systemd
 from edge.configfile import ConfigError
+from ota import cli as ota_cli
 
 _log_listeners: list[logging.handlers.QueueListener] = []
 
@@ -240,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     centre = sub.add_parser("centre", help="county side: the console (ingest, store, web page)")
     centre.add_argument("--config", required=True, help="the console's TOML config file")
     centre.set_defaults(func=_cmd_centre)
+    ota_cli.add_commands(sub)  # yimen release keygen|build, yimen update apply
     return parser
 
 

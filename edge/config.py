@@ -19,6 +19,7 @@ from edge.configfile import ConfigError, Section
 from edge.station.config import StationSettings, parse_station
 from mqtt.commands import Command
 from mqtt.config import BrokerConfig, MediaConfig, parse_broker, parse_media
+from ota.config import UpdateConfig, parse_update
 from peripherals.camera import CameraConfig, parse_cameras
 from peripherals.printer import PrinterConfig, parse_printer
 from peripherals.simulator import SimulateConfig, default_station, parse_simulate
@@ -87,6 +88,7 @@ class Config:
     windows: WindowsConfig = field(default_factory=WindowsConfig)
     provisioning: ProvisioningConfig | None = None
     media: MediaConfig = field(default_factory=MediaConfig)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
 
 
 def _station(section: Section) -> StationConfig:
@@ -162,6 +164,7 @@ def parse(doc: dict, source: str) -> Config:
         windows=units,
         provisioning=parse_provisioning(sec("provisioning")) if top.has("provisioning") else None,
         media=parse_media(sec("media")),
+        update=parse_update(sec("update")),
     )
     for window in windows:
         window.done()
