@@ -79,6 +79,10 @@ def release_id(raw: bytes) -> str:
     return "r" + hashlib.sha256(raw).hexdigest()[:16]
 
 
+def is_version(text: str) -> bool:
+    return isinstance(text, str) and _VERSION.match(text) is not None
+
+
 def version_key(version: str) -> tuple:
     """Order of versions: numeric parts, then a release beats its pre-releases (0.2.0 > 0.2.0rc1)."""
     m = _VERSION.match(version) if isinstance(version, str) else None
