@@ -57,7 +57,7 @@ def build(
         if source.is_file():
             wheel = source
         else:
-            _pip("wheel", "--no-deps", "--no-build-isolation", "-w", tmp, str(source))
+            _pip("wheel", "--no-deps", "-w", tmp, *index, str(source))
             wheel = next(Path(tmp).glob("yimen-*.whl"))
         m = _WHEEL.match(wheel.name)
         if m is None:
