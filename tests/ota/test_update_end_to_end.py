@@ -2,7 +2,8 @@
 supervisor standing in for systemd (tests/support/supervisor.py: Restart=always, the update path
 unit); the county publishes releases over MQTT with the product's rollout service.
 
-N updates to N+1 and reports it; a release that never starts rolls back to N+1 by itself; a bad
+N updates to N+1 and reports it, through a power cut while installing and one during the trial
+(every process killed at once, then "booted" again); a release that never starts rolls back to N+1 by itself; a bad
 signature, an older version, a wrong hash and a truncated chunk are refused and reported; the
 outbox keeps every event across it all (the county holds every seq)."""
 
@@ -23,6 +24,7 @@ from edge import config as config_mod
 from edge import status as status_mod
 from mqtt.broker import Mosquitto
 from mqtt.config import BrokerConfig
+from ota.paths import read_json
 from tests.conftest import COUNTY, ROOT, STATION, Subscriber, station_config, wait_until
 from tests.ota.conftest import build_release, copy_release, install_version
 
@@ -84,7 +86,19 @@ def test_update_rollback_and_refusals_keep_every_event(
     log = tmp_path / "supervisor.log"
     cmd = [sys.executable, "-m", "tests.support.supervisor", str(root), str(config), str(state), str(work), str(log),
            "--", "--state", str(state), "--keys", str(trusted), "--health-s", str(HEALTH_S)]  # fmt: skip
-    supervisor = subprocess.Popen(cmd, cwd=ROOT)
+
+    def boot() -> subprocess.Popen:
+        return subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
+
+    def power_cut(machine: subprocess.Popen) -> None:
+        """Gateway, updater and supervisor die at once, mid-write, as in a power cut."""
+        os.killpg(machine.pid, signal.SIGKILL)
+        machine.wait()
+
+    def phase() -> str | None:
+        return (read_json(work / "breadcrumb.json") or {}).get("phase")
+
+    supervisor = boot()
     try:
         wait_until(lambda: "5.0.0" in births(subscriber), 60, "version 5.0.0 to come online")
 
@@ -111,8 +125,13 @@ def test_update_rollback_and_refusals_keep_every_event(
         assert not (state / "updates" / "ready.json").exists(), "a refused release was handed to the updater"
         assert os.readlink(root / "current") == "versions/5.0.0"
 
-        # N+1: downloaded, installed side by side, switched, healthy, reported.
+        # N+1: downloaded, installed side by side, switched, healthy, reported; with a power cut
+        # while its venv is being built, and another while it is on trial.
         rid = rollouts.begin("5.1.0", [STATION], None, 60)
+        for cut_in in ("installing", "trial"):
+            wait_until(lambda p=cut_in: phase() == p, 120, f"the updater to reach {cut_in}")
+            power_cut(supervisor)
+            supervisor = boot()
         wait_state(rollouts, rid, {"healthy"}, 240)
         wait_until(lambda: births(subscriber)[-1:] == ["5.1.0"], 30, "the station to come back as 5.1.0")
         assert os.readlink(root / "current") == "versions/5.1.0"
