@@ -39,10 +39,15 @@ def run(config: CentreConfig) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     ingest.start()
+    rollouts = None
+    if config.rollout is not None:
+        from centre.rollout import Rollouts
+
+        rollouts = Rollouts(config.broker, config.county, config.rollout.releases, config.rollout.state).start()
     try:
         server = uvicorn.Server(
             uvicorn.Config(
-                Console(model, ingest, config.media_dir).app(),
+                Console(model, ingest, config.media_dir, rollouts).app(),
                 host=config.web.host,
                 port=config.web.port,
                 log_level="warning",
@@ -51,6 +56,8 @@ def run(config: CentreConfig) -> int:
         )
         server.run()
     finally:
+        if rollouts is not None:
+            rollouts.stop()
         ingest.stop()
         store.close()
     return 0

@@ -33,10 +33,14 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge.config import ID_PATTERN
 from edge.configfile import ConfigError, Section
 from mqtt.config import BrokerConfig, parse_broker
+
+if TYPE_CHECKING:
+    from centre.rollout import RolloutConfig
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,7 @@ class CentreConfig:
     store: StoreConfig
     web: WebConfig
     media_dir: Path
+    rollout: RolloutConfig | None = None  # over-the-air rollouts (centre/rollout.py), when configured
 
 
 def parse(doc: dict, source: str) -> CentreConfig:
@@ -120,10 +125,15 @@ def parse(doc: dict, source: str) -> CentreConfig:
     media_dir = md.get_path("dir", "media")
     md.done()
 
+    rollout = None
+    if top.has("rollout"):
+        from centre.rollout import parse_rollout
+
+        rollout = parse_rollout(top.section("rollout"))
     unknown = top.unread()
     if unknown:
         raise ConfigError(f"{source}: [{unknown[0]}]: unknown section (check the spelling; see README)")
-    return CentreConfig(Path(source), county, name, broker, ingest, store, web, media_dir)
+    return CentreConfig(Path(source), county, name, broker, ingest, store, web, media_dir, rollout)
 
 
 def load(path: str | Path) -> CentreConfig:

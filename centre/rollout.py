@@ -28,15 +28,17 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from edge.configfile import Section
 from mqtt import topics
 from mqtt.client import make_client
 from mqtt.config import BrokerConfig
@@ -50,8 +52,27 @@ MAX_WANT_BYTES = 1024
 STATES = ("offered", "refused", "downloading", "downloaded", "installed", "healthy", "rolled-back")
 
 
+PAGE = Path(__file__).parent / "static" / "rollouts.html"
+
+
 class RolloutError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    """`[rollout]` in the console's config: where built releases are, where rollout state is kept."""
+
+    releases: Path
+    state: Path
+
+
+def parse_rollout(section: Section) -> RolloutConfig:
+    cfg = RolloutConfig(
+        releases=section.get_path("releases", "releases"), state=section.get_path("state", "rollouts.json")
+    )
+    section.done()
+    return cfg
 
 
 class Rollouts:
@@ -305,7 +326,11 @@ def routes(rollouts: Rollouts) -> list[Route]:
             return JSONResponse({"error": str(exc)}, status_code=404)
         return JSONResponse({"stopped": True})
 
+    def page(_request: Request) -> Response:
+        return FileResponse(PAGE, headers={"Cache-Control": "no-cache"})
+
     return [
+        Route("/rollouts", page),
         Route("/api/rollouts", listing),
         Route("/api/rollouts", start, methods=["POST"]),
         Route("/api/rollouts/{rid}/stop", halt, methods=["POST"]),

@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from centre.ingest import Ingest
 from centre.model import CountyModel
+from centre.rollout import routes as rollout_routes
 
 STATIC = Path(__file__).parent / "static"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -36,8 +37,9 @@ def _rss_bytes() -> int:
 
 
 class Console:
-    def __init__(self, model: CountyModel, ingest: Ingest, media_dir: Path) -> None:
+    def __init__(self, model: CountyModel, ingest: Ingest, media_dir: Path, rollouts: Any = None) -> None:
         self.model = model
+        self.rollouts = rollouts  # centre.rollout.Rollouts, when [rollout] is configured
         self.ingest = ingest
         self.media_dir = media_dir
         self._summary: tuple[int, float, bytes] = (-1, 0.0, b"")
@@ -111,5 +113,6 @@ class Console:
                 Route("/api/station/{sid}/live-view", self.live_view, methods=["POST"]),
                 Route("/api/metrics", self.metrics),
                 Route("/media/{sid}/{name}", self.media),
+                *(rollout_routes(self.rollouts) if self.rollouts is not None else []),
             ]
         )
