@@ -95,8 +95,9 @@ def ota_chunk_topic(county: str, station: str, release: str, file: int, chunk: i
 
 
 def ota_chunk_filter(county: str, station: str) -> str:
-    """What a station subscribes to for release chunks: its own, and no other station's."""
-    return f"{station_root(county, station)}/ota/#"
+    """What a station subscribes to for release chunks: its own, and no other station's (`+`, not
+    `#`: the dynamic-security plugin grants a subscription's wildcards only level by level)."""
+    return f"{station_root(county, station)}/ota/+/+/+"
 
 
 def county_ota_want_filter(county: str) -> str:

@@ -148,6 +148,19 @@ def load_trusted(*dirs: Path) -> list[Ed25519PublicKey]:
     return keys
 
 
+def store_release_keys(directory: Path, keys: object) -> None:
+    """The keys a sealed enrolment reply carried, as `county-<n>.pub`; anything else there is
+    replaced, so a re-enrolment that drops a key drops the trust in it. A malformed key is refused."""
+    if not isinstance(keys, list) or len(keys) > 16:
+        raise ValueError("release_keys must be a list of at most 16 keys")
+    checked = [public_text(parse_public(str(k))) for k in keys]
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob("*.pub"):
+        old.unlink()
+    for n, key in enumerate(checked):
+        (directory / f"county-{n}.pub").write_text(key + "\n")
+
+
 def sign(raw: bytes, key: Ed25519PrivateKey) -> str:
     return base64.b64encode(key.sign(raw)).decode()
 

@@ -40,6 +40,7 @@ from edge import __version__
 from edge import config as config_mod
 from edge.configfile import ConfigError
 from mqtt import topics
+from ota.release import store_release_keys
 from provisioning import inventory, protocol, qr
 from provisioning.config import ProvisioningConfig
 
@@ -290,6 +291,7 @@ def write_identity(path: Path, cfg: config_mod.Config, secret: dict[str, Any], t
     station, broker = secret["station"], secret["broker"]
     password_file = identity / "broker-password"
     _write_private(password_file, broker["password"].encode())
+    store_release_keys(identity / "release-keys", secret.get("release_keys", []))  # ota/: what the county signs
     base = _without_tables(path.read_text(encoding="utf-8"), {"station", "broker"}).rstrip()
     text = (
         f"{base}\n\n# Written by enrolment, {time.strftime('%Y-%m-%d %H:%M:%S %z')}: see README, Enrolling a station\n"
