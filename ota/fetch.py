@@ -12,6 +12,9 @@ the command's reply and an `update` event. Then the "yimen-ota" thread asks for 
 - resumable: each file is written in order to `<name>.part`; after a disconnect or a restart the
   download goes on from the part file's length (whole chunks), so nothing acknowledged is
   fetched twice;
+- incremental: a file the previous release had too (same name and sha256, i.e. a dependency that
+  did not change) is taken from `updates/cache/` instead of the link: usually only the yimen wheel
+  travels;
 - hostile chunks are refused: a chunk of the wrong length (truncated) or one not asked for is
   dropped and asked for again, three strikes abandon the release; every file's size and sha256
   are checked before it is kept.
@@ -111,7 +114,7 @@ class Fetcher:
         self._queue: queue.SimpleQueue[tuple] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="yimen-ota", daemon=True)
         self._job: _Download | None = None
-        self.counts = {"chunks": 0, "bad_chunks": 0, "asked": 0}
+        self.counts = {"chunks": 0, "bad_chunks": 0, "asked": 0, "chunk_bytes": 0, "reused_bytes": 0}
 
     # ----- any thread ----------------------------------------------------------------------------
 
@@ -236,6 +239,8 @@ class Fetcher:
         """Skip files already complete; continue the current one from its part file's whole chunks."""
         while job.file < len(job.manifest.files):
             done = job.directory / "files" / job.entry.name
+            if not done.exists():
+                self._reuse(job.entry, done)
             if done.exists() and done.stat().st_size == job.entry.size:
                 job.file += 1
                 continue
@@ -251,6 +256,27 @@ class Fetcher:
                 return
             job.file += 1
         self._complete(job)
+
+    def _reuse(self, entry: release.FileEntry, done: Path) -> None:
+        """A file the last release had too (an unchanged dependency) is taken from the cache, not fetched."""
+        cached = self.updates.cache / entry.name
+        try:
+            if cached.stat().st_size != entry.size or release.file_sha256(cached) != entry.sha256:
+                return
+            os.link(cached, done)
+        except OSError:
+            return
+        self.counts["reused_bytes"] += entry.size
+
+    def _keep_for_later(self, job: _Download) -> None:
+        """This release's files become the cache the next release draws on (hard links: no copy)."""
+        fresh = self.updates.root / "cache.new"
+        shutil.rmtree(fresh, ignore_errors=True)
+        fresh.mkdir(parents=True)
+        for entry in job.manifest.files:
+            os.link(job.directory / "files" / entry.name, fresh / entry.name)
+        shutil.rmtree(self.updates.cache, ignore_errors=True)
+        os.replace(fresh, self.updates.cache)
 
     def _ask(self) -> None:
         job = self._job
@@ -304,6 +330,7 @@ class Fetcher:
                 self._abandon("truncated-chunk", why)
             return
         self.counts["chunks"] += 1
+        self.counts["chunk_bytes"] += len(payload)
         job.early[chunk] = payload
         with open(job.part_path(), "ab") as fh:
             while job.next_chunk in job.early:
@@ -333,8 +360,9 @@ class Fetcher:
         except release.ReleaseError as exc:
             self._abandon(exc.code, str(exc))
             return
+        self._keep_for_later(job)
         write_json(self.updates.ready, {"release": job.manifest.release_id, "version": job.manifest.version})
-        self._report("downloaded")
+        self._report("downloaded", fetched_bytes=self.counts["chunk_bytes"], reused_bytes=self.counts["reused_bytes"])
         log.info("release %s downloaded and checked; handed to the updater", job.manifest.version)
         self._job = None
 

@@ -44,6 +44,12 @@ class Updates:
         return self.root / "outcome.json"
 
     @property
+    def cache(self) -> Path:
+        """The files of the last release downloaded: a later release that lists the same file
+        (same name and sha256: a dependency that did not change) takes it from here."""
+        return self.root / "cache"
+
+    @property
     def refused(self) -> Path:
         """Releases this station gave up on (rolled back, bad files): not fetched again."""
         return self.root / "refused.json"

@@ -35,14 +35,19 @@ class County:
         self.files.mkdir(parents=True, exist_ok=True)
         (self.files / "a.whl").write_bytes(os.urandom(5000))
         (self.files / "b.whl").write_bytes(os.urandom(3000))
-        key = tmp / f"county-{version}.key"
-        pub = release.keygen(key)
+        self.key = tmp / f"county-{version}.key"
+        pub = release.keygen(self.key)
         self.trusted = [release.parse_public(pub.read_text())]
-        self.raw = release.make_manifest(version, PLATFORM, PYTHON, sorted(self.files.iterdir()), 1024)
-        self.sig = release.sign(self.raw, release.load_private(key))
-        self.manifest = release.parse_manifest(self.raw)
+        self.release(version)
         self.wants: list[dict] = []
+        self.asked_files: list[int] = []
         self.spoil = lambda data: data
+
+    def release(self, version: str) -> None:
+        """Sign the files as they are now as `version`."""
+        self.raw = release.make_manifest(version, PLATFORM, PYTHON, sorted(self.files.iterdir()), 1024)
+        self.sig = release.sign(self.raw, release.load_private(self.key))
+        self.manifest = release.parse_manifest(self.raw)
 
     def offer(self) -> dict:
         return {"manifest": base64.b64encode(self.raw).decode(), "signature": self.sig}
@@ -50,6 +55,7 @@ class County:
     def publish(self, topic: str, payload: bytes) -> None:
         assert topic == topics.ota_want_topic(COUNTY, STATION)
         self.wants.append(json.loads(payload))
+        self.asked_files.append(self.wants[-1]["file"])
 
     def answer(self, fetcher: Fetcher, limit: int | None = None) -> int:
         """Answer the wants received so far (at most `limit` chunks); returns how many were sent."""
@@ -176,3 +182,23 @@ def test_an_older_or_same_version_is_refused_at_the_offer(tmp_path: Path, versio
     assert err.value.code == code
     assert events == [{"state": "refused", "running": "1.0.0", "code": code, "reason": str(err.value),
                        "release": county.manifest.release_id}]  # fmt: skip
+
+
+def test_a_file_the_last_release_had_is_not_fetched_again(tmp_path: Path) -> None:
+    county, events = County(tmp_path), []
+    fetcher = make_fetcher(tmp_path, county, events)
+    fetcher.commands()[0].handler(county.offer())
+    fetcher.start()
+    try:
+        run_until_ready(fetcher, county)
+        fetcher.updates.ready.unlink()  # the updater took it
+        (county.files / "b.whl").write_bytes(os.urandom(3000))  # a.whl unchanged
+        county.release("9.1.0")
+        county.asked_files.clear()
+        fetcher.commands()[0].handler(county.offer())
+        run_until_ready(fetcher, county)
+        assert set(county.asked_files) == {1} and read_json(fetcher.updates.ready)["version"] == "9.1.0"
+        done = [e for e in events if e["state"] == "downloaded"][-1]
+        assert done["reused_bytes"] == 5000, done
+    finally:
+        fetcher.stop()
