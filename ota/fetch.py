@@ -371,10 +371,10 @@ class Fetcher:
         if job is None:
             return
         log.error("release %s abandoned: %s", job.manifest.version, reason)
-        self._report("refused", code=code, reason=reason)
         gave_up = read_json(self.updates.refused) or {}
         gave_up[job.manifest.release_id] = f"{code}: {reason}"
         write_json(self.updates.refused, dict(list(gave_up.items())[-50:]))
+        self._report("refused", code=code, reason=reason)
         shutil.rmtree(job.directory, ignore_errors=True)
         self._job = None
 

@@ -198,7 +198,8 @@ def test_a_file_the_last_release_had_is_not_fetched_again(tmp_path: Path) -> Non
         fetcher.commands()[0].handler(county.offer())
         run_until_ready(fetcher, county)
         assert set(county.asked_files) == {1} and read_json(fetcher.updates.ready)["version"] == "9.1.0"
+        wait_until(lambda: [e for e in events if e["state"] == "downloaded"][1:], 5, "the second downloaded event")
         done = [e for e in events if e["state"] == "downloaded"][-1]
-        assert done["reused_bytes"] == 5000, done
+        assert done["version"] == "9.1.0" and done["reused_bytes"] == 5000, done
     finally:
         fetcher.stop()
