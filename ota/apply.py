@@ -231,9 +231,7 @@ def _finish(layout: Layout, crumb: dict[str, Any], outcome: dict[str, Any], refu
     about = {k: crumb[k] for k in ("release", "version", "from") if k in crumb}
     write_json(updates.outcome, {**outcome, **about})
     if refused and about.get("release"):
-        gave_up = read_json(updates.refused) or {}
-        gave_up[about["release"]] = f"{outcome.get('code')}: {outcome.get('reason')}"
-        write_json(updates.refused, dict(list(gave_up.items())[-50:]))
+        updates.give_up(about["release"], f"{outcome.get('code')}: {outcome.get('reason')}")
     for path in (updates.trial, updates.health, updates.ready):
         path.unlink(missing_ok=True)
     if about.get("release"):

@@ -180,7 +180,7 @@ class Fetcher:
             raise release.ReleaseError(
                 "not-newer", f"release {manifest.version} is not newer than the running {self._version}"
             )
-        gave_up = (read_json(self.updates.refused) or {}).get(rid)
+        gave_up = self.updates.given_up(rid)
         if gave_up:
             raise release.ReleaseError("given-up", f"this station gave release {rid} up before: {gave_up}")
         wrong = platform_matches(manifest)
@@ -371,9 +371,7 @@ class Fetcher:
         if job is None:
             return
         log.error("release %s abandoned: %s", job.manifest.version, reason)
-        gave_up = read_json(self.updates.refused) or {}
-        gave_up[job.manifest.release_id] = f"{code}: {reason}"
-        write_json(self.updates.refused, dict(list(gave_up.items())[-50:]))
+        self.updates.give_up(job.manifest.release_id, f"{code}: {reason}")
         self._report("refused", code=code, reason=reason)
         shutil.rmtree(job.directory, ignore_errors=True)
         self._job = None

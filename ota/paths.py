@@ -54,6 +54,15 @@ class Updates:
         """Releases this station gave up on (rolled back, bad files): not fetched again."""
         return self.root / "refused.json"
 
+    def give_up(self, release: str, why: str) -> None:
+        """Remember that `release` is not to be fetched again (the last 50 are kept)."""
+        gave_up = read_json(self.refused) or {}
+        gave_up[release] = why
+        write_json(self.refused, dict(list(gave_up.items())[-50:]))
+
+    def given_up(self, release: str) -> str | None:
+        return (read_json(self.refused) or {}).get(release)
+
 
 def write_json(path: Path, doc: dict[str, Any], mode: int = 0o644) -> None:
     """Replace `path` atomically and durably: a power cut leaves the old file or the new one."""
