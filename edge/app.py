@@ -167,7 +167,10 @@ class Gateway:
         on_key = None if station is None else partial(_press, station)
         sources: list[Part] = []
         if windows.with_units:
-            units = self.units = window_units(windows, self.outbox.append, on_key=on_key)
+            from peripherals.window_unit.fwupdate import Bundle, Updates
+
+            firmware = Updates(Bundle.from_directory())  # units are brought to the firmware this release carries
+            units = self.units = window_units(windows, self.outbox.append, on_key=on_key, firmware=firmware)
             if station is not None:
                 station.on_led(lambda window, feedback: units.set_led(window, feedback.value))
             sources.append(units)

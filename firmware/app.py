@@ -6,6 +6,7 @@ import boards
 import hw
 import link
 import settings
+import version
 from unit import Unit
 
 LOOP_MS = 5
@@ -14,14 +15,16 @@ LOOP_MS = 5
 class App:
     """One window unit: scans keys, talks to the gateway, drives the LEDs, one step at a time."""
 
-    def __init__(self, stream, uid, model, layout, clerk, ticket, fw, now, seq=0):
+    def __init__(self, stream, uid, model, layout, clerk, ticket, fw, now, seq=0, files=None):
         pins = boards.BOARDS[model]
         self.key_names = boards.keys_for(layout, clerk, ticket)
         self.keys = hw.keys([boards.pin_for(pins, key) for key in self.key_names])
         self.green = hw.led(pins["led_green"])
         self.red = hw.led(pins["led_red"])
         self.stream = stream
-        self.unit = Unit(uid, fw, model, self.key_names, now, seq)
+        self.unit = Unit(uid, fw, model, self.key_names, now, seq, on_file=files.handle if files else None)
+        self._files = files
+        self._confirmed = files is None
 
     def step(self, now):
         for index in self.keys.presses(now):
@@ -32,6 +35,13 @@ class App:
         out = self.unit.poll(now)
         if out:
             self.stream.write(out)
+        if not self._confirmed and self.unit.session:
+            self._confirmed = True
+            import fwfiles
+
+            fwfiles.confirm()  # this firmware reached the gateway: keep it
+        if self.unit.may_reboot():
+            hw.reset()
         green, red = self.unit.leds(now)
         self.green(green)
         self.red(red)
@@ -70,6 +80,8 @@ def _claim_console(first_key_pin):
 
 def main():
     """Entry point on the board (main.py / code.py)."""
+    import fwfiles
+
     model = settings.MODEL or boards.model_for(hw.board_name())
     if not model:
         raise RuntimeError("unknown board " + hw.board_name() + ": set MODEL in settings.py")
@@ -83,8 +95,9 @@ def main():
         settings.LAYOUT,
         settings.CLERK,
         settings.TICKET,
-        settings.FW,
+        version.FW,
         link.ticks_ms(),
         _seq0(),
+        fwfiles.Staging(),
     )
     app.run()

@@ -37,7 +37,8 @@ ACK = 0x03
 SET = 0x04
 PING = 0x05
 PONG = 0x06
-NAMES = {HELLO: "HELLO", KEY: "KEY", ACK: "ACK", SET: "SET", PING: "PING", PONG: "PONG"}
+FILE = 0x07  # gateway -> unit: a firmware file transfer step (fwfiles.py)
+NAMES = {HELLO: "HELLO", KEY: "KEY", ACK: "ACK", SET: "SET", PING: "PING", PONG: "PONG", FILE: "FILE"}
 
 LEDS = ("idle", "ready", "thanks", "error", "off")
 RATING_KEYS = ("good", "bad", "r1", "r2", "r3", "r4", "r5")

@@ -1,6 +1,5 @@
 """What an installer sets for one window unit; copy it with the firmware and edit it on the board."""
 
-FW = "1.0.0"
 MODEL = ""  # a key of boards.BOARDS; "" detects the board
 LAYOUT = "2"  # "2": good/bad buttons; "5": the five levels of the national scale
 CLERK = True  # the clerk's next/recall/skip/pause keys are fitted

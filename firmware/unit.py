@@ -31,9 +31,14 @@ class Unit:
     has gone or forgotten us: the session ends and HELLO starts over, presses kept.
     """
 
-    def __init__(self, uid, fw, model, keys, now, seq=0, queue_size=32):
+    def __init__(self, uid, fw, model, keys, now, seq=0, queue_size=32, on_file=None):
         self.keys = keys
-        self.hello = link.dumps({"proto": link.PROTO, "uid": uid, "fw": fw, "model": model, "keys": keys})
+        hello = {"proto": link.PROTO, "uid": uid, "fw": fw, "model": model, "keys": keys}
+        if on_file is not None:
+            hello["files"] = 1  # takes firmware updates over the link (FILE frames)
+        self.hello = link.dumps(hello)
+        self._on_file = on_file
+        self.reboot_wanted = False  # a firmware update was committed
         self.queue = PressQueue(queue_size)
         self.link = link.Link(seq)
         self.decoder = link.Decoder()
@@ -59,7 +64,7 @@ class Unit:
         for ftype, seq, payload in self.decoder.feed(data):
             if ftype == link.ACK:
                 self._acked(seq)
-            elif ftype in (link.SET, link.PING):
+            elif ftype in (link.SET, link.PING) or (ftype == link.FILE and self._on_file is not None):
                 self._out.append(link.ack(seq))
                 if not self.link.is_dup(seq):
                     self.link.accept(seq)
@@ -108,8 +113,15 @@ class Unit:
         elif kind == link.KEY:
             self.queue.acked()
 
+    def may_reboot(self):
+        """A committed update may restart the unit: no press is waiting for its ACK."""
+        return self.reboot_wanted and len(self.queue) == 0 and not self.link.busy()
+
     def _act(self, ftype, payload):
-        if ftype == link.PING:
+        if ftype == link.FILE:
+            if self._on_file(payload):
+                self.reboot_wanted = True
+        elif ftype == link.PING:
             self._pong_due = True
         elif payload.get("led") in PATTERNS:
             self.led = payload["led"]

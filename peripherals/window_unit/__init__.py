@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from edge.configfile import ConfigError, Section
 from edge.events import Emit
@@ -182,7 +182,7 @@ def parse_windows(sections: list[Section], options: Section | None = None) -> Wi
 
 
 def window_units(
-    config: WindowsConfig, emit: Emit, *, on_key: OnKey | None = None, simulate: bool = False
+    config: WindowsConfig, emit: Emit, *, on_key: OnKey | None = None, simulate: bool = False, firmware: Any = None
 ) -> WindowUnitDriver:
     """The driver for the configured windows; `emit` must return only once the event is on disk."""
     if simulate:
@@ -191,4 +191,4 @@ def window_units(
         return SimWindowUnits(config, emit, on_key=on_key)
     from peripherals.window_unit.driver import WindowUnits
 
-    return WindowUnits(config, emit, on_key=on_key)
+    return WindowUnits(config, emit, on_key=on_key, firmware=firmware)  # firmware: fwupdate.Updates
