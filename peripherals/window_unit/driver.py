@@ -293,7 +293,7 @@ class UnitConnection:
             if fw == target:
                 self._firmware_result("updated", None)
             else:
-                why = f"the unit came back with {fw}, not {target}: the new firmware did not start, the unit put back its files"
+                why = f"the unit came back with {fw}, not {target}: that did not start; the unit put back its files"
                 self._firmware_result("rolled-back", why)
         if updates is not None and self._fw_frames is None and updates.wanted(uid, fw, hello):
             self.log.info("updating unit %s from firmware %s to %s", uid, fw, updates.bundle.version)
