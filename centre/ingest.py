@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import queue
-import re
 import socket
 import threading
 import time
@@ -57,7 +56,6 @@ class Ingest:
         self._thread = threading.Thread(target=self._run, name="centre-ingest", daemon=True)
         self._client_tag = f"{socket.gethostname()[:16]}-{os.getpid()}".lower()
         self._v5 = config.broker.protocol == "5"
-        self.reply_topic = topics.centre_reply_topic(config.county, _segment(self._client_tag))
         self._pending: dict[str, tuple[Future[dict[str, Any]], float]] = {}
         self._pending_lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -89,8 +87,7 @@ class Ingest:
         even while the event connections catch up."""
         county = self.config.county
         if index == 0:
-            plain = [self.reply_topic] if self._v5 else []
-            return [topics.county_status_filter(county), topics.county_reply_filter(county), *plain]
+            return [topics.county_status_filter(county), topics.county_reply_filter(county)]
         events = topics.county_events_filter(county)
         return [topics.shared(self.config.ingest.group, events) if self.config.ingest.shared else events]
 
@@ -108,9 +105,6 @@ class Ingest:
     def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage, index: int) -> None:
         """paho's thread: stamp and hand over, or resolve a waiting command."""
         self.per_worker[index] += 1
-        if msg.topic == self.reply_topic:
-            self._resolve(msg.payload, getattr(msg.properties, "CorrelationData", None))
-            return
         self._queue.put((msg.topic, msg.payload, getattr(msg, "properties", None), time.time()))
 
     def start(self, timeout: float = 10.0) -> None:
@@ -135,8 +129,9 @@ class Ingest:
     def request(self, station: str, name: str, args: dict[str, Any] | None = None) -> Future[dict[str, Any]]:
         """Send a command; the future resolves with the station's reply (or a timeout reply).
 
-        The correlation id travels both ways a station may answer: as MQTT 5 Correlation Data with
-        our response topic, and as the `correlation` argument that a 3.1.1 station echoes."""
+        The correlation id travels both ways a station may answer: as MQTT 5 Correlation Data, and
+        as the `correlation` argument that a 3.1.1 station echoes. The response topic is the
+        station's own `cmd-reply/<name>`: the only place its login may publish a reply."""
         correlation = f"{self._client_tag}-{next(self._ids)}"
         future: Future[dict[str, Any]] = Future()
         with self._pending_lock:
@@ -145,7 +140,7 @@ class Ingest:
         props = None
         if self._v5:
             props = Properties(PacketTypes.PUBLISH)
-            props.ResponseTopic = self.reply_topic
+            props.ResponseTopic = topics.reply_topic(self.config.county, station, name)
             props.CorrelationData = correlation.encode()
         topic = topics.command_topic(self.config.county, station, name)
         self.clients[0].publish(topic, json.dumps(body).encode(), qos=1, properties=props)
@@ -224,7 +219,7 @@ class Ingest:
                 if topic.channel == "status":
                     self._status(topic.station, codec.decode_status(payload), received)
                 elif topic.channel == "cmd-reply":
-                    self._resolve(payload, None)
+                    self._resolve(payload, getattr(props, "CorrelationData", None))
                 elif topic.channel == "events":
                     event = Event.from_bytes(payload)
                     replayed = ("replay", "1") in (getattr(props, "UserProperty", None) or [])
@@ -312,8 +307,3 @@ class Ingest:
             "subscribed": self.subscribed.is_set(),
             "per_worker": self.per_worker,
         }
-
-
-def _segment(text: str) -> str:
-    """A topic segment from any text: [a-z0-9-], at most 32 characters."""
-    return re.sub(r"[^a-z0-9-]", "-", text.lower())[:32]

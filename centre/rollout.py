@@ -96,7 +96,6 @@ class Rollouts:
         self._loaded: dict[str, tuple[release.Manifest, str]] = {}
         self._queue: queue.SimpleQueue[tuple] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="yimen-rollout", daemon=True)
-        self._reply_topic = topics.centre_reply_topic(county, "rollout")
         self.counts = {"chunks_sent": 0, "chunk_bytes": 0, "wants_refused": 0}
         self.client = make_client(broker, f"yimen-rollout-{county}-{uuid.uuid4().hex[:6]}", reconnect_on_failure=True)
         self.client.on_connect = lambda c, _u, _f, _rc, _p: c.subscribe(
@@ -106,7 +105,7 @@ class Rollouts:
                     topics.county_status_filter(county),
                     topics.county_ota_want_filter(county),
                     topics.county_events_filter(county),
-                    self._reply_topic,
+                    topics.county_reply_filter(county),
                 )
             ]
         )
@@ -195,11 +194,10 @@ class Rollouts:
         return self._loaded[version]
 
     def _message(self, topic_text: str, payload: bytes, props: Any) -> None:
-        if topic_text == self._reply_topic:
-            self._reply(payload, props)
-            return
         topic = topics.parse(topic_text)
-        if topic.channel == "status":
+        if topic.channel == "cmd-reply" and topic.kind == "update":
+            self._reply(topic.station, payload, props)
+        elif topic.channel == "status":
             doc = json.loads(payload) if payload else {}
             if isinstance(doc, dict) and doc.get("state") == "online":
                 with self._lock:
@@ -211,9 +209,10 @@ class Rollouts:
         elif topic.channel == "ota-want":
             self._want(topic.station, payload)
 
-    def _reply(self, payload: bytes, props: Any) -> None:
+    def _reply(self, station: str, payload: bytes, props: Any) -> None:
+        """The station's answer to an offer (the topic names the station; the payload cannot)."""
         corr = getattr(props, "CorrelationData", None)
-        station, _, rel = (corr or b"").decode(errors="replace").partition("/")
+        _station, _, rel = (corr or b"").decode(errors="replace").partition("/")
         doc = json.loads(payload)
         if not doc.get("ok"):
             error = doc.get("error") or {}
@@ -285,7 +284,7 @@ class Rollouts:
         manifest, signature = self._release(roll["version"])
         args = {"manifest": base64.b64encode(manifest.raw).decode(), "signature": signature}
         props = Properties(PacketTypes.PUBLISH)
-        props.ResponseTopic = self._reply_topic
+        props.ResponseTopic = topics.reply_topic(self.county, station, "update")
         props.CorrelationData = f"{station}/{roll['release']}".encode()
         self.client.publish(topics.command_topic(self.county, station, "update"), json.dumps(args), qos=1,
                             properties=props)  # fmt: skip

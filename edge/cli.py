@@ -95,10 +95,21 @@ def _cmd_registrar(args: argparse.Namespace) -> int:
     try:
         if args.action == "init":
             password = Path(args.admin_password_file).read_text().strip()
-            registrar.init(
-                db, args.county, args.broker, args.admin_user, password, args.station_broker, args.token_hours
-            ).close()
-            print(f"registry {db} created; county {args.county}: registrar and provisioning logins are on the broker")
+            registry = registrar.init(
+                db,
+                args.county,
+                args.broker,
+                args.admin_user,
+                password,
+                args.station_broker,
+                Path(args.station_ca),
+                args.token_hours,
+            )
+            console = registry.settings()["console_username"]
+            registry.close()
+            print(f"registry {db} created; county {args.county}: registrar and console logins are on the broker")
+            print(f'  console\'s [broker]: username = "{console}"')
+            print(f'                      password_file = "{registrar.console_password_path(db)}"')
             return 0
         reg = registrar.Registrar(Registry(db))
         if args.action in ("issue-token", "reenrol"):
@@ -224,10 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--db", required=True, help="the county's registry (SQLite; keep it 0600)")
     reg.set_defaults(func=_cmd_registrar)
     acts = reg.add_subparsers(dest="action", required=True)
-    init = acts.add_parser("init", help="create the registry and the registrar's and provisioning logins")
+    init = acts.add_parser("init", help="create the registry and the registrar's and the console's logins")
     init.add_argument("--county", required=True)
     init.add_argument("--broker", required=True, help="HOST:PORT of the county broker, as the registrar reaches it")
-    init.add_argument("--station-broker", help="HOST:PORT as stations reach it (default: --broker)")
+    init.add_argument("--station-broker", required=True, help="HOST:PORT of the TLS listener as stations reach it")
+    init.add_argument("--station-ca", required=True, help="the CA certificate (PEM) of that listener's chain")
     init.add_argument("--admin-user", required=True, help="a dynamic-security admin (mosquitto_ctrl dynsec init)")
     init.add_argument("--admin-password-file", required=True, help="a file holding that admin's password")
     init.add_argument("--token-hours", type=float, default=72.0, help="how long a claim stays valid")

@@ -10,12 +10,13 @@ no module ever sees the raw dict.
 
 from __future__ import annotations
 
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.configfile import ConfigError, Section
+import tomlkit
+
+from edge.configfile import ConfigError, Section, redact
 from edge.station.config import StationSettings, parse_station
 from mqtt.commands import Command
 from mqtt.config import BrokerConfig, MediaConfig, parse_broker, parse_media
@@ -191,14 +192,17 @@ def load(path: str | Path) -> Config:
 
 
 def redacted_text(config: Config) -> str:
-    """The config file as it is on disk, with secrets blanked: safe to send to the county."""
-    text = config.source.read_text(encoding="utf-8")
-    return re.sub(r"(?m)^(\s*password\s*=\s*).*$", r'\1"<redacted>"', text)
+    """The config file as parsed, secrets blanked (`configfile.redact`): safe to send to the county.
+
+    Written out again from the parsed document rather than edited as text: a comment may hold
+    an old password and a multi-line string spans lines, so no pattern on the text is safe."""
+    doc = tomllib.loads(config.source.read_text(encoding="utf-8"))
+    return tomlkit.dumps(redact(doc))
 
 
 def config_commands(config: Config) -> Command:
     return Command(
         "config-get",
         lambda _args: {"source": str(config.source), "toml": redacted_text(config)},
-        doc="the running config file, passwords blanked",
+        doc="the running config file as parsed (no comments), secrets blanked",
     )

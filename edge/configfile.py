@@ -14,6 +14,32 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 _MISSING = object()
 
+# A key whose name (as parsed: quoting, dotting and escapes already undone) holds one of these
+# words is a secret; `*_file` keys name where a secret is, which is fine to show.
+_SECRET_WORDS = ("password", "secret", "token")
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/@:\s]*:)[^/@\s]*@")
+REDACTED = "<redacted>"
+
+
+def is_secret(key: str) -> bool:
+    name = key.lower()
+    return not name.endswith("_file") and any(word in name for word in _SECRET_WORDS)
+
+
+def redact(value: Any, key: str = "") -> Any:
+    """A parsed TOML value with every secret blanked: values under secret keys, and the
+    password part of a URL (`rtmp://user:pw@host`). Works on the parsed document, never on the
+    text, because TOML spells one key many ways (quoted, dotted, escaped, inline)."""
+    if is_secret(key):
+        return REDACTED
+    if isinstance(value, dict):
+        return {k: redact(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, key) for v in value]
+    if isinstance(value, str):
+        return _URL_PASSWORD.sub(rf"\1{REDACTED}@", value)
+    return value
+
 
 class ConfigError(ValueError):
     """A config file that cannot be used; the message names file, section, key and the fix."""
@@ -33,6 +59,10 @@ class Section:
     def error(self, key: str, problem: str) -> ConfigError:
         return ConfigError(f"{self.source}: [{self.name}] {key}: {problem}")
 
+    def _show(self, key: str, value: Any) -> str:
+        """A value as an error message may quote it: never a secret's."""
+        return f"a {type(value).__name__} (not shown: a secret)" if is_secret(key) else repr(redact(value))
+
     def has(self, key: str) -> bool:
         return key in self._raw
 
@@ -45,9 +75,9 @@ class Section:
         value = self._raw[key]
         # bool is an int in Python; a TOML `true` where a number belongs is a mistake.
         if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-            raise self.error(key, f"expected {kind_name}, got {value!r}")
+            raise self.error(key, f"expected {kind_name}, got {self._show(key, value)}")
         if not isinstance(value, kind):
-            raise self.error(key, f"expected {kind_name}, got {value!r}")
+            raise self.error(key, f"expected {kind_name}, got {self._show(key, value)}")
         return value
 
     def get_str(
@@ -57,9 +87,9 @@ class Section:
         if value is default:
             return value
         if pattern is not None and not re.fullmatch(pattern, value):
-            raise self.error(key, f"{value!r} does not match {pattern}")
+            raise self.error(key, f"{self._show(key, value)} does not match {pattern}")
         if choices and value not in choices:
-            raise self.error(key, f"{value!r} is not one of {', '.join(choices)}")
+            raise self.error(key, f"{self._show(key, value)} is not one of {', '.join(choices)}")
         return value
 
     def get_int(

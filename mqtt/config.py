@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edge.configfile import ConfigError, Section
@@ -14,7 +14,7 @@ class BrokerConfig:
     port: int = 1883
     protocol: str = "5"  # "5" or "3.1.1"
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a log line or a traceback
     # Where enrolment stored the station's password (mode 0600), so the config holds no secret.
     password_file: Path | None = None
     tls: bool = False

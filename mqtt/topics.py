@@ -4,8 +4,8 @@
     yimen/v1/<county>/<station>/status            retained online/offline, QoS 1
     yimen/v1/<county>/<station>/cmd/<name>        a command to the station
     yimen/v1/<county>/<station>/cmd-reply/<name>  its reply, where the request named no response topic
-    yimen/enrol/v1/<county>/request               a new station's enrolment request (provisioning login)
-    yimen/enrol/v1/<county>/reply                 the registrar's replies, sealed to each requester's key
+    yimen/enrol/v1/<county>/<claim>/request       a new station's enrolment request (that claim's own login)
+    yimen/enrol/v1/<county>/<claim>/reply         the registrar's reply, sealed to the requester's key
     yimen/v1/<county>/<station>/media/<media-id>/manifest   what a media file's chunks add up to
     yimen/v1/<county>/<station>/media/<media-id>/<n>        chunk n (from 0) of a media file, raw bytes
     yimen/v1/<county>/<station>/live/<window>     live view: one JPEG per message, QoS 0
@@ -104,6 +104,11 @@ def county_ota_want_filter(county: str) -> str:
     return f"{ROOT}/{_check('county', county)}/+/ota-want"
 
 
+def county_ota_chunk_filter(county: str) -> str:
+    """Every station's release chunks: what the console's rollout service publishes."""
+    return f"{ROOT}/{_check('county', county)}/+/ota/#"
+
+
 def county_filter(county: str) -> str:
     """Everything from every station of a county: what a county-side subscriber takes."""
     return f"{ROOT}/{_check('county', county)}/+/#"
@@ -127,12 +132,23 @@ def parse(topic: str) -> Topic:
 ENROL_ROOT = "yimen/enrol/v1"
 
 
-def enrol_request_topic(county: str) -> str:
-    return f"{ENROL_ROOT}/{_check('county', county)}/request"
+def enrol_topic(county: str, claim: str, part: str) -> str:
+    """`part` ("request" or "reply") of one claim: per claim, so that each claim's login may
+    touch its own two topics and nothing else."""
+    return f"{ENROL_ROOT}/{_check('county', county)}/{_check('claim', claim)}/{part}"
 
 
-def enrol_reply_topic(county: str) -> str:
-    return f"{ENROL_ROOT}/{_check('county', county)}/reply"
+def enrol_filter(county: str, part: str) -> str:
+    """Every claim's requests (what the registrar reads) or replies (where it answers)."""
+    return f"{ENROL_ROOT}/{_check('county', county)}/+/{part}"
+
+
+def enrol_claim(topic: str) -> str:
+    """The claim id of an enrolment request topic; ValueError for anything else."""
+    parts = topic.split("/")
+    if len(parts) != 6 or "/".join(parts[:3]) != ENROL_ROOT or parts[5] != "request":
+        raise ValueError(f"not an enrolment request topic: {topic!r}")
+    return _check("claim", parts[4])
 
 
 # ----- the county side ------------------------------------------------------------------------
@@ -147,17 +163,17 @@ def county_status_filter(county: str) -> str:
     return f"{ROOT}/{_check('county', county)}/+/status"
 
 
+def county_command_filter(county: str) -> str:
+    """Every station's commands: what the console may publish."""
+    return f"{ROOT}/{_check('county', county)}/+/cmd/+"
+
+
 def county_reply_filter(county: str) -> str:
-    """Command replies sent without a response topic (stations on MQTT 3.1.1)."""
+    """Command replies: a station may publish only in its own tree, so the console's MQTT 5
+    requests name `.../cmd-reply/<name>` as their response topic too."""
     return f"{ROOT}/{_check('county', county)}/+/cmd-reply/+"
 
 
 def shared(group: str, topic_filter: str) -> str:
     """An MQTT 5 shared subscription: the broker hands each message to one member of the group."""
     return f"$share/{group}/{topic_filter}"
-
-
-def centre_reply_topic(county: str, client: str) -> str:
-    """Where a console asks MQTT 5 stations to answer its commands: outside the stations' tree,
-    so no county filter picks it up by accident."""
-    return f"yimen/centre/{_check('county', county)}/{client}/reply"

@@ -3,9 +3,11 @@
 The claim is `yimen-provision.json` on the boot partition or a USB stick (`[provisioning]
 search`), or the same bytes as a QR code held up to the camera. The Pi makes its own X25519
 key pair (the private key is written 0600 under `<storage>/identity/` and never sent), asks
-the registrar with the shared provisioning login, and opens the sealed reply with its key.
-It then stores the broker password 0600, writes `[station]` and `[broker]` into its config
-file atomically, and the caller restarts the gateway under that identity.
+the registrar over TLS with the claim's own one-time login, having checked that the broker's
+chain holds the county CA named in the claim (`tlspin`), and opens the sealed reply with its
+key. It then stores the broker password 0600 and the county CA, writes `[station]` and
+`[broker]` (TLS against that CA) into its config file atomically, and the caller restarts the
+gateway under that identity.
 
 A claim this station already used or that the registrar refused is remembered (by hash) and
 not tried again, so a station whose login was revoked waits for a new claim instead of
@@ -23,6 +25,7 @@ import queue
 import re
 import secrets
 import socket
+import ssl
 import threading
 import time
 import tomllib
@@ -41,7 +44,7 @@ from edge import config as config_mod
 from edge.configfile import ConfigError
 from mqtt import topics
 from ota.release import store_release_keys
-from provisioning import inventory, protocol, qr
+from provisioning import inventory, protocol, qr, tlspin
 from provisioning.config import ProvisioningConfig
 
 log = logging.getLogger("yimen.enrol")
@@ -52,6 +55,11 @@ _UNENROLLED = {"id": "unenrolled", "county": "unenrolled"}
 
 class EnrolError(RuntimeError):
     pass
+
+
+# CONNACK reasons for a login the broker does not know (any more): bad user name or password,
+# not authorised. The claim is then remembered as refused, like a refusal by the registrar.
+_CLAIM_GONE = (0x86, 0x87)
 
 
 def load(path: Path) -> config_mod.Config:
@@ -202,19 +210,33 @@ def camera_frames(cfg: config_mod.Config) -> Frames | None:
 # ----- asking the registrar -------------------------------------------------------------------------
 
 
-def request(claim: protocol.ProvisioningFile, req: protocol.Request, timeout: float) -> bytes:
-    """Publish the request with the provisioning login and wait for the reply that answers it."""
+def county_ca_path(identity: Path) -> Path:
+    return identity / "county-ca.pem"
+
+
+def request(claim: protocol.ProvisioningFile, req: protocol.Request, timeout: float, identity: Path) -> bytes:
+    """Publish the request with the claim's login, over TLS pinned to the claim's CA, and wait
+    for the reply that answers it. The CA is kept under `identity` for the station's own login."""
     replies: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"yimen-enrol-{req.request[:16]}", protocol=paho.MQTTv5)
-    client.username_pw_set(claim.username, claim.password)
-    reply_topic = topics.enrol_reply_topic(claim.county)
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=claim.username, protocol=paho.MQTTv5)
+    client.username_pw_set(claim.username, claim.token)
+    reply_topic = topics.enrol_topic(claim.county, claim.claim, "reply")
     client.on_connect = lambda c, _u, _f, rc, _p: replies.put(("connack", rc))
     client.on_subscribe = lambda _c, _u, _m, codes, _p: replies.put(("suback", codes))
     client.on_message = lambda _c, _u, msg: replies.put(("message", msg.payload))
+    where = f"the county broker at {claim.host}:{claim.port}"
     try:
+        context, ca_pem = tlspin.pinned_context(claim.host, claim.port, claim.ca, timeout)
+        client.tls_set_context(context)
         client.connect(claim.host, claim.port, keepalive=30)
+    except tlspin.PinError as exc:
+        raise EnrolError(str(exc)) from None
+    except ssl.SSLCertVerificationError as exc:
+        why = f"{where} shows the county CA but its own certificate does not verify against it ({exc.verify_message})"
+        raise EnrolError(f"{why}: refusing it, nothing was sent") from None
     except OSError as exc:
-        raise EnrolError(f"cannot reach the county broker at {claim.host}:{claim.port}: {exc}") from None
+        raise EnrolError(f"cannot reach {where}: {exc}") from None
+    _write_private(county_ca_path(identity), ca_pem)
     client.loop_start()
     deadline = time.monotonic() + timeout
     try:
@@ -225,13 +247,16 @@ def request(claim: protocol.ProvisioningFile, req: protocol.Request, timeout: fl
                 why = f"no reply from the registrar within {timeout:g} s (is `yimen registrar serve` running?)"
                 raise EnrolError(why) from None
             if what == "connack":
+                if value.value in _CLAIM_GONE:  # the registrar deletes a claim's login when it is done
+                    why = f"the county broker refused the claim's login {claim.username!r}: used, expired or replaced"
+                    raise protocol.ProtocolError("login-refused", why)
                 if value.is_failure:
-                    raise EnrolError(f"the county broker refused the provisioning login {claim.username!r}: {value}")
+                    raise EnrolError(f"the county broker refused the claim's login {claim.username!r}: {value}")
                 client.subscribe(reply_topic, qos=1)
             elif what == "suback":
                 if any(code.is_failure for code in value):
-                    raise EnrolError(f"the provisioning login may not read {reply_topic}: {value[0]}")
-                client.publish(topics.enrol_request_topic(claim.county), req.to_bytes(), qos=1)
+                    raise EnrolError(f"the claim's login may not read {reply_topic}: {value[0]}")
+                client.publish(topics.enrol_topic(claim.county, claim.claim, "request"), req.to_bytes(), qos=1)
             elif protocol.reply_request_id(value) == req.request:
                 return value
     finally:
@@ -254,7 +279,7 @@ def enrol_once(cfg: config_mod.Config, found: Found) -> dict[str, Any]:
         version=__version__,
     )
     log.info("enrolling as station %s with the claim from %s", found.claim.station, found.where)
-    return protocol.open_reply(request(found.claim, req, cfg.provisioning.reply_timeout_s), key)
+    return protocol.open_reply(request(found.claim, req, cfg.provisioning.reply_timeout_s, identity), key)
 
 
 def identity_dir(cfg: config_mod.Config) -> Path:
@@ -299,6 +324,7 @@ def write_identity(path: Path, cfg: config_mod.Config, secret: dict[str, Any], t
         f"name = {_toml_str(station.get('name', ''))}\n\n"
         f"[broker]\nhost = {_toml_str(broker['host'])}\nport = {int(broker['port'])}\n"
         f"username = {_toml_str(broker['username'])}\npassword_file = {_toml_str(str(password_file))}\n"
+        f"tls = true\nca_file = {_toml_str(str(county_ca_path(identity)))}\n"
     )
     config_mod.parse(tomllib.loads(text), str(path))  # never write a config the gateway cannot start with
     tmp = path.with_name(f".{path.name}.tmp")

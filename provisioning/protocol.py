@@ -1,8 +1,9 @@
 """The enrolment protocol, pure: provisioning file, request, reply, and the sealed box.
 
-No sockets and no files here, so every malformed input can be tested directly. The reply
-topic is shared by every station that enrols in a county, so the part of a reply that
-matters (the station's login) is sealed to the requesting Pi's X25519 public key: an
+No sockets and no files here, so every malformed input can be tested directly. Each claim
+has its own reply topic, readable only by that claim's login; still, whoever holds the claim
+(the installer, a photo of its QR code) could read it, so the part of a reply that matters
+(the station's login) is sealed to the requesting Pi's X25519 public key: an
 ephemeral X25519 key agreement, HKDF-SHA256, ChaCha20-Poly1305, with the request id bound in
 as associated data. Only the Pi holding the private key can open it.
 """
@@ -26,6 +27,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 VERSION = 1
 ID_RE = re.compile(r"^[a-z0-9-]{1,32}$")
 REQUEST_RE = re.compile(r"^[0-9a-f]{16,64}$")
+CLAIM_RE = re.compile(r"^[0-9a-f]{16}$")
+# A request is a few hundred bytes plus the inventory (device names): 64 KiB is ample.
+MAX_REQUEST_BYTES = 64 * 1024
 _HKDF_INFO = b"yimen-enrol-v1"
 
 
@@ -81,18 +85,31 @@ def _field(doc: dict[str, Any], key: str, kind: type, what: str, pattern: re.Pat
 # ----- the provisioning file (and the QR code, which holds the same bytes) ---------------------
 
 
+def enrol_login(county: str, claim: str) -> str:
+    """A claim's own broker login and, bound to it by the broker, its client id."""
+    return f"yimen-enrol-{county}-{claim}"
+
+
 @dataclass(frozen=True)
 class ProvisioningFile:
-    """What an installer carries to a station: a one-time claim and where to use it."""
+    """What an installer carries to a station: a one-time claim and where to use it.
+
+    Nothing in it is shared with any other claim: the login is `enrol_login(county, claim)`
+    with the token as its password, valid for this claim's two topics only, until the
+    station has connected under its own login or the claim expires."""
 
     county: str
     station: str
-    token: str
+    claim: str  # 16 hex: names the claim's login and topics
+    token: str  # the claim's secret: its login's password, and proof in the request
     expires: float  # unix seconds; the registrar refuses the token after this
-    host: str  # the county broker as the station reaches it
+    host: str  # the county broker's TLS listener as the station reaches it
     port: int
-    username: str  # the shared provisioning login: may only ask to enrol and read replies
-    password: str
+    ca: str  # base64 SHA-256 of the county CA certificate (DER) the broker's chain must hold
+
+    @property
+    def username(self) -> str:
+        return enrol_login(self.county, self.claim)
 
     def to_bytes(self) -> bytes:
         return dumps({"v": VERSION, **asdict(self)})
@@ -100,16 +117,20 @@ class ProvisioningFile:
     @classmethod
     def from_bytes(cls, data: bytes, where: str = "provisioning file") -> ProvisioningFile:
         doc = _object(data, where)
-        return cls(
+        claim = cls(
             county=_field(doc, "county", str, where, ID_RE),
             station=_field(doc, "station", str, where, ID_RE),
+            claim=_field(doc, "claim", str, where, CLAIM_RE),
             token=_field(doc, "token", str, where),
             expires=float(_field(doc, "expires", (int, float), where)),  # type: ignore[arg-type]
             host=_field(doc, "host", str, where),
             port=_field(doc, "port", int, where),
-            username=_field(doc, "username", str, where),
-            password=_field(doc, "password", str, where),
+            ca=_field(doc, "ca", str, where),
         )
+        _unb64(claim.ca, f"{where}: ca", 32)
+        if not 0 < claim.port < 65536 or not 0 < len(claim.token) <= 128 or not 0 < len(claim.host) <= 253:
+            raise ProtocolError("bad-request", f"{where}: port, token or host out of range")
+        return claim
 
 
 # ----- request and reply -------------------------------------------------------------------------
@@ -130,6 +151,10 @@ class Request:
 
     @classmethod
     def from_bytes(cls, payload: bytes) -> Request:
+        if len(payload) > MAX_REQUEST_BYTES:  # before parsing: whoever holds a claim may send it
+            raise ProtocolError(
+                "bad-request", f"enrolment request of {len(payload)} bytes; at most {MAX_REQUEST_BYTES}"
+            )
         doc = _object(payload, "enrolment request")
         req = cls(
             request=_field(doc, "request", str, "enrolment request", REQUEST_RE),
@@ -157,6 +182,8 @@ def reply_error(request: str, code: str, message: str) -> bytes:
 
 def reply_request_id(payload: bytes) -> str | None:
     """Which request a reply answers, or None for anything unreadable (not ours to judge)."""
+    if len(payload) > MAX_REQUEST_BYTES:
+        return None
     try:
         doc = _object(payload, "reply")
     except ProtocolError:

@@ -9,6 +9,7 @@ simply does not look at the camera, and says so.
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 from PIL import Image
@@ -21,7 +22,11 @@ def write_png(data: bytes, path: Path) -> None:
     code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=8, border=4)
     code.add_data(data)
     code.make(fit=True)
-    code.make_image().save(path)
+    # 0600 from its first byte, like the claim file: the picture is the same secret.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        os.fchmod(out.fileno(), 0o600)  # an older file of the same name keeps its mode otherwise
+        code.make_image().save(out, format="PNG")
 
 
 def decoder_missing() -> str | None:

@@ -1,8 +1,9 @@
 """The county's registry of stations: one SQLite file, readable only by its owner.
 
-It holds the registrar's own settings (its broker login and the shared provisioning login,
-hence mode 0600), every station with its state, and claim tokens. Tokens are stored as
-SHA-256 hashes: a copied registry yields no usable claim. A token is consumed by one
+It holds the registrar's own settings (its broker logins and the console's, hence mode
+0600), every station with its state, and claim tokens. Tokens are stored as SHA-256 hashes:
+a copied registry yields no usable claim. Each claim has its own broker login (the token is
+its password); the registry says when that login must go (`stale_logins`). A token is consumed by one
 conditional UPDATE, so two requests racing with the same token cannot both win.
 """
 
@@ -41,7 +42,10 @@ CREATE TABLE IF NOT EXISTS tokens (
     issued_at REAL NOT NULL,
     expires_at REAL NOT NULL,
     used_at REAL,
-    void INTEGER NOT NULL DEFAULT 0  -- superseded by a newer token, or the station was revoked
+    void INTEGER NOT NULL DEFAULT 0,  -- superseded by a newer token, or the station was revoked
+    claim TEXT,                       -- the claim's id: its login is protocol.enrol_login(county, claim)
+    confirmed_at REAL,                -- the station was seen online under its own login
+    login_gone INTEGER NOT NULL DEFAULT 0  -- the claim's login was deleted from the broker
 );
 """
 
@@ -60,6 +64,7 @@ class Claim:
 
     station: str | None
     code: str  # "ok", "token-unknown", "token-void", "token-used", "token-expired"
+    claim: str | None = None
 
 
 class Registry:
@@ -123,7 +128,7 @@ class Registry:
         names = [c[0] for c in cur.description]
         return [dict(zip(names, row, strict=True)) for row in rows]
 
-    def add_token(self, station: str, name: str, token: str, expires_at: float) -> None:
+    def add_token(self, station: str, name: str, token: str, expires_at: float, claim: str) -> None:
         """A new claim for `station`; any earlier unused claim for it stops working."""
         now = time.time()
         with self._tx():
@@ -134,8 +139,8 @@ class Registry:
             )
             self._db.execute("UPDATE tokens SET void = 1 WHERE station = ? AND used_at IS NULL", (station,))
             self._db.execute(
-                "INSERT INTO tokens (hash, station, issued_at, expires_at) VALUES (?, ?, ?, ?)",
-                (token_hash(token), station, now, expires_at),
+                "INSERT INTO tokens (hash, station, issued_at, expires_at, claim) VALUES (?, ?, ?, ?, ?)",
+                (token_hash(token), station, now, expires_at, claim),
             )
 
     def claim(self, token: str, now: float) -> Claim:
@@ -146,16 +151,16 @@ class Registry:
                 "UPDATE tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL AND void = 0 AND expires_at > ?",
                 (now, digest, now),
             ).rowcount
-            row = self._db.execute("SELECT station, used_at, void FROM tokens WHERE hash = ?", (digest,))
+            row = self._db.execute("SELECT station, used_at, void, claim FROM tokens WHERE hash = ?", (digest,))
             found = row.fetchone()
         if found is None:
             return Claim(None, "token-unknown")
-        station, used_at, void = found
+        station, used_at, void, claim = found
         if won:
-            return Claim(station, "ok")
+            return Claim(station, "ok", claim)
         if void:
-            return Claim(station, "token-void")
-        return Claim(station, "token-used" if used_at is not None else "token-expired")
+            return Claim(station, "token-void", claim)
+        return Claim(station, "token-used" if used_at is not None else "token-expired", claim)
 
     def unclaim(self, token: str) -> None:
         """Give a token back: the enrolment it was claimed for failed on the county's side."""
@@ -176,6 +181,29 @@ class Registry:
                 "UPDATE stations SET state = 'revoked', revoked_at = ? WHERE station = ?", (time.time(), station)
             )
             self._db.execute("UPDATE tokens SET void = 1 WHERE station = ? AND used_at IS NULL", (station,))
+
+    def confirm(self, station: str) -> int:
+        """The station is online under its own login: its used claims' logins may go."""
+        with self._tx():
+            return self._db.execute(
+                "UPDATE tokens SET confirmed_at = ? WHERE station = ? AND used_at IS NOT NULL AND confirmed_at IS NULL",
+                (time.time(), station),
+            ).rowcount
+
+    def stale_logins(self, now: float) -> list[str]:
+        """Claims whose login is still on the broker but must not be: expired, void, or used and
+        confirmed (until then a station may ask again with the same claim)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT claim FROM tokens WHERE claim IS NOT NULL AND login_gone = 0 "
+                "AND (void = 1 OR expires_at <= ? OR confirmed_at IS NOT NULL) ORDER BY issued_at",
+                (now,),
+            ).fetchall()
+        return [claim for (claim,) in rows]
+
+    def login_gone(self, claim: str) -> None:
+        with self._tx():
+            self._db.execute("UPDATE tokens SET login_gone = 1 WHERE claim = ?", (claim,))
 
     def record_status(self, station: str, status: dict[str, Any]) -> None:
         with self._tx():

@@ -143,8 +143,9 @@ def running_subscriber_events(gw: GatewayProcess) -> dict[int, list[bytes]]:
 
 
 def test_config_get_blanks_passwords(tmp_path: Path, broker, gateways) -> None:
-    config = station_config(tmp_path, broker.port)
-    config.write_text(config.read_text().replace("[storage]", "[storage]\n"), encoding="utf-8")
+    # A quoted key and an old password in a comment: both missed by a pattern on the text.
+    hostile = 'username = "u"\n"password" = "s3cret-1"\n# password = "s3cret-0"'
+    config = station_config(tmp_path, broker.port, broker_extra=hostile)
     gw = GatewayProcess(config).start()
     gateways.append(gw)
     wait_until(lambda: gw.status()["broker"]["connection"] == "connected", 15, "connect")
@@ -154,6 +155,7 @@ def test_config_get_blanks_passwords(tmp_path: Path, broker, gateways) -> None:
     finally:
         req.close()
     assert reply["ok"] and f'id = "{STATION}"' in reply["result"]["toml"]
+    assert "s3cret" not in reply["result"]["toml"] and '"<redacted>"' in reply["result"]["toml"]
 
 
 def test_mqtt_311_fallback_reply_topic_and_correlation(tmp_path: Path, broker, gateways) -> None:

@@ -1,7 +1,9 @@
 """A county broker with Mosquitto's dynamic-security plugin, and a registrar serving it.
 
-Started per test on a free loopback port; skipped, saying why, where the plugin or
-`mosquitto_ctrl` (Debian's mosquitto-clients) is missing."""
+Started per test on free loopback ports: a plain listener for the registrar and the console
+(the county's own machine) and a TLS listener with a private CA for stations, whose chain
+holds the CA as a county's must. Skipped, saying why, where the plugin or `mosquitto_ctrl`
+(Debian's mosquitto-clients) is missing."""
 
 from __future__ import annotations
 
@@ -14,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from mqtt.broker import Mosquitto
+from mqtt.broker import Mosquitto, free_port
 from provisioning import registrar
 from tests.conftest import COUNTY
+from tests.support.tls import make_ca_and_server
 
 ADMIN = ("admin", "admin-secret")
 
@@ -28,12 +31,23 @@ def plugin_path() -> str | None:
     return found[0] if found else None
 
 
+def tls_listener(directory: Path, port: int, ca_in_chain: Path | None = None) -> str:
+    """Mosquitto config lines for a TLS listener with a new private CA under `directory`; its
+    certfile is the server certificate followed by `ca_in_chain` (default: its own CA)."""
+    ca, cert, key = make_ca_and_server(directory)
+    chain = directory / "chain.pem"
+    chain.write_bytes(cert.read_bytes() + (ca_in_chain or ca).read_bytes())
+    return f"listener {port} 127.0.0.1\ncertfile {chain}\nkeyfile {key}\n"
+
+
 @dataclass
 class County:
     broker: Mosquitto
     registrar: registrar.Registrar
     service: registrar.Service
     workdir: Path
+    tls_port: int
+    ca: Path
 
     @property
     def port(self) -> int:
@@ -50,14 +64,22 @@ def county(tmp_path: Path) -> Iterator[County]:
     work = tmp_path / "county"
     work.mkdir()
     subprocess.run([ctrl, "dynsec", "init", str(work / "dynsec.json"), *ADMIN], check=True, capture_output=True)
-    extra = f"plugin {plugin}\nplugin_opt_config_file {work / 'dynsec.json'}"
+    tls_port = free_port()
+    extra = f"plugin {plugin}\nplugin_opt_config_file {work / 'dynsec.json'}\n" + tls_listener(work / "tls", tls_port)
     broker = Mosquitto(work / "broker", allow_anonymous=False, extra=extra).start()
     try:
-        registry = registrar.init(work / "registry.db", COUNTY, f"127.0.0.1:{broker.port}", *ADMIN)
+        registry = registrar.init(
+            work / "registry.db",
+            COUNTY,
+            f"127.0.0.1:{broker.port}",
+            *ADMIN,
+            station_broker=f"127.0.0.1:{tls_port}",
+            station_ca=work / "tls" / "ca.pem",
+        )
         reg = registrar.Registrar(registry)
-        service = registrar.Service(reg).start()
+        service = registrar.Service(reg, sweep_s=0.5).start()
         try:
-            yield County(broker, reg, service, work)
+            yield County(broker, reg, service, work, tls_port, work / "tls" / "ca.pem")
         finally:
             service.stop()
             registry.close()

@@ -72,8 +72,9 @@ def claim(county: County, station: str, tmp_path: Path, hours: float | None = No
     return protocol.ProvisioningFile.from_bytes(issued.file.read_bytes())
 
 
-def ask(found: protocol.ProvisioningFile, token: str | None = None) -> tuple[dict[str, Any], Any]:
-    """Enrol as a Pi would, without a gateway: returns the opened reply and the key."""
+def ask(found: protocol.ProvisioningFile, identity: Path, token: str | None = None) -> tuple[dict[str, Any], Any]:
+    """Enrol as a Pi would (TLS pinned to the claim's CA, the claim's own login), without a
+    gateway: returns the opened reply and the key."""
     key = protocol.new_key()
     req = protocol.Request(
         request=secrets.token_hex(16),
@@ -84,7 +85,8 @@ def ask(found: protocol.ProvisioningFile, token: str | None = None) -> tuple[dic
         inventory={},
         version="test",
     )
-    return protocol.open_reply(enrol.request(found, req, timeout=10), key), key
+    identity.mkdir(parents=True, exist_ok=True)
+    return protocol.open_reply(enrol.request(found, req, timeout=10, identity=identity), key), key
 
 
 def bootstrap_config(directory: Path, usb: Path) -> Path:
@@ -109,6 +111,13 @@ interval_s = 3600
         encoding="utf-8",
     )
     return path
+
+
+def refused(county: County, found: protocol.ProvisioningFile) -> bool:
+    """Whether the broker now refuses the claim's own login."""
+    probe = Probe(county.port, found.username, found.token, client_id=found.username)
+    probe.close()
+    return probe.connack.is_failure
 
 
 def connection(gw: GatewayProcess) -> str | None:
@@ -136,10 +145,13 @@ def test_a_new_pi_enrols_reconnects_as_itself_and_can_be_revoked_and_replaced(
 
     text = config.read_text()
     assert f'id = "{STATION}"' in text and "password_file" in text and "password =" not in text
+    assert "tls = true" in text and "county-ca.pem" in text, "it enrolled over TLS and stays on it"
     identity = tmp_path / "state" / "identity"
     for secret in ("key.pem", "broker-password"):
         assert stat.S_IMODE((identity / secret).stat().st_mode) == 0o600, secret
     assert gw.proc.pid == pid and gw.proc.poll() is None, "the gateway restarts itself in place"
+    used = protocol.ProvisioningFile.from_bytes((usb / "yimen-provision.json").read_bytes())
+    wait_until(lambda: refused(county, used), 10, "the used claim's login to be deleted once the station is online")
 
     seen: dict[str, bytes] = {}
 
@@ -172,8 +184,8 @@ def test_a_new_pi_enrols_reconnects_as_itself_and_can_be_revoked_and_replaced(
 
 
 def test_a_station_can_neither_act_as_nor_listen_to_another(tmp_path: Path, county: County) -> None:
-    mine, _ = ask(claim(county, STATION, tmp_path))
-    other, _ = ask(claim(county, OTHER, tmp_path))
+    mine, _ = ask(claim(county, STATION, tmp_path), tmp_path / "pi")
+    other, _ = ask(claim(county, OTHER, tmp_path), tmp_path / "pi")
     login = other["broker"]
     assert login["username"] == registrar.station_username(COUNTY, OTHER)
 
@@ -189,7 +201,7 @@ def test_a_station_can_neither_act_as_nor_listen_to_another(tmp_path: Path, coun
         assert probe.subscribe(f"{own}/cmd/+") == 1, "it reads its own commands"
         assert probe.subscribe(f"{victim}/cmd/+") == 0x87, "not another's"
         assert probe.subscribe(f"{topics.ROOT}/{COUNTY}/#") == 0x87
-        assert probe.subscribe(topics.enrol_request_topic(COUNTY)) == 0x87, "nor anyone's claim tokens"
+        assert probe.subscribe(topics.enrol_filter(COUNTY, "request")) == 0x87, "nor anyone's claim tokens"
     finally:
         probe.close()
 
@@ -199,11 +211,12 @@ def test_a_station_can_neither_act_as_nor_listen_to_another(tmp_path: Path, coun
     wrong.close()
 
     found = claim(county, "st-0003", tmp_path)
-    prov = Probe(county.port, found.username, found.password)
+    prov = Probe(county.port, found.username, found.token, client_id=found.username)
     try:
         assert prov.publish(f"{topics.station_root(COUNTY, STATION)}/events/rating") == 0x87
-        assert prov.subscribe(topics.enrol_request_topic(COUNTY)) == 0x87
-        assert prov.subscribe(topics.enrol_reply_topic(COUNTY)) == 1
+        assert prov.subscribe(topics.enrol_filter(COUNTY, "request")) == 0x87
+        assert prov.subscribe(topics.enrol_filter(COUNTY, "reply")) == 0x87, "not every claim's replies"
+        assert prov.subscribe(topics.enrol_topic(COUNTY, found.claim, "reply")) == 1, "its own"
     finally:
         prov.close()
 
@@ -213,20 +226,21 @@ def test_bad_claims_are_refused(tmp_path: Path, county: County, case: str) -> No
     found = claim(county, STATION, tmp_path, hours=-1 if case == "expired" else None)
     token = None
     if case == "used-twice":
-        ask(found)
+        ask(found, tmp_path / "pi")
     elif case == "forged":
         token = secrets.token_urlsafe(18)
     elif case == "superseded":
         claim(county, STATION, tmp_path)
-    code = {"used-twice": "token-used", "expired": "token-expired", "forged": "token-unknown"}.get(case, "token-void")
+    # An expired or superseded claim's login is gone from the broker: refused at CONNACK.
+    code = {"used-twice": "token-used", "forged": "token-unknown"}.get(case, "login-refused")
     with pytest.raises(protocol.ProtocolError) as refused:
-        ask(found, token)
+        ask(found, tmp_path / "pi", token)
     assert refused.value.code == code
     assert (county.registrar.registry.station(STATION) or {})["state"] != "enrolled" or case == "used-twice"
 
 
 def test_a_revoked_station_cannot_reconnect(tmp_path: Path, county: County) -> None:
-    login = ask(claim(county, STATION, tmp_path))[0]["broker"]
+    login = ask(claim(county, STATION, tmp_path), tmp_path / "pi")[0]["broker"]
     first = Probe(county.port, login["username"], login["password"], client_id=login["username"])
     assert first.connack.value == 0
     first.close()

@@ -15,16 +15,17 @@ from edge.configfile import ConfigError
 from provisioning import enrol, inventory, protocol, qr
 from provisioning.config import ProvisioningConfig, needs_enrolment
 from provisioning.registry import Registry
+from tests.support.tls import make_ca_and_server
 
 CLAIM = protocol.ProvisioningFile(
     county="hengyang",
     station="hy-0001",
+    claim="0123456789abcdef",
     token="tok-" + "x" * 20,
     expires=time.time() + 3600,
     host="127.0.0.1",
-    port=1883,
-    username="yimen-provision-hengyang",
-    password="p" * 32,
+    port=8883,
+    ca="A" * 43 + "=",
 )
 
 
@@ -48,6 +49,11 @@ def test_a_sealed_reply_opens_only_with_the_right_key_and_request() -> None:
         (b'{"v": 2}', "version 2"),
         (json.dumps({**json.loads(CLAIM.to_bytes()), "station": "HY 1"}).encode(), "'station'"),
         (json.dumps({**json.loads(CLAIM.to_bytes()), "port": "1883"}).encode(), "'port' missing or not a int"),
+        (json.dumps({**json.loads(CLAIM.to_bytes()), "port": 70000}).encode(), "out of range"),
+        (json.dumps({**json.loads(CLAIM.to_bytes()), "host": "h" * 300}).encode(), "out of range"),
+        (json.dumps({**json.loads(CLAIM.to_bytes()), "ca": "AAAA"}).encode(), "ca must be base64 of 32 bytes"),
+        (json.dumps({**json.loads(CLAIM.to_bytes()), "claim": "../../#"}).encode(), "'claim'"),
+        (json.dumps({k: v for k, v in json.loads(CLAIM.to_bytes()).items() if k != "ca"}).encode(), "'ca' missing"),
     ],
 )
 def test_a_bad_provisioning_file_says_what_is_wrong(data: bytes, message: str) -> None:
@@ -57,14 +63,14 @@ def test_a_bad_provisioning_file_says_what_is_wrong(data: bytes, message: str) -
 
 def test_a_claim_is_consumed_once(tmp_path: Path) -> None:
     reg = Registry(tmp_path / "r.db", create=True)
-    reg.add_token("hy-0001", "", "t1", time.time() + 60)
+    reg.add_token("hy-0001", "", "t1", time.time() + 60, "00000000000000a1")
     assert reg.claim("t1", time.time()).code == "ok"
     assert reg.claim("t1", time.time()).code == "token-used"
     reg.unclaim("t1")  # the county's side failed: the claim may be tried again
     assert reg.claim("t1", time.time()).code == "ok"
-    reg.add_token("hy-0002", "", "t2", time.time() + 60)
+    reg.add_token("hy-0002", "", "t2", time.time() + 60, "00000000000000a2")
     assert reg.claim("t2", time.time() + 120).code == "token-expired"
-    reg.add_token("hy-0002", "", "t3", time.time() + 60)
+    reg.add_token("hy-0002", "", "t3", time.time() + 60, "00000000000000a3")
     assert reg.claim("t2", time.time()).code == "token-void"
     assert reg.claim("nope", time.time()).code == "token-unknown"
     assert (tmp_path / "r.db").stat().st_mode & 0o077 == 0
@@ -100,6 +106,8 @@ def test_enrolment_rewrites_only_station_and_broker(tmp_path: Path) -> None:
         f'[provisioning]\nsearch = ["x.json"]\n\n[storage]\npath = "{tmp_path / "state"}"\n\n[clock]\nsync = "assume"\n'
     )
     cfg = enrol.load(path)
+    ca, _cert, _key = make_ca_and_server(tmp_path / "tls")  # what the pinned enrolment connection kept
+    enrol.county_ca_path(enrol.identity_dir(cfg)).write_bytes(ca.read_bytes())
     secret = {
         "station": {"id": "hy-0001", "county": "hengyang", "name": "新桥村"},
         "broker": {"host": "127.0.0.1", "port": 1883, "username": "yimen-hengyang-hy-0001", "password": "pw"},
@@ -110,6 +118,7 @@ def test_enrolment_rewrites_only_station_and_broker(tmp_path: Path) -> None:
     assert text.count("[station]") == 1 and text.count("[broker]") == 1 and "[provisioning]" in text
     loaded = config_mod.load(path)
     assert loaded.station.name == "b" and loaded.broker.password == "pw" and "pw" not in text
+    assert loaded.broker.tls and loaded.broker.ca_file == enrol.county_ca_path(enrol.identity_dir(cfg))
 
 
 def test_a_bootstrap_config_is_checked_before_enrolment(tmp_path: Path) -> None:
@@ -131,3 +140,9 @@ def test_inventory_names_devices_by_kind(tmp_path: Path) -> None:
     assert found["serial_ports"] == ["serial/by-id/usb-FTDI_A1-if00-port0", "ttyUSB0"]
     assert found["input_devices"] == ["input/by-id/usb-keypad-event-kbd"]
     assert found["printers"] == ["usb/lp0"] and found["video_devices"] == [] and found["cameras"] == []
+
+
+def test_an_oversized_request_is_refused_before_it_is_parsed() -> None:
+    huge = b'{"v":1,"inventory":{"x":"' + b"a" * protocol.MAX_REQUEST_BYTES + b'"}}'
+    with pytest.raises(protocol.ProtocolError, match="at most"):
+        protocol.Request.from_bytes(huge)
