@@ -99,7 +99,8 @@ def admin_acls() -> list[dict[str, Any]]:
 
 
 def console_acls(county: str) -> list[dict[str, Any]]:
-    """Read the county's tree (events, statuses, command replies), publish commands; nothing else."""
+    """Read the county's tree (events, statuses, command replies), publish commands and release
+    chunks (over-the-air rollouts); nothing else."""
     tree = topics.county_filter(county)
     return [
         acl("subscribePattern", tree),
