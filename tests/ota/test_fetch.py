@@ -85,7 +85,7 @@ def refused_after_answer(county: County, fetcher: Fetcher, events: list) -> bool
     return any(e["state"] == "refused" for e in events)
 
 
-def run_until_ready(fetcher: Fetcher, county: County, timeout: float = 10) -> None:
+def run_until_ready(fetcher: Fetcher, county: County, timeout: float = 30) -> None:
     def step() -> bool:
         county.answer(fetcher)
         return Updates.of(fetcher.updates.root.parent).ready.exists()
@@ -98,15 +98,15 @@ def test_download_resumes_after_a_restart_and_hands_over_a_checked_release(tmp_p
     fetcher = make_fetcher(tmp_path, county, events)
     assert fetcher.commands()[0].handler(county.offer())["accepted"]
     fetcher.start()
-    wait_until(lambda: county.wants, 5, "a first want")
+    wait_until(lambda: county.wants, 30, "a first want")
     county.answer(fetcher, limit=3)
-    wait_until(lambda: fetcher.counts["chunks"] == 3, 5, "three chunks written")
+    wait_until(lambda: fetcher.counts["chunks"] == 3, 30, "three chunks written")
     fetcher.stop()
 
     county.wants.clear()
     again = make_fetcher(tmp_path, county, events)
     again.start()
-    wait_until(lambda: county.wants, 5, "the resumed download's first want")
+    wait_until(lambda: county.wants, 30, "the resumed download's first want")
     assert county.wants[0]["file"] == 0 and county.wants[0]["chunks"][0] == 3, "re-fetched what it had"
     run_until_ready(again, county)
     again.stop()
@@ -123,11 +123,11 @@ def test_nothing_is_asked_while_events_wait(tmp_path: Path) -> None:
     fetcher.commands()[0].handler(county.offer())
     fetcher.start()
     try:
-        wait_until(lambda: events, 5, "the downloading event")
+        wait_until(lambda: events, 30, "the downloading event")
         time.sleep(1.0)
         assert county.wants == [], "asked for a release while events were waiting"
         backlog[0] = False
-        wait_until(lambda: county.wants, 5, "a want once the outbox drained")
+        wait_until(lambda: county.wants, 30, "a want once the outbox drained")
     finally:
         fetcher.stop()
 
@@ -145,9 +145,9 @@ def test_unasked_chunks_are_ignored_and_truncated_ones_abandon_the_release(tmp_p
             topics.ota_chunk_topic(COUNTY, STATION, rid, 0, 99),  # never asked for
         ]:
             fetcher.on_message(topic, b"x" * 1024, None)
-        wait_until(lambda: fetcher.counts["bad_chunks"] == 3, 5, "three unasked chunks counted")
+        wait_until(lambda: fetcher.counts["bad_chunks"] == 3, 30, "three unasked chunks counted")
         county.spoil = lambda data: data[:100]
-        wait_until(lambda: refused_after_answer(county, fetcher, events), 5, "a refusal")
+        wait_until(lambda: refused_after_answer(county, fetcher, events), 30, "a refusal")
         refused = next(e for e in events if e["state"] == "refused")
         assert refused["code"] == "truncated-chunk" and "100 bytes" in refused["reason"], refused
         assert not fetcher.updates.release_dir(rid).exists()
@@ -165,7 +165,7 @@ def test_a_file_that_does_not_hash_as_signed_is_refused(tmp_path: Path) -> None:
     county.spoil = lambda data: bytes([data[0] ^ 1]) + data[1:]
     fetcher.start()
     try:
-        wait_until(lambda: refused_after_answer(county, fetcher, events), 5, "a refusal")
+        wait_until(lambda: refused_after_answer(county, fetcher, events), 30, "a refusal")
         refused = next(e for e in events if e["state"] == "refused")
         assert refused["code"] == "wrong-hash", refused
         assert not fetcher.updates.ready.exists()
@@ -198,7 +198,7 @@ def test_a_file_the_last_release_had_is_not_fetched_again(tmp_path: Path) -> Non
         fetcher.commands()[0].handler(county.offer())
         run_until_ready(fetcher, county)
         assert set(county.asked_files) == {1} and read_json(fetcher.updates.ready)["version"] == "9.1.0"
-        wait_until(lambda: [e for e in events if e["state"] == "downloaded"][1:], 5, "the second downloaded event")
+        wait_until(lambda: [e for e in events if e["state"] == "downloaded"][1:], 30, "the second downloaded event")
         done = [e for e in events if e["state"] == "downloaded"][-1]
         assert done["version"] == "9.1.0" and done["reused_bytes"] == 5000, done
     finally:

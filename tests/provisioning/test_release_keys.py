@@ -36,7 +36,7 @@ def test_an_enrolled_station_trusts_the_countys_release_key(
 
 
 def test_a_station_receives_only_its_own_release_chunks(tmp_path: Path, county: County) -> None:
-    secret, _key = ask(claim(county, STATION, tmp_path))
+    secret, _key = ask(claim(county, STATION, tmp_path), tmp_path / "pi")
     assert secret["release_keys"] == []
     login = secret["broker"]
     me = Probe(county.port, login["username"], login["password"], client_id=login["username"])
