@@ -79,6 +79,14 @@ class Layout:
     def version_dir(self, version: str) -> Path:
         return self.root / "versions" / version
 
+    @property
+    def pinned_keys(self) -> Path:
+        """The enrolment's release keys as root first saw them (see `pin_enrolment_keys`)."""
+        return self.work / "release-keys"
+
+    def trusted(self) -> list:
+        return release.load_trusted(*self.keys, self.pinned_keys)
+
 
 class InstallError(RuntimeError):
     pass
@@ -107,6 +115,7 @@ def run(layout: Layout) -> int:
     layout.work.mkdir(parents=True, exist_ok=True)
     with open(layout.work / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        pin_enrolment_keys(layout)
         crumb = read_json(layout.breadcrumb)
         if crumb is not None:
             return _resume(layout, crumb)
@@ -114,6 +123,28 @@ def run(layout: Layout) -> int:
         if ready is not None:
             return _apply(layout, ready, attempt=1)
     return 0
+
+
+def pin_enrolment_keys(layout: Layout) -> None:
+    """Trust on first use: the release keys the enrolment reply carried (stored by the gateway,
+    user yimen, under <state>/identity/release-keys) are copied to root's own directory the first
+    time the updater sees them, and never again. Root never trusts a file the gateway can still
+    change: a gateway taken over later cannot plant a key to get its code run as root. A county
+    that rotates its key gives the new one to the installer (/etc/yimen/release-keys)."""
+    if any(layout.pinned_keys.glob("*.pub")):
+        return
+    found = release.load_trusted(layout.state / "identity" / "release-keys")
+    if not found:
+        return
+    tmp = layout.work / "release-keys.new"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(mode=0o755)
+    for n, key in enumerate(found):
+        (tmp / f"enrolment-{n}.pub").write_text(release.public_text(key) + "\n")
+    shutil.rmtree(layout.pinned_keys, ignore_errors=True)
+    os.replace(tmp, layout.pinned_keys)
+    sync_dir(layout.work)
+    log.info("pinned %d release key(s) from the enrolment", len(found))
 
 
 def _apply(layout: Layout, ready: dict[str, Any], attempt: int) -> int:
@@ -125,7 +156,7 @@ def _apply(layout: Layout, ready: dict[str, Any], attempt: int) -> int:
     offer = read_json(directory / "offer.json") or {}
     try:
         raw = base64.b64decode(str(offer.get("manifest", "")), validate=True)
-        manifest = release.verify(raw, str(offer.get("signature", "")), release.load_trusted(*layout.keys))
+        manifest = release.verify(raw, str(offer.get("signature", "")), layout.trusted())
         release.check_files(manifest, directory / "files")
     except (release.ReleaseError, ValueError) as exc:
         code = exc.code if isinstance(exc, release.ReleaseError) else "bad-manifest"
