@@ -225,7 +225,9 @@ class Rollouts:
             for roll in self._rollouts.values():
                 entry = roll["per_station"].get(station)
                 if roll["release"] == rel and entry is not None:
-                    entry.update(state=state, at=self._now(), reason=data.get("reason"), code=data.get("code"))
+                    reason, code = data.get("reason"), data.get("code")  # from a station: bounded, as text
+                    entry.update(state=state, at=self._now(), reason=None if reason is None else str(reason)[:300],
+                                 code=None if code is None else str(code)[:40])  # fmt: skip
             self._save()
 
     def _want(self, station: str, payload: bytes) -> None:
