@@ -10,6 +10,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -132,45 +133,44 @@ def test_nothing_is_asked_while_events_wait(tmp_path: Path) -> None:
         fetcher.stop()
 
 
-def test_unasked_chunks_are_ignored_and_truncated_ones_abandon_the_release(tmp_path: Path) -> None:
+@pytest.fixture
+def offered(tmp_path: Path) -> Iterator[tuple[County, list, Fetcher]]:
+    """A fetcher that accepted the county's offer and runs."""
     county, events = County(tmp_path), []
     fetcher = make_fetcher(tmp_path, county, events)
     fetcher.commands()[0].handler(county.offer())
     fetcher.start()
-    try:
-        rid = county.manifest.release_id
-        for topic in [
-            topics.ota_chunk_topic(COUNTY, STATION, rid, 1, 0),  # another file
-            topics.ota_chunk_topic(COUNTY, STATION, "r0000000000000000", 0, 0),  # another release
-            topics.ota_chunk_topic(COUNTY, STATION, rid, 0, 99),  # never asked for
-        ]:
-            fetcher.on_message(topic, b"x" * 1024, None)
-        wait_until(lambda: fetcher.counts["bad_chunks"] == 3, 30, "three unasked chunks counted")
-        county.spoil = lambda data: data[:100]
-        wait_until(lambda: refused_after_answer(county, fetcher, events), 30, "a refusal")
-        refused = next(e for e in events if e["state"] == "refused")
-        assert refused["code"] == "truncated-chunk" and "100 bytes" in refused["reason"], refused
-        assert not fetcher.updates.release_dir(rid).exists()
-        with pytest.raises(CommandError) as err:
-            fetcher.commands()[0].handler(county.offer())
-        assert err.value.code == "given-up"
-    finally:
-        fetcher.stop()
+    yield county, events, fetcher
+    fetcher.stop()
 
 
-def test_a_file_that_does_not_hash_as_signed_is_refused(tmp_path: Path) -> None:
-    county, events = County(tmp_path), []
-    fetcher = make_fetcher(tmp_path, county, events)
-    fetcher.commands()[0].handler(county.offer())
+def test_unasked_chunks_are_ignored_and_truncated_ones_abandon_the_release(offered: tuple) -> None:
+    county, events, fetcher = offered
+    rid = county.manifest.release_id
+    for topic in [
+        topics.ota_chunk_topic(COUNTY, STATION, rid, 1, 0),  # another file
+        topics.ota_chunk_topic(COUNTY, STATION, "r0000000000000000", 0, 0),  # another release
+        topics.ota_chunk_topic(COUNTY, STATION, rid, 0, 99),  # never asked for
+    ]:
+        fetcher.on_message(topic, b"x" * 1024, None)
+    wait_until(lambda: fetcher.counts["bad_chunks"] == 3, 30, "three unasked chunks counted")
+    county.spoil = lambda data: data[:100]
+    wait_until(lambda: refused_after_answer(county, fetcher, events), 30, "a refusal")
+    refused = next(e for e in events if e["state"] == "refused")
+    assert refused["code"] == "truncated-chunk" and "100 bytes" in refused["reason"], refused
+    assert not fetcher.updates.release_dir(rid).exists()
+    with pytest.raises(CommandError) as err:
+        fetcher.commands()[0].handler(county.offer())
+    assert err.value.code == "given-up"
+
+
+def test_a_file_that_does_not_hash_as_signed_is_refused(offered: tuple) -> None:
+    county, events, fetcher = offered
     county.spoil = lambda data: bytes([data[0] ^ 1]) + data[1:]
-    fetcher.start()
-    try:
-        wait_until(lambda: refused_after_answer(county, fetcher, events), 30, "a refusal")
-        refused = next(e for e in events if e["state"] == "refused")
-        assert refused["code"] == "wrong-hash", refused
-        assert not fetcher.updates.ready.exists()
-    finally:
-        fetcher.stop()
+    wait_until(lambda: refused_after_answer(county, fetcher, events), 30, "a refusal")
+    refused = next(e for e in events if e["state"] == "refused")
+    assert refused["code"] == "wrong-hash", refused
+    assert not fetcher.updates.ready.exists()
 
 
 @pytest.mark.parametrize(("version", "code"), [("1.0.0", "not-newer"), ("0.9.0", "not-newer")])
