@@ -17,10 +17,13 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+# cryptography is imported where a key is used, not here: it costs a gateway about 10 MB of
+# memory, and a gateway needs it only while an update is offered.
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -94,18 +97,17 @@ def version_key(version: str) -> tuple:
     return (*nums, 0 if pre else 1, pre or "", int(m.group(3) or 0))
 
 
-def key_id(public: Ed25519PublicKey) -> str:
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
-
-
 def public_text(public: Ed25519PublicKey) -> str:
     """A public key as one line of text: what installers and the enrolment reply carry."""
+    from cryptography.hazmat.primitives import serialization
+
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return "ed25519:" + base64.b64encode(raw).decode()
 
 
 def parse_public(text: str) -> Ed25519PublicKey:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     text = text.strip()
     if not text.startswith("ed25519:"):
         raise ValueError("a release key is one line 'ed25519:<base64 of 32 bytes>'")
@@ -117,6 +119,9 @@ def parse_public(text: str) -> Ed25519PublicKey:
 
 def keygen(private_path: Path) -> Path:
     """A new county release key: the private key (PEM, 0600) and `<name>.pub` beside it."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     private_path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,6 +135,9 @@ def keygen(private_path: Path) -> Path:
 
 
 def load_private(path: Path) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{path}: not an Ed25519 private key (make one with `yimen release keygen`)")
@@ -167,6 +175,8 @@ def sign(raw: bytes, key: Ed25519PrivateKey) -> str:
 
 def verify(raw: bytes, signature: str, trusted: list[Ed25519PublicKey]) -> Manifest:
     """The manifest, if `signature` is a trusted key's over exactly `raw`; else ReleaseError."""
+    from cryptography.exceptions import InvalidSignature
+
     if len(raw) > MAX_MANIFEST_BYTES:
         raise ReleaseError("bad-manifest", f"manifest is {len(raw)} bytes; the limit is {MAX_MANIFEST_BYTES}")
     if not trusted:
