@@ -8,7 +8,8 @@ the command's reply and an `update` event. Then the "yimen-ota" thread asks for 
 
 - never ahead of events: it asks only while the broker is connected and the outbox has nothing
   waiting; a press always overtakes a release;
-- rate-capped: a token bucket at `[update] kbps` over the chunks it asks for;
+- rate-capped: a token bucket at `[update] kbps` over the chunks it asks for (a request for up to
+  WINDOW chunks goes once the bucket is out of debt, and puts it in debt by their size);
 - resumable: each file is written in order to `<name>.part`; after a disconnect or a restart the
   download goes on from the part file's length (whole chunks), so nothing acknowledged is
   fetched twice;
@@ -286,12 +287,14 @@ class Fetcher:
         for chunk, at in list(job.asked.items()):
             if now - at > CHUNK_TIMEOUT_S:
                 del job.asked[chunk]  # lost with a connection, or never answered: ask again
-        if not self._may_send():
+        if not self._may_send() or self._pacer.wait_s() > 0:
             return
+        # One request for as many chunks as the window has room for, paid for at once: the rate
+        # holds over time (the next request waits out the debt), and requests stay few.
         total = job.entry.chunks(job.manifest.chunk_size)
         wanted = []
         n = job.next_chunk
-        while len(job.asked) + len(wanted) < WINDOW and n < total and self._pacer.wait_s() == 0:
+        while len(job.asked) + len(wanted) < WINDOW and n < total:
             if n not in job.asked and n not in job.early:
                 wanted.append(n)
                 topic = topics.ota_chunk_topic(self._county, self._station, job.manifest.release_id, job.file, n)
