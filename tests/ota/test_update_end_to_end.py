@@ -28,7 +28,8 @@ from ota.paths import read_json
 from tests.conftest import COUNTY, ROOT, STATION, Subscriber, station_config, wait_until
 from tests.ota.conftest import build_release, copy_release, install_version
 
-pytestmark = pytest.mark.slow
+# Three venvs built by pip and four releases: about 2 minutes alone, more on a loaded machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 HEALTH_S = 25
 
