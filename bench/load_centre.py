@@ -1,14 +1,17 @@
 """Load test of the county console: thousands of simulated stations on one Mosquitto.
 
     python bench/load_centre.py [--stations 3000] [--procs 4] [--rate 0.1] [--seconds 120] [--kill 30]
-                                [--workers 1] [--dsn postgresql://...]
+                                [--workers 1] [--dsn postgresql://...] [--clip-share 0.05] [--clip-every 60]
+                                [--clip-frames 200] [--upload-kbps 128]
 
 Stations are centre.fleet processes (each one thread driving hundreds of MQTT connections with
 real wills and retained statuses); the console is `yimen centre` as a process, as a county runs
 it. Measured: connect time, ingest rate (events stored per second), lag from an event's
 creation at the station (its `ts`) to its row in the store, console memory, and how soon the
 console marks stations offline after their connections are killed (the broker publishes their
-wills). The broker runs with its limits raised in its own config; our fd limit is raised too.
+wills). A share of the stations (`--clip-share`, 5 %) also upload an evidence clip every
+`--clip-every` seconds, paced at `--upload-kbps` as a station's uploader is; every station
+uploads its snapshots. The broker runs with its limits raised in its own config; our fd limit is raised too.
 """
 
 from __future__ import annotations
@@ -81,6 +84,29 @@ def lag_from_store(root: Path, since: float) -> list[float]:
     return [stored - datetime.fromisoformat(ts).timestamp() for ts, stored in rows]
 
 
+def media_from_store(root: Path) -> dict[str, Any]:
+    """What the county holds of the uploads: files by state, bytes stored, and for clips the time
+    from the media event's arrival to the file complete (the station's upload cap dominates)."""
+    with sqlite3.connect(root / "centre.db") as db:
+        states = dict(db.execute("SELECT state, COUNT(*) FROM media GROUP BY state").fetchall())
+        stored = db.execute("SELECT COALESCE(SUM(size), 0) FROM media WHERE state = 'complete'").fetchone()[0]
+        clip_s = [
+            r[0]
+            for r in db.execute(
+                "SELECT completed_at - announced_at FROM media WHERE type = 'clip' AND state = 'complete'"
+                " AND announced_at IS NOT NULL"
+            )
+        ]
+        refused = db.execute("SELECT COALESCE(SUM(n), 0) FROM media_counts WHERE what LIKE 'refused:%'").fetchone()[0]
+    return {
+        "media_states": states,
+        "media_mb_stored": round(stored / 2**20, 1),
+        "clips_complete": len(clip_s),
+        "clip_complete_p50_s": round(percentile(clip_s, 50), 1) if clip_s else None,
+        "media_refused": refused,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stations", type=int, default=3000)
@@ -90,6 +116,10 @@ def main() -> None:
     parser.add_argument("--kill", type=int, default=30, help="stations whose connections are killed at the end")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--dsn", default=None, help="PostgreSQL instead of SQLite (lag not computed)")
+    parser.add_argument("--clip-share", type=float, default=0.05, help="share of stations uploading evidence clips")
+    parser.add_argument("--clip-every", type=float, default=60.0, help="seconds between a clip station's clips")
+    parser.add_argument("--clip-frames", type=int, default=200, help="frames per clip (~1.5 KB each)")
+    parser.add_argument("--upload-kbps", type=float, default=128.0, help="each station's media upload cap")
     args = parser.parse_args()
 
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -116,6 +146,8 @@ def main() -> None:
                 first, count = 1 + i * per, min(per, args.stations - i * per)
                 cmd = [sys.executable, "-m", "centre.fleet", "--port", str(broker.port), "--county", COUNTY]
                 cmd += ["--count", str(count), "--first", str(first), "--rate", str(args.rate)]
+                cmd += ["--clip-share", str(args.clip_share), "--clip-every", str(args.clip_every)]
+                cmd += ["--clip-frames", str(args.clip_frames), "--upload-kbps", str(args.upload_kbps)]
                 fleets.append(subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
             ready = [json.loads(f.stdout.readline()) for f in fleets]  # type: ignore[union-attr]
             connect_s = time.monotonic() - t0
@@ -145,6 +177,7 @@ def main() -> None:
             rss = max(s[3] for s in samples)
             backlog = max(s[4] for s in samples)
             lags = lag_from_store(root, start_wall) if not args.dsn else []
+            media = media_from_store(root) if not args.dsn else {}
 
             # Kill connections (no DISCONNECT): the broker publishes each will; how soon is it red?
             victims = random.Random(1).sample(range(1, args.stations + 1), args.kill)
@@ -196,6 +229,10 @@ def main() -> None:
         "lag_p99_ms": round(percentile(lags, 99) * 1000, 1) if lags else None,
         "lag_max_ms": round(max(lags) * 1000, 1) if lags else None,
         "console_rss_mb": round(rss / 2**20, 1),
+        "clip_share": args.clip_share,
+        "clip_every_s": args.clip_every,
+        "clip_kb": round(args.clip_frames * 1.5),
+        **media,
         "killed": len(killed_at),
         "marked_offline": len(seen),
         "offline_marked_max_s": round(max(marked), 2) if marked else None,
@@ -207,7 +244,8 @@ def main() -> None:
         f"{connected} stations; {rate:.0f} events/s stored; lag p50 {result['lag_p50_ms']} ms"
         f" p99 {result['lag_p99_ms']} ms; console {result['console_rss_mb']} MB;"
         f" {len(seen)}/{len(killed_at)} killed stations marked offline,"
-        f" at most {result['offline_marked_max_s']} s after the kill ({result['offline_visible_max_s']} s on the page)",
+        f" at most {result['offline_marked_max_s']} s after the kill ({result['offline_visible_max_s']} s on the page);"
+        f" media: {media.get('media_states')} ({media.get('media_mb_stored')} MB stored)",
     )
 
 

@@ -2,7 +2,11 @@
 
 Ingest (ingest.py) takes what the stations publish, stores each event once (store.py: SQLite,
 or PostgreSQL for a county that outgrows a file), follows each station's seqs (tracker.py) and
-asks for a replay when a gap stays open; the day's picture (model.py) is what the web page
-(web.py) shows. app.py builds and starts them; fleet.py simulates stations for the demo,
-the tests and the load test.
+asks for a replay when a gap stays open, checking every number a station sends first
+(bounds.py); the day's figures are written beside the events and read back by the page
+(figures.py), and the model (model.py) holds states, seqs and today's media events. Media
+files are reassembled and kept by media.py on their own connection and thread (media_ingest.py)
+and shown by media_web.py; live view reaches the page through live.py. app.py builds and starts
+them; web.py serves the page; fleet.py simulates stations for the demo, the tests and the load
+test; demo.py and cli.py are the `yimen demo` and `yimen centre` commands.
 """

@@ -3,6 +3,7 @@
 [centre]
 county = "hengyang"            # the county whose stations are shown
 name = "衡阳县"                 # shown in the page's title
+# console = "county-a"         # this console's name (default: host name and config path): a stable client id
 
 [broker]                       # the same section as a station's (mqtt/config.py)
 host = "127.0.0.1"
@@ -14,6 +15,8 @@ group = "yimen-centre"         # the shared-subscription group
 gap_grace_s = 30               # a gap open this long asks the station for a replay
 replay_retry_s = 60            # ... and again this often, at most `replay_tries` times
 replay_tries = 3               # after that, what is still missing is recorded as lost
+station_rate = 200             # messages stored per station per second at most (then dropped, counted)
+station_burst = 12000          # ... after a burst of this many (a replay answer fits)
 
 [store]
 path = "centre.db"             # SQLite (default), relative to this file
@@ -25,12 +28,18 @@ host = "127.0.0.1"
 port = 8080
 
 [media]
-dir = "media"                  # uploaded media files: <dir>/<station>/<file name>
+dir = "media"                  # uploaded media files: <dir>/<station>/<media id>.<ext>
+max_mb = 10240                 # the county's disk budget for them: snapshots go first, evidence clips last
+session_expiry_s = 86400       # the broker keeps chunks for a restarting console this long (MQTT 5)
+live_view_s = 120              # an operator's live view lasts this long unless stopped (at most 1800)
 """
 
 from __future__ import annotations
 
+import re
+import socket
 import tomllib
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,6 +61,10 @@ class IngestConfig:
     gap_grace_s: float = 30.0
     replay_retry_s: float = 60.0
     replay_tries: int = 3
+    # What one station may make the console store per second (events and media messages): a
+    # token bucket deep enough for a replay answer of 10,000 events; beyond it, dropped and counted.
+    station_rate: float = 200.0
+    station_burst: float = 12_000.0
 
     @property
     def shared(self) -> bool:
@@ -82,6 +95,10 @@ class CentreConfig:
     store: StoreConfig
     web: WebConfig
     media_dir: Path
+    media_max_bytes: int = 10 * 2**30
+    media_session_expiry_s: float = 86_400.0
+    live_view_s: int = 120  # how long an operator's live view runs unless stopped
+    console: str = "console"  # this console's name among those sharing a broker: a stable client id
     rollout: RolloutConfig | None = None  # over-the-air rollouts (centre/rollout.py), when configured
 
 
@@ -92,7 +109,6 @@ def parse(doc: dict, source: str) -> CentreConfig:
     centre = top.section("centre")
     county = centre.get_str("county", pattern=ID_PATTERN)
     name = centre.get_str("name", county)
-    centre.done()
     broker = parse_broker(top.section("broker"))
 
     ing = top.section("ingest")
@@ -102,6 +118,8 @@ def parse(doc: dict, source: str) -> CentreConfig:
         gap_grace_s=ing.get_float("gap_grace_s", IngestConfig.gap_grace_s, minval=0.1),
         replay_retry_s=ing.get_float("replay_retry_s", IngestConfig.replay_retry_s, minval=0.1),
         replay_tries=ing.get_int("replay_tries", IngestConfig.replay_tries, minval=1),
+        station_rate=ing.get_float("station_rate", IngestConfig.station_rate, minval=1),
+        station_burst=ing.get_float("station_burst", IngestConfig.station_burst, minval=1),
     )
     ing.done()
     if ingest.shared and broker.protocol != "5":
@@ -123,8 +141,16 @@ def parse(doc: dict, source: str) -> CentreConfig:
 
     md = top.section("media")
     media_dir = md.get_path("dir", "media")
+    media_max_mb = md.get_int("max_mb", 10240, minval=1)
+    live_view_s = md.get_int("live_view_s", CentreConfig.live_view_s, minval=1, maxval=1800)
+    expiry = md.get_float("session_expiry_s", CentreConfig.media_session_expiry_s, minval=0, maxval=2**32 - 1)
     md.done()
+    # The media connection keeps a broker session across restarts, so its client id must be the
+    # same each time this console starts and differ between consoles: the host and this file.
+    default_name = f"{socket.gethostname()[:16]}-{zlib.crc32(str(Path(source).resolve()).encode()):08x}"
+    console = centre.get_str("console", re.sub(r"[^a-z0-9-]", "-", default_name.lower()), pattern=r"[a-z0-9-]{1,40}")
 
+    centre.done()
     rollout = None
     if top.has("rollout"):
         from centre.rollout import parse_rollout
@@ -133,7 +159,11 @@ def parse(doc: dict, source: str) -> CentreConfig:
     unknown = top.unread()
     if unknown:
         raise ConfigError(f"{source}: [{unknown[0]}]: unknown section (check the spelling; see README)")
-    return CentreConfig(Path(source), county, name, broker, ingest, store, web, media_dir, rollout)
+    return CentreConfig(
+        Path(source), county, name, broker, ingest, store, web, media_dir,
+        media_max_bytes=media_max_mb * 2**20, media_session_expiry_s=expiry, live_view_s=live_view_s, console=console,
+        rollout=rollout,
+    )  # fmt: skip
 
 
 def load(path: str | Path) -> CentreConfig:

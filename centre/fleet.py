@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
+import hashlib
 import heapq
+import io
 import itertools
 import json
 import logging
@@ -33,7 +36,7 @@ import sys
 import threading
 import time
 import zlib
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime
@@ -69,6 +72,10 @@ class FleetStation:
         self.withheld: set[int] = set()
         self.withhold_next = 0
         self.clips = False
+        self.live: dict[int, tuple[float, float]] = {}  # window -> (until, interval_s)
+        self.live_sent = 0
+        self.live_requests = 0
+        self.uploading: deque[tuple[str, bytes]] = deque()  # paced media messages not yet sent
         self.killed = False
         self.connected = False
         self.last_sent: paho.MQTTMessageInfo | None = None
@@ -87,7 +94,17 @@ class FleetStation:
                     args={"first": Arg("int", required=True, min=1), "last": Arg("int", required=True, min=1)},
                 ),
                 Command("rebirth", lambda _a: (self._birth(), {"session": self.session})[1]),
-                Command("live-view", self._live_view, args={"window": Arg("int", min=1)}),
+                Command(
+                    "live-view",
+                    self._live_view,
+                    args={
+                        "window": Arg("int", min=1),
+                        "seconds": Arg("number", min=1, max=1800),
+                        "stop": Arg("bool"),
+                        "via": Arg("str", choices=("mqtt",)),
+                        "interval_s": Arg("number", min=0.5, max=60),
+                    },
+                ),
             )
         }
         self.client = paho.Client(
@@ -228,26 +245,64 @@ class FleetStation:
         return event
 
     def media(self, media_type: str, window: int, caused_by: str | None = None) -> Event:
+        """A media event and then, as a station's uploader does, its file: manifest and chunks."""
         prefix = "evidence" if caused_by else media_type
         stamp = datetime.now()
         media_id = f"{prefix}-w{window}-{stamp:%Y%m%d-%H%M%S}-{stamp.microsecond // 1000:03d}-{self.seq + 1:08x}"
         ext = "jpg" if media_type == "snapshot" else "mjpeg"
-        return self.emit(
+        frames = sample_frames()
+        clip = [frames[n % len(frames)] for n in range(self.fleet.clip_frames)]
+        data = frames[window % len(frames)] if media_type == "snapshot" else b"".join(clip)
+        event = self.emit(
             "media",
             Priority.BULK,
             {
                 "media_id": media_id,
                 "type": media_type,
                 "window": window,
-                "size": 0,
-                "sha256": None,
+                "size": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
                 "caused_by": caused_by,
                 "path": f"media/{media_id}.{ext}",
-                "frames": 1,
+                "frames": 1 if media_type == "snapshot" else len(clip),
                 "started": format_ts(stamp.astimezone()),
                 "ended": format_ts(stamp.astimezone()),
             },
         )
+        if self.fleet.upload:
+            self.upload(event, data)
+        return event
+
+    def upload(self, event: Event, data: bytes, chunk_size: int = 16 * 1024) -> None:
+        """The file of a media event, as mqtt/media_upload.py sends it (without its pacing)."""
+        d = event.data
+        chunks = -(-len(data) // chunk_size)
+        manifest = {
+            "media_id": d["media_id"], "event": event.id, "type": d["type"], "window": d["window"],
+            "caused_by": d["caused_by"], "size": len(data), "sha256": d["sha256"], "chunk_size": chunk_size,
+            "chunks": chunks, **({"content_type": d["content_type"]} if d.get("content_type") else {}),
+        }  # fmt: skip
+        county, media_id = self.fleet.county, d["media_id"]
+        messages = [(topics.media_topic(county, self.id, media_id, topics.MANIFEST), json.dumps(manifest).encode())]
+        messages += [
+            (topics.media_topic(county, self.id, media_id, n), data[n * chunk_size : (n + 1) * chunk_size])
+            for n in range(chunks)
+        ]
+        if self.fleet.upload_kbps is None:
+            for topic, payload in messages:
+                self.client.publish(topic, payload, qos=1)
+            return
+        if not self.uploading:
+            self.fleet._schedule(0.0, "chunk", self.id)
+        self.uploading.extend(messages)
+
+    def next_chunk(self) -> float | None:
+        """Paced upload (`upload_kbps`): send the next message; seconds until the one after."""
+        if not self.uploading:
+            return None
+        topic, payload = self.uploading.popleft()
+        self.client.publish(topic, payload, qos=1)
+        return len(payload) * 8 / 1000 / (self.fleet.upload_kbps or 1.0)
 
     def telemetry(self) -> Event:
         return self.emit(
@@ -282,7 +337,36 @@ class FleetStation:
         return {"first": first, "last": last, "count": count}
 
     def _live_view(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"window": args.get("window"), "stream": "simulated", "until": time.time() + 60}
+        """As mqtt/live.py does over MQTT: a frame every `interval_s` on .../live/<window> until the deadline."""
+        window = args.get("window") or 1
+        if args.get("stop"):
+            return {"window": window, "stopped": self.live.pop(window, None) is not None}
+        self.live_requests += 1
+        until = time.time() + float(args.get("seconds", 300))
+        started = window not in self.live
+        self.live[window] = (until, float(args.get("interval_s", 0.5)))
+        if started:
+            self.fleet._schedule(0.0, f"live:{window}", self.id)
+        return {
+            "window": window,
+            "stream": "simulated",
+            "via": "mqtt",
+            "until": until,
+            "interval_s": self.live[window][1],
+        }
+
+    def live_frame(self, window: int) -> float | None:
+        """Send the window's next live frame; seconds until the one after, or None once it ended."""
+        until, interval = self.live.get(window, (0.0, 0.0))
+        if time.time() >= until:
+            self.live.pop(window, None)
+            return None
+        frames = sample_frames()
+        self.live_sent += 1
+        self.client.publish(
+            topics.live_topic(self.fleet.county, self.id, window), frames[self.live_sent % len(frames)], qos=0
+        )
+        return interval
 
     def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
         name = topics.parse(msg.topic).kind or ""
@@ -302,6 +386,21 @@ class FleetStation:
         self.client.publish(reply_to, reply, qos=1, properties=out)
 
 
+@functools.cache
+def sample_frames() -> list[bytes]:
+    """A few small JPEGs (made once per process): snapshots are one, clips all of them, twice."""
+    from PIL import Image, ImageDraw
+
+    out = []
+    for n, colour in enumerate(((40, 90, 160), (160, 60, 40), (40, 140, 70), (120, 120, 40))):
+        image = Image.new("RGB", (160, 120), colour)
+        ImageDraw.Draw(image).text((10, 50), f"yimen fleet frame {n}", fill=(255, 255, 255))
+        buf = io.BytesIO()
+        image.save(buf, "JPEG", quality=70)
+        out.append(buf.getvalue())
+    return out
+
+
 class Fleet:
     """Stations driven by one "yimen-fleet" thread. `rate` is events per second per station."""
 
@@ -319,10 +418,20 @@ class Fleet:
         keepalive: int = 30,
         protocol: str = "5",
         seed: int = 1,
+        upload: bool = True,
+        upload_kbps: float | None = None,
+        clip_share: float = 0.0,
+        clip_every_s: float = 60.0,
+        clip_frames: int = 8,
     ) -> None:
         self.host, self.port, self.county = host, port, county
         self.rate, self.telemetry_s, self.snapshot_s = rate, telemetry_s, snapshot_s
         self.keepalive, self.protocol = keepalive, protocol
+        self.upload = upload  # media events are followed by their files
+        self.upload_kbps = upload_kbps  # None: all at once; else paced like a station's uploader
+        # The load test's clip uploaders: this share of stations makes a bad rating with its
+        # evidence clip (`clip_frames` frames) every `clip_every_s` seconds.
+        self.clip_share, self.clip_every_s, self.clip_frames = clip_share, clip_every_s, clip_frames
         self.rng = random.Random(seed)
         self.stations = {sid: FleetStation(self, sid, windows, random.Random(f"{seed}-{sid}")) for sid in ids}
         self.sent = 0
@@ -353,6 +462,9 @@ class Fleet:
             self._schedule(self.rng.expovariate(self.rate) if self.rate > 0 else 1e9, "event", station.id)
             self._schedule(self.rng.uniform(1, self.telemetry_s), "telemetry", station.id)
             self._schedule(self.rng.uniform(1, self.snapshot_s), "snapshot", station.id)
+            if self.rng.random() < self.clip_share:
+                station.clips = True
+                self._schedule(self.rng.uniform(1, self.clip_every_s), "clip", station.id)
         self._thread.start()
         return self
 
@@ -409,7 +521,18 @@ class Fleet:
     def _fire(self, what: str, station: FleetStation) -> None:
         if station.killed or self._quiet.is_set():
             return
-        if what == "event":
+        if what == "chunk":
+            again = station.next_chunk()
+            if again is not None:
+                self._schedule(again, what, station.id)
+        elif what == "clip":
+            station.rating("bad", 1)
+            self._schedule(self.clip_every_s, "clip", station.id)
+        elif what.startswith("live:"):
+            again = station.live_frame(int(what[5:]))
+            if again is not None:
+                self._schedule(again, what, station.id)
+        elif what == "event":
             station.next_event()
             self._schedule(self.rng.expovariate(self.rate), "event", station.id)
         elif what == "telemetry":
@@ -431,6 +554,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.1, help="events per second per station")
     parser.add_argument("--telemetry", type=float, default=60.0)
     parser.add_argument("--snapshot", type=float, default=300.0)
+    parser.add_argument(
+        "--upload-kbps", type=float, default=None, help="pace uploads like a station (default: at once)"
+    )
+    parser.add_argument("--clip-share", type=float, default=0.0, help="share of stations uploading evidence clips")
+    parser.add_argument("--clip-every", type=float, default=60.0, help="seconds between their clips")
+    parser.add_argument("--clip-frames", type=int, default=8, help="frames per clip (about 1.5 KB each)")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.count + 256)), hard))
@@ -444,6 +573,10 @@ def main() -> None:
         telemetry_s=args.telemetry,
         snapshot_s=args.snapshot,
         seed=args.first,
+        upload_kbps=args.upload_kbps,
+        clip_share=args.clip_share,
+        clip_every_s=args.clip_every,
+        clip_frames=args.clip_frames,
     ).start()
 
     def say(doc: dict[str, Any]) -> None:

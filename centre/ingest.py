@@ -23,6 +23,7 @@ import queue
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import date
 from typing import Any
@@ -31,17 +32,20 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from centre import bounds
 from centre.config import CentreConfig
 from centre.model import CountyModel, Outage
 from centre.store import Incoming, Store
 from edge.events import Event
-from mqtt import codec, topics
+from mqtt import topics
 from mqtt.client import make_client
 
 log = logging.getLogger("yimen.centre.ingest")
 
 BATCH = 2000  # messages per transaction at most
 COMMAND_TIMEOUT_S = 30.0
+FLOORS_READ_S = 5.0  # how often the floors other console processes saved are read back
+MAX_STORE_CHECKS_PER_TICK = 200  # stations whose gaps are looked up in the shared store, per second
 MAX_REPLAYS_PER_TICK = 50  # replay requests per second, county-wide: a restart must not storm
 
 Message = tuple[str, bytes, Any, float]
@@ -60,8 +64,21 @@ class Ingest:
         self._pending_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._floors: dict[str, int] = {}
+        self._floors_read = 0.0
         self.subscribed = threading.Event()
-        self.counters = {"messages": 0, "stored": 0, "duplicates": 0, "errors": 0, "batches": 0}
+        self._limit = bounds.RateLimit(config.ingest.station_rate, config.ingest.station_burst)
+        self._limit_logged: dict[str, float] = {}
+        # Called on the ingest thread with each newly stored event (media announce their files).
+        self.on_new_event: list[Callable[[Event], None]] = []
+        self.counters = {
+            "messages": 0,
+            "stored": 0,
+            "duplicates": 0,
+            "errors": 0,
+            "batches": 0,
+            "refused": 0,
+            "rate_limited": 0,
+        }
         # Connection 0: statuses and replies; 1..workers: events (see _subscriptions).
         self.per_worker = [0] * (config.ingest.workers + 1)  # messages each connection received
         self._subscribed_clients: set[int] = set()
@@ -147,10 +164,15 @@ class Ingest:
         return future
 
     def _resolve(self, payload: bytes, correlation: bytes | None) -> None:
+        if len(payload) > bounds.MAX_REPLY_BYTES:
+            log.warning("a command reply of %d bytes ignored (at most %d)", len(payload), bounds.MAX_REPLY_BYTES)
+            return
         try:
             reply = json.loads(payload)
         except (UnicodeDecodeError, json.JSONDecodeError):
             log.warning("a command reply that is not JSON: %r", payload[:80])
+            return
+        if not isinstance(reply, dict):
             return
         key = correlation.decode(errors="replace") if correlation else reply.get("correlation")
         with self._pending_lock:
@@ -217,16 +239,13 @@ class Ingest:
             try:
                 topic = topics.parse(topic_text)
                 if topic.channel == "status":
-                    self._status(topic.station, codec.decode_status(payload), received)
+                    self._checked_status(topic.station, payload, received)
                 elif topic.channel == "cmd-reply":
                     self._resolve(payload, getattr(props, "CorrelationData", None))
                 elif topic.channel == "events":
-                    event = Event.from_bytes(payload)
-                    replayed = ("replay", "1") in (getattr(props, "UserProperty", None) or [])
-                    row = Incoming(
-                        event.id, event.station, event.seq, event.kind, event.ts, payload.decode(), replayed, received
-                    )
-                    incoming.append((row, event))
+                    admitted = self._admit_event(topic, payload, props, received)
+                    if admitted is not None:
+                        incoming.append(admitted)
             except (ValueError, KeyError, TypeError) as exc:
                 self.counters["errors"] += 1
                 log.warning("ignoring a message on %s: %s", topic_text, exc)
@@ -238,13 +257,64 @@ class Ingest:
                 if row.id in new:
                     new.discard(row.id)  # a batch may hold the same id twice
                     self.model.apply_event(event, now, replayed=row.replayed)
+                    for hook in self.on_new_event:
+                        hook(event)
                     touched.add(event.station)
                     self.counters["stored"] += 1
                 else:
                     self.counters["duplicates"] += 1
+                    self.model.held(event.station, event.seq, now)  # stored by another console process
             self._save_floors(touched)
         self.store.commit()
         self.counters["batches"] += 1
+
+    # ----- what one station may make us store (centre/bounds.py) ------------------------------
+
+    def _admit_event(
+        self, topic: topics.Topic, payload: bytes, props: Any, received: float
+    ) -> tuple[Incoming, Event] | None:
+        """The row to store for an event message, or None: over its station's rate limit, or
+        refused (the topic's station is counted and, for hostile numbers, marked)."""
+        sid = topic.station
+        if not self._within_rate(sid, received):
+            return None
+        try:
+            event = bounds.check_event(topic, payload, self.model.seq_reference(sid))
+            if self.model.would_fragment(sid, event.seq):
+                raise bounds.Refused("fragmented", f"seq {event.seq} would open too many seq ranges", hostile=True)
+        except bounds.Refused as exc:
+            self.counters["refused"] += 1
+            self.model.refuse(sid, exc)
+            log.warning("%s: refused an event on %s: %s", sid, topic.kind, exc)
+            return None
+        replayed = ("replay", "1") in (getattr(props, "UserProperty", None) or [])
+        row = Incoming(event.id, event.station, event.seq, event.kind, event.ts, payload.decode(), replayed, received)
+        return row, event
+
+    def _checked_status(self, sid: str, payload: bytes, received: float) -> None:
+        try:
+            doc = bounds.check_status(payload)
+        except bounds.Refused as exc:
+            self.counters["refused"] += 1
+            self.model.refuse(sid, exc)
+            log.warning("%s: refused its status: %s", sid, exc)
+            return
+        self._status(sid, doc, received)
+
+    def _within_rate(self, sid: str, now: float) -> bool:
+        """Per-station rate limit on what is stored; reported (log every 10 s, counts on the page)."""
+        if self._limit.admit(sid, now):
+            return True
+        self.counters["rate_limited"] += 1
+        self.model.rate_limited(sid)
+        if now - self._limit_logged.get(sid, 0.0) >= 10:
+            self._limit_logged[sid] = now
+            log.warning(
+                "%s: over its limit of %g messages/s stored; dropping (a replay brings back events later)",
+                sid,
+                self._limit.rate,
+            )
+        return False
 
     def _status(self, sid: str, doc: dict[str, Any], now: float) -> None:
         change = self.model.apply_status(sid, doc, now)
@@ -275,11 +345,28 @@ class Ingest:
                 self.store.record_loss(sid, first, last, "not held by the station after replay requests", now)
                 log.warning("%s: seqs %d..%d recorded as lost: replays did not bring them", sid, first, last)
             self._save_floors({sid})
+        for sid, ranges in self.model.gapped(now, ing.gap_grace_s, MAX_STORE_CHECKS_PER_TICK):
+            self._fill_from_store(sid, ranges, now)
+        if now - self._floors_read >= FLOORS_READ_S:
+            self._floors_read = now
+            for sid, floor in self.store.floors():
+                if floor > self._floors.get(sid, 0):
+                    self.model.accounted(sid, floor, now)
+                    self._floors[sid] = floor
         for sid, ranges in self.model.replay_due(now, ing.gap_grace_s, ing.replay_retry_s, ing.replay_tries)[
             :MAX_REPLAYS_PER_TICK
         ]:
             self._ask_replay(sid, ranges, now)
         self.store.commit()
+
+    def _fill_from_store(self, sid: str, ranges: list[tuple[int, int]], now: float) -> None:
+        """Before asking a station again: another console process sharing the store (and the
+        events, by shared subscription) may hold what this one lacks. Bounded: 10,000 seqs."""
+        held = self.store.seqs_between(sid, ranges[0][0], min(ranges[-1][1], ranges[0][0] + 9_999))
+        for seq in held:
+            self.model.held(sid, seq, now)
+        if held:
+            self._save_floors({sid})
 
     def _ask_replay(self, sid: str, ranges: list[tuple[int, int]], now: float) -> None:
         self.model.replay_sent(sid, ranges, now)
@@ -288,16 +375,6 @@ class Ingest:
             log.info("%s: asking for a replay of seqs %d..%d", sid, first, last)
             future = self.request(sid, "replay", {"first": first, "last": last})
             future.add_done_callback(lambda f, sid=sid: self.model.replay_answered(sid, f.result()))
-
-    def live_view(self, station: str, window: int | None) -> Future[dict[str, Any]]:
-        future = self.request(station, "live-view", {} if window is None else {"window": window})
-        self.model.set_live(station, {"window": window, "at": time.time(), "answer": None})
-
-        def answered(f: Future[dict[str, Any]]) -> None:
-            self.model.set_live(station, {"window": window, "at": time.time(), "answer": f.result()})
-
-        future.add_done_callback(answered)
-        return future
 
     def metrics(self) -> dict[str, Any]:
         return {

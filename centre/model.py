@@ -11,16 +11,16 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from pathlib import PurePosixPath
 from typing import Any
 
-from centre.tracker import SeqTracker
+from centre import bounds
+from centre.tracker import SeqTracker, TooFragmented
 from edge.events import Event
 
 MAX_OUTAGES = 50  # per station, newest kept: the page shows history, the store keeps all
-MAX_BAD = 100  # bad ratings listed per station and day
-QUEUE_OPENS = ("issue", "issued", "put-back")  # actions after which a ticket is waiting
+MAX_CLIPS = 1000  # clip events remembered per station and day (the store keeps all)
 
 
 @dataclass
@@ -34,34 +34,12 @@ class Outage:
 
 
 @dataclass
-class Tally:
-    good: int = 0
-    bad: int = 0
-
-    def add(self, verdict: str) -> None:
-        if verdict == "good":
-            self.good += 1
-        elif verdict == "bad":
-            self.bad += 1
-
-    def as_dict(self) -> dict[str, Any]:
-        total = self.good + self.bad
-        return {"good": self.good, "bad": self.bad, "good_share": round(self.good / total, 3) if total else None}
-
-
-@dataclass
 class Day:
     """One station's figures for one calendar day."""
 
     events: int = 0
-    ratings: Tally = field(default_factory=Tally)
-    by_window: dict[int, Tally] = field(default_factory=dict)
-    by_clerk: dict[str, Tally] = field(default_factory=dict)
-    bad: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_BAD))
-    clips: dict[str, dict[str, Any]] = field(default_factory=dict)  # rating id -> its clip
-    snapshots: dict[int, dict[str, Any]] = field(default_factory=dict)  # window -> latest snapshot
-    waiting: dict[str, float] = field(default_factory=dict)  # ticket -> queued since (unix)
-    queue_report: dict[str, Any] | None = None  # the station's own, from telemetry
+    clips: dict[str, dict[str, Any]] = field(default_factory=dict)  # rating id -> its clip's event
+    snapshots: dict[int, dict[str, Any]] = field(default_factory=dict)  # window -> latest snapshot event
 
 
 @dataclass
@@ -79,17 +57,11 @@ class StationView:
     replay_at: float = 0.0
     replay_last: dict[str, Any] | None = None
     replayed: int = 0  # events that arrived as answers to our replay requests (or re-sends)
-    live: dict[str, Any] | None = None  # the last live-view request and its answer
     day: Day = field(default_factory=Day)
-
-
-def _unix(ts: Any) -> float | None:
-    if not isinstance(ts, str):
-        return None
-    try:
-        return datetime.fromisoformat(ts).timestamp()
-    except ValueError:
-        return None
+    claimed_last_seq: int = 0  # from its birth: where a seq jump is measured from
+    refused: dict[str, int] = field(default_factory=dict)  # reason -> messages refused
+    hostile: dict[str, str] = field(default_factory=dict)  # reason -> what it sent, last time
+    limited: int = 0  # messages not stored: over the station's rate limit
 
 
 def media_info(station: str, event: Event) -> dict[str, Any]:
@@ -155,6 +127,9 @@ class CountyModel:
             if state == "online":
                 view.session = max(view.session, session)
                 view.version = doc.get("version", view.version)
+                last_seq = doc.get("last_seq")
+                if isinstance(last_seq, int) and 0 <= last_seq <= bounds.MAX_SEQ:
+                    view.claimed_last_seq = last_seq
             if state != view.state:
                 if state == "offline":
                     view.outages.append(Outage(now, None, str(doc.get("cause", "lost"))))
@@ -187,56 +162,86 @@ class CountyModel:
             view.tracker.add(event.seq, now)
             view.last_event = now
             view.replayed += replayed
-            if event.kind == "eviction":
-                for ranges in (event.data.get("evicted") or {}).values():
-                    for first, last in ranges:
-                        view.tracker.lose(int(first), int(last), now)
-            elif event.kind == "incident" and isinstance(event.data.get("possibly_lost"), list):
-                first, last = event.data["possibly_lost"]
-                view.tracker.lose(int(first), int(last), now)
+            ranges, problem = bounds.loss_ranges(event)
+            try:
+                for first, last in ranges:
+                    view.tracker.lose(first, last, now)
+            except TooFragmented as exc:
+                problem = f"{event.id}: {exc}"
+            if problem:
+                self._mark(view, bounds.Refused("loss-ranges", problem, hostile=True), counted=False)
             if event.ts[:10] == self.today.isoformat():
-                self._apply_day(view, event, now)
+                self._apply_day(view, event)
             self._touch()
 
-    def _apply_day(self, view: StationView, event: Event, now: float) -> None:
+    def _apply_day(self, view: StationView, event: Event) -> None:
+        """Today's media events, for the page's "not uploaded yet" until the county holds the file.
+        The day's figures (ratings, queue) are read from the store (centre/figures.py)."""
         day, data = view.day, event.data
         day.events += 1
-        if event.kind == "rating":
-            verdict = str(data.get("verdict"))
-            window = int(data.get("window") or 0)
-            clerk = str(data.get("clerk") or "—")
-            day.ratings.add(verdict)
-            day.by_window.setdefault(window, Tally()).add(verdict)
-            day.by_clerk.setdefault(clerk, Tally()).add(verdict)
-            if verdict == "bad":
-                reason = data.get("reason")
-                day.bad.append(
-                    {
-                        "id": event.id,
-                        "ts": event.ts,
-                        "window": window,
-                        "clerk": clerk,
-                        "ticket": data.get("ticket"),
-                        "level": data.get("level"),
-                        "reason": reason.get("name") if isinstance(reason, dict) else reason,
-                    }
-                )
-        elif event.kind == "media":
-            info = media_info(view.id, event)
-            if data.get("caused_by"):
-                day.clips[str(data["caused_by"])] = info
-            elif data.get("type") == "snapshot":
-                window = int(data.get("window") or 0)
-                if window not in day.snapshots or day.snapshots[window]["ts"] <= event.ts:
-                    day.snapshots[window] = info
-        elif event.kind == "queue":
-            key = str(data.get("ticket_id") or data.get("ticket"))
-            if data.get("action") in QUEUE_OPENS:
-                day.waiting[key] = _unix(data.get("queued")) or _unix(event.ts) or now
-            else:
-                day.waiting.pop(key, None)
-        elif event.kind == "telemetry" and isinstance(data.get("queue"), dict):
-            day.queue_report = {**data["queue"], "at": _unix(event.ts) or now}
+        if event.kind != "media":
+            return
+        info = media_info(view.id, event)
+        if data.get("caused_by") and len(day.clips) < MAX_CLIPS:
+            day.clips[str(data["caused_by"])] = info
+        elif data.get("type") == "snapshot":
+            window = data.get("window") if isinstance(data.get("window"), int) else 0
+            if window not in day.snapshots or day.snapshots[window]["ts"] <= event.ts:
+                day.snapshots[window] = info
+
+    # ----- what one bad station sent (centre/bounds.py) ----------------------------------------
+
+    def seq_reference(self, sid: str) -> int:
+        """The highest seq a station's next event may be measured against for a jump."""
+        with self.lock:
+            view = self.station(sid)
+            return max(view.tracker.top, view.claimed_last_seq)
+
+    def would_fragment(self, sid: str, seq: int) -> bool:
+        with self.lock:
+            return self.station(sid).tracker.would_fragment(seq)
+
+    def held(self, sid: str, seq: int, now: float) -> None:
+        """A seq the store holds, stored by another console process: no longer a gap here."""
+        with self.lock:
+            view = self.station(sid)
+            if not view.tracker.would_fragment(seq):
+                view.tracker.add(seq, now)
+                self._touch()
+
+    def accounted(self, sid: str, floor: int, now: float) -> None:
+        """Every seq up to `floor` is in the shared store or recorded lost (another console said so)."""
+        with self.lock:
+            view = self.station(sid)
+            view.tracker.account(view.tracker.floor + 1, floor, now)
+            self._touch()
+
+    def gapped(self, now: float, grace: float, limit: int) -> list[tuple[str, list[tuple[int, int]]]]:
+        """Stations (online or not) whose gaps have outlasted the grace period, oldest gap first."""
+        with self.lock:
+            views = [v for v in self.stations.values() if v.tracker.gap_since is not None]
+            views = sorted(
+                (v for v in views if now - (v.tracker.gap_since or now) >= grace),
+                key=lambda v: v.tracker.gap_since or 0,
+            )
+            return [(v.id, v.tracker.missing(limit=5)) for v in views[:limit]]
+
+    def refuse(self, sid: str, refused: bounds.Refused) -> None:
+        """A message from `sid` (the topic's station) was refused: count it, mark if hostile."""
+        with self.lock:
+            self._mark(self.station(sid), refused, counted=True)
+
+    def _mark(self, view: StationView, refused: bounds.Refused, *, counted: bool) -> None:
+        if counted:
+            view.refused[refused.reason] = view.refused.get(refused.reason, 0) + 1
+        if refused.hostile:
+            view.hostile[refused.reason] = refused.detail[:200]
+        self._touch()
+
+    def rate_limited(self, sid: str) -> None:
+        with self.lock:
+            self.station(sid).limited += 1
+            self._touch()
 
     # ----- replay bookkeeping (ingest decides; the page shows) ---------------------------------
 
@@ -268,7 +273,7 @@ class CountyModel:
         with self.lock:
             view = self.station(sid)
             if view.replay_last is not None:
-                view.replay_last["answer"] = answer
+                view.replay_last["answer"] = bounds.replay_answer(answer)
             self._touch()
 
     def exhausted(self, tries: int, retry: float, now: float) -> list[tuple[str, list[tuple[int, int]]]]:
@@ -286,43 +291,16 @@ class CountyModel:
                     self._touch()
         return out
 
-    def set_live(self, sid: str, info: dict[str, Any]) -> None:
-        with self.lock:
-            self.station(sid).live = info
-            self._touch()
-
     # ----- what the page reads ------------------------------------------------------------------
 
-    @staticmethod
-    def _queue(day: Day, now: float) -> dict[str, Any]:
-        report = day.queue_report
-        if report is not None:
-            waiting = report.get("waiting")
-            longest = report.get("longest_wait_s")
-            return {
-                "source": "telemetry",
-                "waiting": sum(waiting.values()) if isinstance(waiting, dict) else waiting,
-                "longest_wait_s": max((v for v in longest.values() if v is not None), default=None)
-                if isinstance(longest, dict)
-                else longest,
-                "at": report.get("at"),
-            }
-        oldest = min(day.waiting.values(), default=None)
-        return {
-            "source": "events",
-            "waiting": len(day.waiting),
-            "longest_wait_s": round(now - oldest, 1) if oldest is not None else None,
-            "at": now,
-        }
-
     def summary(self, now: float) -> dict[str, Any]:
-        """Every station in one line each: the overview the page draws as tiles."""
+        """Every station in one line each: the overview the page draws as tiles (the day's figures
+        are added from the store, centre/figures.py)."""
         with self.lock:
             stations = []
-            totals = {"stations": 0, "online": 0, "offline": 0, "good": 0, "bad": 0, "waiting": 0, "gaps": 0}
+            totals = {"stations": 0, "online": 0, "offline": 0, "gaps": 0}
             for sid in sorted(self.stations):
                 view = self.stations[sid]
-                queue = self._queue(view.day, now)
                 gaps = view.tracker.missing_count() if view.tracker.gap_since is not None else 0
                 stations.append(
                     {
@@ -330,18 +308,12 @@ class CountyModel:
                         "state": view.state,
                         "since": view.since,
                         "cause": view.cause,
-                        "good": view.day.ratings.good,
-                        "bad": view.day.ratings.bad,
-                        "waiting": queue["waiting"],
-                        "longest_wait_s": queue["longest_wait_s"],
                         "gaps": gaps,
+                        "hostile": bool(view.hostile),
                     }
                 )
                 totals["stations"] += 1
                 totals[view.state] = totals.get(view.state, 0) + 1
-                totals["good"] += view.day.ratings.good
-                totals["bad"] += view.day.ratings.bad
-                totals["waiting"] += queue["waiting"] or 0
                 totals["gaps"] += gaps
             return {
                 "county": self.county,
@@ -354,8 +326,8 @@ class CountyModel:
             }
 
     def detail(self, sid: str, now: float) -> dict[str, Any] | None:
-        """One station in full: outages, ratings by window and clerk, bad ratings with clips, queue,
-        snapshots, seqs."""
+        """One station in full: outages, today's media events (clips by rating, snapshots), seqs,
+        what it was refused (the day's figures are added from the store, centre/figures.py)."""
         with self.lock:
             view = self.stations.get(sid)
             if view is None:
@@ -372,11 +344,7 @@ class CountyModel:
                 "last_event": view.last_event,
                 "outages": [o.as_dict() for o in reversed(view.outages)],
                 "events_today": day.events,
-                "ratings": day.ratings.as_dict(),
-                "by_window": {str(w): t.as_dict() for w, t in sorted(day.by_window.items())},
-                "by_clerk": {c: t.as_dict() for c, t in sorted(day.by_clerk.items())},
-                "bad": [{**b, "clip": day.clips.get(b["id"])} for b in reversed(day.bad)],
-                "queue": self._queue(day, now),
+                "clips": dict(day.clips),
                 "snapshots": {str(w): s for w, s in sorted(day.snapshots.items())},
                 "seq": {
                     "floor": tracker.floor,
@@ -387,5 +355,5 @@ class CountyModel:
                     "replayed": view.replayed,
                     "replay": view.replay_last,
                 },
-                "live": view.live,
+                "guard": {"refused": dict(view.refused), "hostile": dict(view.hostile), "rate_limited": view.limited},
             }

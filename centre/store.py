@@ -58,6 +58,7 @@ class Store:
     """The shared SQL; subclasses connect and insert in bulk the way their engine does best."""
 
     mark = "?"
+    greatest = "MAX"  # the larger of two values (SQLite's scalar MAX; PostgreSQL's GREATEST)
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
@@ -84,11 +85,16 @@ class Store:
         )
 
     def save_floor(self, sid: str, floor: int) -> None:
+        """Only ever raised: console processes sharing the store each save what they account
+        for, and everything below the highest of them is in the store or recorded lost."""
         self._exec(
-            """INSERT INTO stations (station, state, session, floor) VALUES (?, 'unknown', -1, ?)
-               ON CONFLICT (station) DO UPDATE SET floor = excluded.floor""",
+            f"""INSERT INTO stations (station, state, session, floor) VALUES (?, 'unknown', -1, ?)
+               ON CONFLICT (station) DO UPDATE SET floor = {self.greatest}(stations.floor, excluded.floor)""",
             (sid, floor),
         )
+
+    def floors(self) -> list[tuple[str, int]]:
+        return list(self._exec("SELECT station, floor FROM stations"))
 
     def open_outage(self, sid: str, start: float, cause: str) -> None:
         self._exec("INSERT INTO outages (station, start_at, end_at, cause) VALUES (?, ?, NULL, ?)", (sid, start, cause))
@@ -133,6 +139,14 @@ class Store:
             return self._exec("SELECT COUNT(*) FROM events").fetchone()[0]
         return self._exec("SELECT COUNT(*) FROM events WHERE station = ?", (station,)).fetchone()[0]
 
+    def seqs_between(self, station: str, first: int, last: int) -> list[int]:
+        return [
+            r[0]
+            for r in self._exec(
+                "SELECT seq FROM events WHERE station = ? AND seq BETWEEN ? AND ? ORDER BY seq", (station, first, last)
+            )
+        ]
+
     def seqs(self, station: str) -> list[int]:
         return [r[0] for r in self._exec("SELECT seq FROM events WHERE station = ? ORDER BY seq", (station,))]
 
@@ -162,6 +176,7 @@ class SqliteStore(Store):
 
 class PostgresStore(Store):
     mark = "%s"
+    greatest = "GREATEST"
 
     def __init__(self, dsn: str, schema: str) -> None:
         import psycopg

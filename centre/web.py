@@ -8,7 +8,6 @@ them on its thread pool, where taking the model's lock for a moment is harmless.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -20,9 +19,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from centre.figures import FiguresReader
 from centre.ingest import Ingest
 from centre.model import CountyModel
-from centre.rollout import routes as rollout_routes
 
 STATIC = Path(__file__).parent / "static"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -37,12 +36,12 @@ def _rss_bytes() -> int:
 
 
 class Console:
-    def __init__(self, model: CountyModel, ingest: Ingest, media_dir: Path, rollouts: Any = None) -> None:
+    def __init__(self, model: CountyModel, ingest: Ingest, media_dir: Path, figures: FiguresReader) -> None:
         self.model = model
-        self.rollouts = rollouts  # centre.rollout.Rollouts, when [rollout] is configured
         self.ingest = ingest
         self.media_dir = media_dir
-        self._summary: tuple[int, float, bytes] = (-1, 0.0, b"")
+        self.figures = figures  # the day's figures from the store (what every console process sees)
+        self._summary: tuple[str, float, bytes] = ("", 0.0, b"")
         self._started = time.time()
 
     def _media_path(self, station: str, name: str) -> Path | None:
@@ -58,10 +57,14 @@ class Console:
         version, built, body = self._summary
         have = request.query_params.get("v")
         fresh = time.monotonic() - built < SUMMARY_MIN_AGE_S
-        if version != self.model.version and not fresh:
+        # Figures read from the store change with other consoles' ingest too: rebuilt every 2 s.
+        current = f"{self.model.version}.{int(time.monotonic() // 2)}"
+        if version != current and not fresh:
             doc = self.model.summary(time.time())
+            self.figures.apply_summary(doc, time.time())
+            doc["version"] = current
             body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
-            version, built = doc["version"], time.monotonic()
+            version, built = current, time.monotonic()
             self._summary = (version, built, body)
         if have == str(version):
             return Response(status_code=204)
@@ -72,21 +75,8 @@ class Console:
         doc = self.model.detail(sid, time.time())
         if doc is None:
             return JSONResponse({"error": f"no station {sid!r} has reported to this console"}, status_code=404)
-        for media in [*doc["snapshots"].values(), *(b["clip"] for b in doc["bad"] if b["clip"])]:
-            media["available"] = self._media_path(sid, media["file"]) is not None
+        self.figures.apply_detail(doc, self.model.today.isoformat(), time.time())
         return JSONResponse(doc)
-
-    async def live_view(self, request: Request) -> Response:
-        sid = request.path_params["sid"]
-        if sid not in self.model.stations:
-            return JSONResponse({"error": f"no station {sid!r} has reported to this console"}, status_code=404)
-        window = request.query_params.get("window")
-        future = self.ingest.live_view(sid, int(window) if window and window.isdigit() else None)
-        try:
-            reply = await asyncio.wait_for(asyncio.wrap_future(future), timeout=10)
-        except TimeoutError:
-            reply = {"ok": False, "error": {"code": "timeout", "message": "no reply within 10 s"}}
-        return JSONResponse(reply)
 
     def media(self, request: Request) -> Response:
         path = self._media_path(request.path_params["sid"], request.path_params["name"])
@@ -104,15 +94,15 @@ class Console:
         }
         return JSONResponse(doc)
 
-    def app(self) -> Starlette:
+    def app(self, extra: list[Route] | None = None) -> Starlette:
+        """The page's routes, and `extra` ones from their own modules (media, live view)."""
         return Starlette(
             routes=[
+                *(extra or []),
                 Route("/", self.index),
                 Route("/api/summary", self.summary),
                 Route("/api/station/{sid}", self.station),
-                Route("/api/station/{sid}/live-view", self.live_view, methods=["POST"]),
                 Route("/api/metrics", self.metrics),
                 Route("/media/{sid}/{name}", self.media),
-                *(rollout_routes(self.rollouts) if self.rollouts is not None else []),
             ]
         )

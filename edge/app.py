@@ -33,7 +33,7 @@ from mqtt.media_upload import MediaUploader
 from mqtt.uplink import Uplink
 from peripherals import printer
 from peripherals.keyevents import KeyPress
-from peripherals.window_unit import window_units
+from peripherals.window_unit import WindowUnitDriver, window_units
 from provisioning import inventory
 
 log = logging.getLogger("yimen.app")
@@ -146,6 +146,7 @@ class Gateway:
         self.parts += self._key_sources()
         if self.station is not None:
             self.parts.append(self.station)
+            self.parts += self._hall(self.station)
         if config.simulate is not None and self.station is not None and config.service is not None:
             from peripherals.simulator.sim import SimulatedStation
 
@@ -169,10 +170,14 @@ class Gateway:
         if windows.with_units:
             from peripherals.window_unit.fwupdate import Bundle, Updates
 
+            known = station.knows if station is not None else None
             firmware = Updates(Bundle.from_directory())  # units are brought to the firmware this release carries
-            units = self.units = window_units(windows, self.outbox.append, on_key=on_key, firmware=firmware)
+            units = self.units = window_units(
+                windows, self.outbox.append, on_key=on_key, known_key=known, firmware=firmware
+            )
             if station is not None:
                 station.on_led(lambda window, feedback: units.set_led(window, feedback.value))
+                station.on_window(lambda window, shown: _show(units, window, shown))
             sources.append(units)
         if windows.with_gpio:
             from peripherals.gpio_buttons import gpio_buttons
@@ -221,6 +226,23 @@ class Gateway:
             "window-units": units_answer,
         }
         return Trial(self.config.storage.path, self.outbox.append, checks)
+
+    def _hall(self, station: Station) -> list[Part]:
+        """The hall's functions as county commands and on the control socket for `yimen hall`,
+        and the calling screen."""
+        from edge.control import NAME, ControlSocket
+        from edge.station.commands import hall_commands
+
+        for command in hall_commands(station, "county"):
+            self.downlink.register(command)
+        parts: list[Part] = [ControlSocket(self.config.storage.path / NAME, hall_commands(station, "cli"))]
+        if self.config.screen is not None:
+            from edge.screen import Screen
+
+            screen = Screen(self.config.screen, self.config.station.name or self.config.station.id, station.hall)
+            station.on_view(screen.changed)
+            parts.append(screen)
+        return parts
 
     def request_exit(self, code: int) -> None:
         """Stop the gateway from inside (a command, a watch); `run` returns `code`."""
@@ -293,12 +315,20 @@ class Gateway:
         }
 
 
-def _press(station: Station, press: KeyPress) -> None:
-    """A key from any wiring, handed to the station logic; returns once its events are on disk."""
-    if press.key == "signin":
-        station.swipe(press.window, press.extra["card"], source=press.unit)
-    else:
-        station.press(press.window, press.key, source=press.unit)
+def _show(units: WindowUnitDriver, window: int, shown: dict[str, Any]) -> None:
+    """A window's time-limit light and clerk and ticket, to its unit's LEDs and display."""
+    units.set_limit(window, shown["lim"])
+    units.show(window, shown["show"])
+
+
+def _press(station: Station, press: KeyPress) -> str:
+    """A key from any wiring, handed to the station logic; returns once its events are on disk,
+    with the unit's feedback (`error`: refused, which a window unit shows)."""
+    if press.key in ("signin", "card"):  # an evdev card reader says signin; a window unit's reader card
+        return station.swipe(press.window, press.extra["card"], source=press.unit)
+    if press.key == "code":
+        return station.keypad_code(press.window, press.extra["code"], source=press.unit)
+    return station.press(press.window, press.key, source=press.unit)
 
 
 def run(config: Config) -> int:

@@ -170,12 +170,6 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return doctor.run(Path(args.config), user=args.user)
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from edge.demo import run_demo
-
-    return run_demo(seconds=args.seconds, rate=args.rate, workdir=args.dir)
-
-
 def _cmd_watch(args: argparse.Namespace) -> int:
     import threading
 
@@ -188,15 +182,42 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_centre(args: argparse.Namespace) -> int:
-    from centre import app, config
-    from centre.store import StoreError
+# The county's subcommands, by module name: the station's code never imports the county's
+# (tests/test_house.py). Each module has `main(argv) -> int` with its own argument parser.
+COUNTY_COMMANDS = {
+    "centre": ("centre.cli", "county side: the console (ingest, store, web page)"),
+    "demo": ("centre.demo", "a whole simulated station and county against a private local broker"),
+}
 
+
+def _cmd_county(args: argparse.Namespace) -> int:
+    import importlib
+
+    return importlib.import_module(COUNTY_COMMANDS[args.command][0]).main(args.rest)
+
+
+def _cmd_hall(args: argparse.Namespace) -> int:
+    """`yimen hall ACTION`: what a window's keys do, through the running gateway's control socket."""
+    from edge import config, control
+
+    cfg = config.load(args.config)
+    given = {"window": args.window, "category": args.category, "ticket": args.ticket}
+    request = {k: v for k, v in given.items() if v is not None} | ({"green": True} if args.green else {})
+    path = cfg.storage.path / control.NAME
     try:
-        return app.run(config.load(args.config))
-    except StoreError as exc:
-        print(f"yimen centre: {exc}", file=sys.stderr)
+        reply = control.request(path, f"hall-{args.action}", request)
+    except OSError as exc:
+        print(f"yimen hall: the gateway is not answering on {path} ({exc}): is `yimen run` running?", file=sys.stderr)
         return 1
+    if not reply["ok"]:
+        print(f"yimen hall {args.action}: {reply['error']['message']} ({reply['error']['code']})", file=sys.stderr)
+        return 1
+    print(json.dumps(reply["result"], ensure_ascii=False))
+    return 0
+
+
+HALL_ACTIONS = ("issue", "call", "recall", "start", "done", "skip", "put-back", "put-back-ticket", "transfer")
+HALL_ACTIONS += ("pause", "resume", "sign-out")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -219,17 +240,20 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--user", help="check file access for this user (default: yimen when run as root)")
     doc.set_defaults(func=_cmd_doctor)
 
-    demo = sub.add_parser("demo", help="a whole simulated station against a private local broker")
-    demo.add_argument("--seconds", type=float, default=30.0, help="how long to run (0: until Ctrl-C)")
-    demo.add_argument("--rate", type=float, default=5.0, help="simulated events per second")
-    demo.add_argument("--dir", default=None, help="keep the demo's state here (default: a temp dir)")
-    demo.set_defaults(func=_cmd_demo)
-
     watch = sub.add_parser("watch", help="county side: print what a county's stations publish")
     watch.add_argument("--host", default="127.0.0.1")
     watch.add_argument("--port", type=int, default=1883)
     watch.add_argument("--county", required=True)
     watch.set_defaults(func=_cmd_watch)
+
+    hall = sub.add_parser("hall", help="the hall: issue, call, transfer, pause... as a window's keys do")
+    hall.add_argument("action", choices=HALL_ACTIONS)
+    hall.add_argument("--config", required=True)
+    hall.add_argument("--window", type=int, help="the window (call, recall, start, done, skip, put-back, ...)")
+    hall.add_argument("--category", help="the category code (issue, transfer)")
+    hall.add_argument("--ticket", help="the ticket number (put-back-ticket), e.g. A012")
+    hall.add_argument("--green", action="store_true", help="issue: a green-channel ticket, called first")
+    hall.set_defaults(func=_cmd_hall)
 
     reg = sub.add_parser("registrar", help="county side: enrol stations, issue claims, revoke")
     reg.add_argument("--db", required=True, help="the county's registry (SQLite; keep it 0600)")
@@ -254,15 +278,20 @@ def build_parser() -> argparse.ArgumentParser:
     acts.add_parser("release-key", help="enrolment replies carry this release key").add_argument("file")
     acts.add_parser("list", help="stations, their state and last status").add_argument("--json", action="store_true")
     acts.add_parser("serve", help="answer enrolment requests and record station status (foreground)")
-    centre = sub.add_parser("centre", help="county side: the console (ingest, store, web page)")
-    centre.add_argument("--config", required=True, help="the console's TOML config file")
-    centre.set_defaults(func=_cmd_centre)
+    for name, (_module, text) in COUNTY_COMMANDS.items():
+        # Its own parser reads the rest (main() hands it over), so `yimen centre --help` is its help.
+        sub.add_parser(name, help=text, add_help=False).set_defaults(func=_cmd_county)
     ota_cli.add_commands(sub)  # yimen release keygen|build, yimen update apply
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.func is _cmd_county:
+        args.rest = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     _setup_logging(args.verbose)
     try:
         return args.func(args)

@@ -17,6 +17,7 @@ from pathlib import Path
 import tomlkit
 
 from edge.configfile import ConfigError, Section, redact
+from edge.screen import ScreenConfig, parse_screen
 from edge.station.config import StationSettings, parse_station
 from mqtt.commands import Command
 from mqtt.config import BrokerConfig, MediaConfig, parse_broker, parse_media
@@ -90,6 +91,7 @@ class Config:
     provisioning: ProvisioningConfig | None = None
     media: MediaConfig = field(default_factory=MediaConfig)
     update: UpdateConfig = field(default_factory=UpdateConfig)
+    screen: ScreenConfig | None = None  # the hall's calling screen (edge/screen.py)
 
 
 def _station(section: Section) -> StationConfig:
@@ -147,7 +149,8 @@ def parse(doc: dict, source: str) -> Config:
     windows = top.tables("windows")
     simulate = parse_simulate(sec("simulate")) if top.has("simulate") else None
     service = parse_station(top, windows)
-    units = parse_windows(windows, top.section("window_unit") if top.has("window_unit") else None)
+    reasons = tuple(key for key, _ in service.ratings.reasons) if service is not None else ()
+    units = parse_windows(windows, top.section("window_unit") if top.has("window_unit") else None, reasons)
     if service is None and simulate is not None:
         sim_top = Section("", tomllib.loads(default_station(simulate.windows)), source=f"{source} (simulated station)")
         service = parse_station(sim_top, sim_top.tables("windows"))
@@ -166,6 +169,7 @@ def parse(doc: dict, source: str) -> Config:
         provisioning=parse_provisioning(sec("provisioning")) if top.has("provisioning") else None,
         media=parse_media(sec("media")),
         update=parse_update(sec("update")),
+        screen=parse_screen(sec("screen")) if top.has("screen") else None,
     )
     for window in windows:
         window.done()

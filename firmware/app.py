@@ -3,6 +3,7 @@
 import time
 
 import boards
+import cardreader
 import hw
 import link
 import settings
@@ -15,15 +16,19 @@ LOOP_MS = 5
 class App:
     """One window unit: scans keys, talks to the gateway, drives the LEDs, one step at a time."""
 
-    def __init__(self, stream, uid, model, layout, clerk, ticket, fw, now, seq=0, files=None):
+    def __init__(self, stream, uid, model, key_names, fw, now, seq=0, reasons=(), display=None, card_stream=None,
+                 files=None):
         pins = boards.BOARDS[model]
-        self.key_names = boards.keys_for(layout, clerk, ticket)
-        self.keys = hw.keys([boards.pin_for(pins, key) for key in self.key_names])
+        self.key_names = key_names
+        self.keys = hw.keys([boards.pin_for(pins, key, reasons) for key in key_names])
         self.green = hw.led(pins["led_green"])
         self.red = hw.led(pins["led_red"])
+        self.yellow = hw.led(pins["led_yellow"]) if "led_yellow" in pins else None
+        self.display = display  # a display.Screen, or None
+        self.card_stream = card_stream  # a card reader's UART, or None
+        self.cards = cardreader.Rdm6300()
         self.stream = stream
-        self.unit = Unit(uid, fw, model, self.key_names, now, seq, on_file=files.handle if files else None)
-        self._files = files
+        self.unit = Unit(uid, fw, model, key_names, now, seq, on_file=files.handle if files else None)
         self._confirmed = files is None
 
     def step(self, now):
@@ -32,6 +37,9 @@ class App:
         data = self.stream.read()
         if data:
             self.unit.receive(data, now)
+        if self.card_stream is not None:
+            for card in self.cards.feed(self.card_stream.read(), now):
+                self.unit.card(card, now)
         out = self.unit.poll(now)
         if out:
             self.stream.write(out)
@@ -42,9 +50,13 @@ class App:
             fwfiles.confirm()  # this firmware reached the gateway: keep it
         if self.unit.may_reboot():
             hw.reset()
-        green, red = self.unit.leds(now)
+        green, red, yellow = self.unit.leds(now)
         self.green(green)
         self.red(red)
+        if self.yellow is not None:
+            self.yellow(yellow)
+        if self.display is not None:
+            self.display.show(*self.unit.screen(now))
 
     def run(self, stopped=lambda: False):
         while not stopped():
@@ -85,19 +97,20 @@ def main():
     model = settings.MODEL or boards.model_for(hw.board_name())
     if not model:
         raise RuntimeError("unknown board " + hw.board_name() + ": set MODEL in settings.py")
-    first_key = boards.keys_for(settings.LAYOUT, settings.CLERK, settings.TICKET)[0]
-    if not _claim_console(boards.pin_for(boards.BOARDS[model], first_key)):
+    reasons = settings.REASONS
+    keys = boards.keys_for(settings.LAYOUT, settings.CLERK, settings.TICKET, reasons, settings.TRANSFER, settings.GREEN)
+    pins = boards.BOARDS[model]
+    boards.check_pins(pins, keys, reasons, settings.CARD_READER)
+    if not _claim_console(boards.pin_for(pins, keys[0], reasons)):
         return
+    screen = None
+    if settings.DISPLAY:
+        import display
+
+        screen = display.Screen(hw.ssd1306(pins["i2c_sda"], pins["i2c_scl"]))
+    cards = hw.uart_rx(pins["card_rx"]) if settings.CARD_READER else None
     app = App(
-        hw.open_stream(),
-        hw.unique_id(),
-        model,
-        settings.LAYOUT,
-        settings.CLERK,
-        settings.TICKET,
-        version.FW,
-        link.ticks_ms(),
-        _seq0(),
+        hw.open_stream(), hw.unique_id(), model, keys, version.FW, link.ticks_ms(), _seq0(), reasons, screen, cards,
         fwfiles.Staging(),
     )
     app.run()

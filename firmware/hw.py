@@ -192,6 +192,37 @@ def reset():
     raise SystemExit(0)
 
 
+def ssd1306(sda, scl):
+    """The SSD1306 display on I2C (MicroPython's machine.I2C; pins named as in boards.py)."""
+    import ssd1306 as driver
+    from machine import I2C, Pin
+
+    return driver.SSD1306(I2C(0, sda=Pin(int(sda.lstrip("GP"))), scl=Pin(int(scl.lstrip("GP"))), freq=400000))
+
+
+class UartStream:
+    """A UART's received bytes without waiting: MicroPython's machine.UART or CircuitPython's busio.UART."""
+
+    def __init__(self, uart):
+        self._uart = uart
+
+    def read(self):
+        return self._uart.read() or b""
+
+
+def uart_rx(name, baudrate=9600):
+    """Receive-only UART on pin `name` (boards.py's card_rx), e.g. for a card reader."""
+    if board is not None:
+        import busio
+
+        return UartStream(busio.UART(None, getattr(board, name), baudrate=baudrate, timeout=0))
+    from machine import UART, Pin
+
+    # The rp2 port gives UART1 its default TX pin (GP4) too; made before the keys (app.main), the
+    # key on GP4 then takes that pin back as an input, and nothing is ever transmitted anyway.
+    return UartStream(UART(1, baudrate=baudrate, rx=Pin(int(name.lstrip("GPD"))), timeout=0))
+
+
 def open_stream():
     """The serial stream to the gateway on this board."""
     try:

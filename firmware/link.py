@@ -29,7 +29,8 @@ except ImportError:
         return ((a - b + WIRE_HALF) & (WIRE_PERIOD - 1)) - WIRE_HALF
 
 
-PROTO = 1  # major version; a gateway refuses a unit that speaks another one
+PROTO = 2  # major version this firmware speaks
+PROTOS = (1, 2)  # what a gateway accepts: a version 1 unit keeps working, without the version 2 extras
 
 HELLO = 0x01
 KEY = 0x02
@@ -38,11 +39,21 @@ SET = 0x04
 PING = 0x05
 PONG = 0x06
 FILE = 0x07  # gateway -> unit: a firmware file transfer step (fwfiles.py)
-NAMES = {HELLO: "HELLO", KEY: "KEY", ACK: "ACK", SET: "SET", PING: "PING", PONG: "PONG", FILE: "FILE"}
+KEYS = 0x08  # version 2: the rest of a HELLO's key list, for units with more keys than one frame holds
+NAMES = {HELLO: "HELLO", KEY: "KEY", ACK: "ACK", SET: "SET", PING: "PING", PONG: "PONG", FILE: "FILE", KEYS: "KEYS"}
 
 LEDS = ("idle", "ready", "thanks", "error", "off")
+LIMITS = ("ok", "warn", "over")  # version 2: the window's time-limit light (SET "lim")
 RATING_KEYS = ("good", "bad", "r1", "r2", "r3", "r4", "r5")
-CLERK_KEYS = ("next", "recall", "skip", "pause")
+CLERK_KEYS = ("next", "recall", "skip", "start", "done", "pause", "resume", "put-back")
+# Keys that take an argument after a colon: a category code (ticket:A, green:A, transfer:B).
+ARG_KEYS = ("ticket", "green", "transfer")
+# A keypad unit's digits, collected on the unit and sent as one `code` KEY when `enter` is pressed.
+DIGITS = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9")
+ENTRY_KEYS = ("enter", "clear")
+MAX_KEYS = 64  # keys a unit may announce; the gateway refuses a longer list
+MAX_KEY_LEN = 32
+MAX_CODE_LEN = 16  # a sign-in code or card number in a KEY frame
 
 MAX_PAYLOAD = 240
 # type + seq + payload + CRC, then COBS adds one byte per 254 and the first code byte.
@@ -65,11 +76,62 @@ class FrameError(ValueError):
     """A frame that must be dropped; args[0] is one of ERRORS."""
 
 
+_NAME_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789-"
+_ARG_CHARS = _NAME_CHARS + "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _chars_in(text, allowed):
+    return all(ch in allowed for ch in text)
+
+
 def is_key(name):
-    """True for every key name a KEY frame may carry, `ticket:<category>` included."""
-    if name in RATING_KEYS or name in CLERK_KEYS or name == "ticket":
+    """True for a well-formed key name: `[a-z0-9-]+`, optionally `:` and an argument of letters,
+    digits and `-`, at most MAX_KEY_LEN in all. Whether the station knows it is the station's
+    question (reason keys are configured there); this only keeps junk off the wire."""
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_KEY_LEN:
+        return False
+    head, sep, arg = name.partition(":")
+    if not head or not _chars_in(head, _NAME_CHARS):
+        return False
+    return not sep or (len(arg) > 0 and _chars_in(arg, _ARG_CHARS))
+
+
+def is_builtin(name):
+    """True for the keys every station knows (reason keys are the station's own, configured)."""
+    if name in RATING_KEYS or name in CLERK_KEYS or name in DIGITS or name in ENTRY_KEYS or name in ("ticket", "green"):
         return True
-    return name.startswith("ticket:") and 7 < len(name) <= 32
+    head, sep, _ = name.partition(":")
+    return bool(sep) and head in ARG_KEYS and is_key(name)
+
+
+def is_code(text):
+    """A sign-in code or card number as a KEY frame carries it: 1..MAX_CODE_LEN digits."""
+    return isinstance(text, str) and 0 < len(text) <= MAX_CODE_LEN and _chars_in(text, DIGITS)
+
+
+def announce(uid, fw, model, keys, extra=None):
+    """The payloads a version 2 unit says HELLO with: the HELLO (`nkeys`, and as many keys as fit),
+    then KEYS payloads (`at`: index of the first key in it) for the rest, each under MAX_PAYLOAD.
+    `extra`: more HELLO fields (`files`: the unit takes firmware updates)."""
+    hello = {"proto": PROTO, "uid": uid, "fw": fw, "model": model, "nkeys": len(keys), "keys": []}
+    if extra:
+        hello.update(extra)
+    payloads = []
+    current = hello
+    at = 0
+    while True:
+        while at < len(keys):
+            current["keys"].append(keys[at])
+            if len(json.dumps(current, separators=(",", ":"))) > MAX_PAYLOAD:
+                current["keys"].pop()
+                break
+            at += 1
+        payloads.append(dumps(current))
+        if at >= len(keys):
+            return payloads
+        if not current["keys"]:
+            raise FrameError("size")  # one key name longer than a frame: cannot happen with MAX_KEY_LEN
+        current = {"at": at, "keys": []}
 
 
 def crc16(data, crc=0xFFFF):

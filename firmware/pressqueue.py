@@ -18,19 +18,20 @@ class PressQueue:
         self.size = size
         self.count = 0  # presses since boot, wrapping like every counter on the wire
         self.dropped = 0
-        self._items = []  # (n, key, ms)
+        self._items = []  # (n, key, ms, value): value is a code or card number, or None
         self._sending = False
 
     def __len__(self):
         return len(self._items)
 
-    def add(self, key, ms):
-        """Record a press made `ms` after boot; returns its number n."""
+    def add(self, key, ms, value=None):
+        """Record a press made `ms` after boot (`value`: the code typed, the card read); returns
+        its number n."""
         self.count = (self.count + 1) % WIRE_PERIOD
         if len(self._items) >= self.size:
             self._items.pop(1 if self._sending else 0)
             self.dropped += 1
-        self._items.append((self.count, key, ms))
+        self._items.append((self.count, key, ms, value))
         return self.count
 
     def send(self):

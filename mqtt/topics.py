@@ -158,6 +158,16 @@ def county_events_filter(county: str) -> str:
     return f"{ROOT}/{_check('county', county)}/+/events/+"
 
 
+def county_media_filter(county: str) -> str:
+    """Every station's media manifests and chunks."""
+    return f"{ROOT}/{_check('county', county)}/+/media/+/+"
+
+
+def county_live_filter(county: str) -> str:
+    """Every station's live-view frames (QoS 0)."""
+    return f"{ROOT}/{_check('county', county)}/+/live/+"
+
+
 def county_status_filter(county: str) -> str:
     """Every station's retained status: the console's online picture, the registrar's "last status"."""
     return f"{ROOT}/{_check('county', county)}/+/status"

@@ -28,11 +28,11 @@ def unit_event(state: str, window: int | None, unit: str, port: str, **extra: An
 @dataclass(frozen=True)
 class KeyPress:
     window: int
-    key: str  # good, bad, r1..r5, next, recall, skip, pause, ticket[:cat], or signin (with card)
+    key: str  # good, bad, r1..r5, next, start, ticket[:cat], ..., signin or card (with card), code (with code)
     unit: str
     n: int
     ms: int
-    extra: dict[str, Any] = field(default_factory=dict)  # e.g. card for signin
+    extra: dict[str, Any] = field(default_factory=dict)  # card for signin/card, code for code
 
 
 OnKey = Callable[[KeyPress], object]
@@ -40,10 +40,13 @@ OnKey = Callable[[KeyPress], object]
 
 
 def key_event(press: KeyPress) -> NewEvent:
+    extra = dict(press.extra)
+    if "code" in extra:  # a clerk's sign-in code is a password: never published
+        extra["code"] = "*" * len(str(extra["code"]))
     return NewEvent(
         "key",
         Priority.CRITICAL,
-        {"window": press.window, "key": press.key, "unit": press.unit, "n": press.n, "ms": press.ms, **press.extra},
+        {"window": press.window, "key": press.key, "unit": press.unit, "n": press.n, "ms": press.ms, **extra},
     )
 
 

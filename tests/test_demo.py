@@ -21,5 +21,7 @@ def test_demo_runs_end_to_end_and_reconciles(tmp_path) -> None:
     assert "demo OK" in result.stdout
     summary = json.loads(result.stdout.split("reconciliation:", 1)[1].splitlines()[0])
     assert summary["station_last_seq"] > 20 and summary["county_received"] == summary["station_last_seq"]
+    # The gateway's camera pictures reached the console over MQTT (no shared folder between them).
+    assert summary["console_media"].get("complete", 0) >= 1, summary
     lines = result.stdout.splitlines()
     assert any(" rating " in line for line in lines) and any(" queue " in line for line in lines)

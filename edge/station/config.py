@@ -18,7 +18,8 @@ CATEGORY_CODE = r"[A-Z]"
 KEY_NAME = r"[a-z][a-z0-9-]{0,15}"
 # Keys the station itself understands; a reason key must not shadow one of them.
 BUILTIN_KEYS = frozenset(
-    {"good", "bad", "r1", "r2", "r3", "r4", "r5", "next", "recall", "skip", "pause", "start", "done", "ticket", "green"}
+    {"good", "bad", "r1", "r2", "r3", "r4", "r5", "next", "recall", "skip", "pause", "resume", "start", "done"}
+    | {"put-back", "ticket", "green", "transfer", "code", "card", "enter", "clear", "signin"}
 )
 # What the issue names as typical reasons for a bad rating; a station may configure its own.
 DEFAULT_REASONS = (
@@ -30,6 +31,17 @@ DEFAULT_REASONS = (
 
 
 @dataclass(frozen=True)
+class Limit:
+    """A time limit's two lights: the yellow one at `warn_s`, the red one at `over_s`."""
+
+    warn_s: float
+    over_s: float
+
+    def level(self, elapsed_s: float) -> str:
+        return "over" if elapsed_s >= self.over_s else "warn" if elapsed_s >= self.warn_s else "ok"
+
+
+@dataclass(frozen=True)
 class CategoryConfig:
     code: str  # the ticket letter, e.g. "A"
     name: str  # e.g. "社会保障"
@@ -37,6 +49,8 @@ class CategoryConfig:
     item_name: str
     windows: tuple[int, ...]
     hours: Hours = field(default_factory=Hours)
+    wait: Limit | None = None  # from taking a number (or a transfer, a put-back) to being called
+    service: Limit | None = None  # from the start of the service (or the call, without `start`) to its end
 
 
 @dataclass(frozen=True)
@@ -121,9 +135,25 @@ def _category(section: Section) -> CategoryConfig:
         item_name=section.get_str("item_name", name),
         windows=tuple(sorted(set(windows))),
         hours=hours,
+        wait=_limit(section, "wait"),
+        service=_limit(section, "service"),
     )
     section.done()
     return cfg
+
+
+def _limit(section: Section, what: str) -> Limit | None:
+    """`<what>_warn_min` and `<what>_over_min` (minutes), both or neither."""
+    warn = section.get_float(f"{what}_warn_min", None, minval=0.1, maxval=24 * 60)
+    over = section.get_float(f"{what}_over_min", None, minval=0.1, maxval=24 * 60)
+    if (warn is None) != (over is None):
+        missing = f"{what}_over_min" if over is None else f"{what}_warn_min"
+        raise section.error(missing, f"give both {what}_warn_min (yellow light) and {what}_over_min (red light)")
+    if warn is None:
+        return None
+    if over <= warn:
+        raise section.error(f"{what}_over_min", f"{over} is not after {what}_warn_min = {warn}")
+    return Limit(warn * 60, over * 60)
 
 
 def _clerk(section: Section) -> ClerkConfig:

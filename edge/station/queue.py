@@ -209,6 +209,7 @@ class Queue:
         ticket.order, ticket.queued = state.next_order(), now
         ticket.window = ticket.clerk = ticket.called = ticket.started = ticket.ended = None
         ticket.recalls = 0
+        ticket.wait_light = ticket.service_light = "ok"  # a new wait, a new service: their lights start again
         change.ticket(ticket)
 
     def put_back(self, state: State, change: Change, now: datetime, number: str, source: str) -> Ticket:
@@ -224,6 +225,11 @@ class Queue:
         self._requeue(state, change, now, ticket, ticket.category)
         change.emit(KIND, Priority.NORMAL, event("put-back", now, source, ticket))
         return ticket
+
+    def last_skipped(self, state: State, window: Window) -> Ticket | None:
+        """The ticket skipped last at the window today: what its `put-back` key brings back."""
+        skipped = [t for t in state.tickets.values() if t.status == Status.SKIPPED and t.window == window.number]
+        return max(skipped, key=lambda t: t.called or t.queued, default=None)
 
     def transfer(self, state: State, change: Change, now: datetime, window: Window, code: str, source: str) -> Ticket:
         """Send the citizen at the window to another category's queue. The event carries the

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -27,23 +28,26 @@ from typing import Any, Protocol
 
 from edge.events import Event, NewEvent
 from edge.outbox import OutboxError, Pending
-from edge.station import clerks, ratings
+from edge.station import clerks, limits, ratings
 from edge.station import queue as queue_mod
 from edge.station.announce import STOP_S, Announcer, Worker
 from edge.station.clerks import Clerks
 from edge.station.config import StationSettings
+from edge.station.limits import Limits
 from edge.station.queue import Queue, Refused
 from edge.station.ratings import Ratings, parse_rating_key
-from edge.station.state import Change, Feedback, State, Status, Ticket, Window
+from edge.station.state import Change, Feedback, State, Status, Ticket, Window, iso
 from edge.station.store import NAME, Journaled, StationStore
+from firmware import link
 from peripherals.printer import Printer, PrintOutcome
 from peripherals.printer import Ticket as PrintedTicket
 
 log = logging.getLogger("yimen.station")
 
-STATION_KINDS = (queue_mod.KIND, ratings.KIND, clerks.KIND)
+STATION_KINDS = (queue_mod.KIND, ratings.KIND, clerks.KIND, limits.KIND)
 QUEUE_KEYS = ("next", "recall", "skip", "start", "done")
 PRINT_QUEUE = 32  # tickets waiting for the printer beyond this are issued unprinted ("busy")
+CALLS_KEPT = 8  # the latest calls a calling screen shows
 
 
 class EventLog(Protocol):
@@ -113,6 +117,7 @@ class Station:
         self._queue = Queue(settings, station_id)
         self._ratings = Ratings(settings, self._queue)
         self._clerks = Clerks(settings.clerks)
+        self._limits = Limits(settings)
         self._store = StationStore(storage / NAME)
         self._state = self._load()
         self._requests: queue.Queue[_Request | None] = queue.Queue()
@@ -124,7 +129,12 @@ class Station:
         self._unflushed: list[Journaled] = []
         self._leds: dict[int, Feedback] = {}
         self._led_listeners: list[Callable[[int, Feedback], None]] = []
-        self._view: dict[str, Any] = self._queue.snapshot(self._state, now())
+        self._shown: dict[int, dict[str, Any]] = {}  # window -> time-limit light and display, as last told
+        self._window_listeners: list[Callable[[int, dict[str, Any]], None]] = []
+        self._view_listeners: list[Callable[[], None]] = []
+        self._calls: deque[dict[str, Any]] = deque(maxlen=CALLS_KEPT)
+        self._called = 0  # calls (and recalls) since start: lets a calling screen tell a new one
+        self._view: dict[str, Any] = self._snapshot(now())
         self._stopping = False
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -166,11 +176,20 @@ class Station:
 
     # -- the input API: any thread ---------------------------------------------------------------
 
+    def key(self, window: int, key: str, *, source: str) -> Outcome:
+        """As `press`, with the whole outcome: whether it was refused and why, the ticket acted on."""
+        return self._call(lambda now, change: self._on_key(now, change, window, key, source), window)
+
+    def knows(self, key: str) -> bool:
+        """Whether a key means something here: the built-in ones and this station's reason keys."""
+        return link.is_builtin(key) or self._settings.ratings.reason_name(key) is not None or key in ("code", "card")
+
     def press(self, window: int, key: str, *, source: str) -> Feedback:
         """A key pressed at a window: `good`, `bad`, `r1`..`r5`, a reason key, `next`, `recall`,
-        `skip`, `start`, `done`, `pause` (toggles), `ticket`, `ticket:<code>`, `green`,
-        `green:<code>`. Blocks until its events are in the outbox; returns the unit's feedback."""
-        return self._call(lambda now, change: self._on_key(now, change, window, key, source), window).feedback
+        `skip`, `start`, `done`, `pause` (toggles), `resume`, `ticket`, `ticket:<code>`, `green`,
+        `green:<code>`, `transfer:<code>`, `put-back` (the window's last skipped ticket). Blocks
+        until its events are in the outbox; returns the unit's feedback."""
+        return self.key(window, key, source=source).feedback
 
     def swipe(self, window: int, card: str, *, source: str) -> Feedback:
         """A card read at a window: the clerk holding it signs in there (or out, if already in)."""
@@ -214,9 +233,33 @@ class Station:
         should change (a service ended, a wait ran out); it must only hand over."""
         self._led_listeners.append(listener)
 
+    def on_window(self, listener: Callable[[int, dict[str, Any]], None]) -> None:
+        """`listener(window, {"lim": light, "show": {name, no, ticket}})` on the owner thread
+        whenever a window's time-limit light or what its unit's display shows changes."""
+        self._window_listeners.append(listener)
+
+    def on_view(self, listener: Callable[[], None]) -> None:
+        """`listener()` on the owner thread after every request and tick: `hall()` may have changed."""
+        self._view_listeners.append(listener)
+
     def snapshot(self) -> dict[str, Any]:
         """The queue for telemetry, as of the owner's last request or tick; any thread."""
         return self._view
+
+    def hall(self) -> dict[str, Any]:
+        """What a calling screen shows: the queue snapshot, the latest calls (newest first, each
+        with its number `n` since start) and the categories' names; any thread."""
+        return self._hall
+
+    def _snapshot(self, now: datetime) -> dict[str, Any]:
+        view = self._queue.snapshot(self._state, now)
+        view["limits"] = self._limits.snapshot(self._state, now)
+        self._hall = {
+            "queue": view,
+            "calls": list(reversed(self._calls)),
+            "categories": {c.code: c.name for c in self._settings.categories},
+        }
+        return view
 
     def status(self) -> dict[str, Any]:
         return {
@@ -271,7 +314,9 @@ class Station:
         for action in self._after:
             action()
         self._lights(now)
-        self._view = self._queue.snapshot(self._state, now)
+        self._view = self._snapshot(now)
+        for listener in self._view_listeners:
+            listener()
         if answer is not _DEFERRED:
             request.reply.set_result(self._outcome(answer, request.window, now))
 
@@ -290,6 +335,7 @@ class Station:
             self._queue.end_day(self._state, change, now)
             self._clerks.end_day(self._state, change, now)
         self._queue.close_categories(self._state, change, now)
+        self._limits.check(self._state, change, now)
 
     def _commit(self, change: Change) -> None:
         self._unflushed += self._store.commit(self._state, change, self._outbox.last_seq)
@@ -349,6 +395,21 @@ class Station:
                 self._leds[number] = light
                 for listener in self._led_listeners:
                     listener(number, light)
+            shown = {"lim": self._limits.window_light(self._state, number, now), "show": self._display(window)}
+            if self._shown.get(number) != shown:
+                self._shown[number] = shown
+                for window_listener in self._window_listeners:
+                    window_listener(number, shown)
+
+    def _display(self, window: Window) -> dict[str, str]:
+        """亮身份: the clerk signed in (name, and id as the clerk's number) and the ticket served."""
+        clerk = next((c for c in self._settings.clerks if c.id == window.clerk), None)
+        active = queue_mod.active_ticket(self._state, window)
+        return {
+            "name": clerk.name if clerk is not None else "",
+            "no": clerk.id if clerk is not None else "",
+            "ticket": active.number if active is not None else "",
+        }
 
     # -- handlers (owner thread) ------------------------------------------------------------------
 
@@ -366,15 +427,23 @@ class Station:
             return self._ratings.rate(self._state, change, now, window, verdict, source)
         if self._settings.ratings.reason_name(key) is not None:
             return self._ratings.reason(change, now, window, key)
-        if key == "pause":
-            return self._pause(now, change, number, not window.paused, source)
+        if key in ("pause", "resume"):
+            return self._pause(now, change, number, key == "pause" and not window.paused, source)
         kind, _, code = key.partition(":")
         if kind in ("ticket", "green"):
             return self._issue(now, change, number, code or None, kind == "green", source)
+        if kind == "transfer" and code:
+            return self._transfer(now, change, number, code, source)
+        if key == "put-back":
+            self._require_queue()
+            skipped = self._queue.last_skipped(self._state, window)
+            return self._put_back(now, change, skipped.number if skipped is not None else None, source)
         if key in QUEUE_KEYS:
             self._require_queue()
             return self._queue_key(now, change, window, key, source)
         self._state.counts["unknown_key"] += 1
+        change.day_state = True
+        log.warning("window %d: key %r from %s is not a key this station knows: refused", number, key, source)
         raise Refused(f"window {number}: unknown key {key!r}")
 
     def _require_queue(self) -> None:
@@ -397,10 +466,13 @@ class Station:
         return None
 
     def _announce(self, ticket: Ticket, window: int, now: datetime) -> None:
+        category = self._settings.category(ticket.category)
+        name = category.name if category is not None else ticket.category
+        self._called += 1
+        call = {"n": self._called, "ticket": ticket.number, "window": window, "category": name, "at": iso(now)}
+        self._calls.append(call | {"green": ticket.green, "recall": ticket.recalls})
         announcer = self._announcer
         if announcer is not None:
-            category = self._settings.category(ticket.category)
-            name = category.name if category is not None else ticket.category
             self._after.append(lambda: announcer.call(ticket.number, window, name, now))
 
     def _sign(self, now: datetime, change: Change, number: int, how: str, credential: str, source: str) -> Answer:
@@ -463,6 +535,8 @@ class Station:
 
     def _put_back(self, now: datetime, change: Change, number: str | None, source: str) -> Answer:
         self._require_queue()
+        if number is None:
+            raise Refused("no skipped ticket to put back here")
         ticket = self._queue.put_back(self._state, change, now, number or "", source)
         return Outcome(Feedback.IDLE, ticket=ticket.number)
 

@@ -60,6 +60,8 @@ class Ticket:
     started: datetime | None = None  # the clerk marked the citizen arrived (`start`)
     ended: datetime | None = None
     rated: bool = False
+    wait_light: str = "ok"  # the time-limit light this wait has reached: ok, warn, over
+    service_light: str = "ok"  # ... and this service
 
 
 @dataclass

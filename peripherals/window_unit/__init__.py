@@ -19,6 +19,7 @@ unit = "/dev/ttyACM0"      # or "auto"
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -99,6 +100,12 @@ class WindowUnitDriver(Protocol):
     def set_led(self, window: int, led: str) -> None:
         """Show `led` (one of firmware.link.LEDS) on the window's unit; safe from any thread."""
 
+    def set_limit(self, window: int, level: str) -> None:
+        """Show the time-limit light (one of firmware.link.LIMITS); safe from any thread."""
+
+    def show(self, window: int, fields: dict[str, str]) -> None:
+        """Show the clerk (`name`, `no`) and `ticket` on the unit's display; safe from any thread."""
+
 
 def _device(section: Section, key: str, *, auto: bool = False) -> str | None:
     path = section.get_str(key, None)
@@ -108,22 +115,26 @@ def _device(section: Section, key: str, *, auto: bool = False) -> str | None:
     raise section.error(key, f"{path!r}: give {hint}")
 
 
-def _key_name(section: Section, where: str, key: str) -> str:
-    if not link.is_key(key):
-        raise section.error(where, f"{key!r} is not a key (good, bad, r1..r5, next, recall, skip, pause, ticket[:cat])")
+def _key_name(section: Section, where: str, key: str, reasons: tuple[str, ...]) -> str:
+    if not link.is_builtin(key) and key not in reasons:
+        raise section.error(
+            where, f"{key!r} is not a key (good, bad, r1..r5, next, start, ticket:A, ..., or a [ratings] reason key)"
+        )
     return key
 
 
-def _window(section: Section) -> WindowConfig:
+def _window(section: Section, reasons: tuple[str, ...]) -> WindowConfig:
     gpio = section.section("gpio")
     keymap = section.section("keymap")
     cfg = WindowConfig(
         number=section.get_int("number", minval=1, maxval=999),
         unit=_device(section, "unit", auto=True),
         uid=section.get_str("uid", None, pattern=UID_PATTERN),
-        gpio=tuple((_key_name(section, "gpio", k), gpio.get_int(k, minval=0, maxval=27)) for k in gpio.unread()),
+        gpio=tuple(
+            (_key_name(section, "gpio", k, reasons), gpio.get_int(k, minval=0, maxval=27)) for k in gpio.unread()
+        ),
         keypad=_device(section, "keypad"),
-        keymap=tuple((name, _key_name(section, "keymap", keymap.get_str(name))) for name in keymap.unread()),
+        keymap=tuple((name, _key_name(section, "keymap", keymap.get_str(name), reasons)) for name in keymap.unread()),
         card_reader=_device(section, "card_reader"),
     )
     # No section.done() here: [[windows]] tables are shared with the station logic, and
@@ -157,12 +168,15 @@ def _options(section: Section) -> WindowUnitOptions:
     return cfg
 
 
-def parse_windows(sections: list[Section], options: Section | None = None) -> WindowsConfig:
+def parse_windows(
+    sections: list[Section], options: Section | None = None, reasons: tuple[str, ...] = ()
+) -> WindowsConfig:
     """Read the `[[windows]]` tables (one Section each) and `[window_unit]`; checks them as a whole.
+    `reasons`: the station's reason key names, which keys may be mapped to besides the built-in ones.
 
     Two windows with one device path, uid or GPIO pin are an error naming both.
     """
-    windows = tuple(_window(section) for section in sections)
+    windows = tuple(_window(section, reasons) for section in sections)
     claims: dict[str, dict[object, int]] = {}  # what -> value -> index of the window claiming it
     for index, window in enumerate(windows):
         # (Two tables with one window number are the station logic's check: edge/station/config.py.)
@@ -182,7 +196,13 @@ def parse_windows(sections: list[Section], options: Section | None = None) -> Wi
 
 
 def window_units(
-    config: WindowsConfig, emit: Emit, *, on_key: OnKey | None = None, simulate: bool = False, firmware: Any = None
+    config: WindowsConfig,
+    emit: Emit,
+    *,
+    on_key: OnKey | None = None,
+    known_key: Callable[[str], bool] | None = None,
+    simulate: bool = False,
+    firmware: Any = None,
 ) -> WindowUnitDriver:
     """The driver for the configured windows; `emit` must return only once the event is on disk."""
     if simulate:
@@ -191,4 +211,4 @@ def window_units(
         return SimWindowUnits(config, emit, on_key=on_key)
     from peripherals.window_unit.driver import WindowUnits
 
-    return WindowUnits(config, emit, on_key=on_key, firmware=firmware)  # firmware: fwupdate.Updates
+    return WindowUnits(config, emit, on_key=on_key, known_key=known_key, firmware=firmware)  # fwupdate.Updates

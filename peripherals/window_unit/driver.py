@@ -24,6 +24,11 @@ from peripherals.keyevents import KeyPress, OnKey, record_keys, unit_event
 from peripherals.window_unit import AUTO, WindowsConfig, fwupdate
 from peripherals.window_unit.port import PortError, SerialPort, find_units
 
+FLASH_S = 1.5  # as the firmware's FLASH_MS
+SHOW_FIELDS = ("name", "no", "ticket")  # as the firmware's unit.SHOW_FIELDS
+SHOW_MAX = 16
+CODED = ("code", "card")  # keys whose KEY frame carries what was typed or read, under the key's name
+
 
 class Port(Protocol):
     path: str
@@ -70,19 +75,40 @@ class Session:
     window: int
     uptime: Widener
     presses: Widener
+    proto: int = link.PROTO
+    nkeys: int = 0  # keys the HELLO announced; the rest of `keys` come in KEYS frames
+
+    def fields(self, update: dict[str, Any]) -> dict[str, Any]:
+        """What of a SET a unit of this session's protocol understands: version 1 only `led`, so
+        a flash becomes that state (the driver sets the window's own state again after FLASH_S)."""
+        if self.proto >= 2:
+            return update
+        fields = {k: v for k, v in update.items() if k == "led"}
+        if "flash" in update:
+            fields["led"] = update["flash"]
+        return fields
 
 
 class BadFrame(ValueError):
     """A well-formed frame whose payload does not say what its type requires."""
 
 
-def _hello_fields(payload: dict[str, Any]) -> tuple[int, str, str, str, list[str]]:
-    proto, uid, fw, model, keys = (payload.get(k) for k in ("proto", "uid", "fw", "model", "keys"))
+def _key_list(payload: dict[str, Any], kind: str) -> list[str]:
+    keys = payload.get("keys")
+    if not isinstance(keys, list) or len(keys) > link.MAX_KEYS or not all(link.is_key(k) for k in keys):
+        raise BadFrame(f"{kind} keys is not a list of at most {link.MAX_KEYS} key names: {payload!r}")
+    return keys
+
+
+def _hello_fields(payload: dict[str, Any]) -> tuple[int, str, str, str, list[str], int]:
+    proto, uid, fw, model = (payload.get(k) for k in ("proto", "uid", "fw", "model"))
     if not isinstance(proto, int) or not isinstance(uid, str) or not uid:
         raise BadFrame(f"HELLO without proto and uid: {payload!r}")
-    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-        raise BadFrame(f"HELLO keys is not a list of names: {payload!r}")
-    return proto, uid, str(fw), str(model), keys
+    keys = _key_list(payload, "HELLO")
+    nkeys = payload.get("nkeys", len(keys))  # version 1 lists every key in its HELLO
+    if not isinstance(nkeys, int) or not len(keys) <= nkeys <= link.MAX_KEYS:
+        raise BadFrame(f"HELLO nkeys {nkeys!r} is not {len(keys)}..{link.MAX_KEYS}")
+    return proto, uid, str(fw), str(model), keys, nkeys
 
 
 class UnitConnection:
@@ -103,15 +129,23 @@ class UnitConnection:
         self.reopen = reopen  # named paths are retried; auto-found ones end and are found again
         self._on_exit = on_exit
         self.log = logging.getLogger(f"yimen.window_unit.{path.rsplit('/', 1)[-1]}")
-        self.commands: queue.Queue[str] = queue.Queue()
+        self.commands: queue.Queue[dict[str, Any]] = queue.Queue()  # SET fields to send
         self.state = "absent"
         self.session: Session | None = None
         self.link = link.Link(os.urandom(1)[0])
         self.decoder = link.Decoder()
-        self.counts = {"presses": 0, "bad_frames": 0, "no_session": 0, "refused": 0, "emit_failures": 0}
+        self.counts = {
+            "presses": 0,
+            "refused_keys": 0,
+            "bad_frames": 0,
+            "no_session": 0,
+            "refused": 0,
+            "emit_failures": 0,
+        }
         self.pong: dict[str, int] = {}
         self.reported_uid: str | None = None  # unknown or refused uid, reported once per connection
-        self._led: str | None = None  # to send once the link is free
+        self._set: dict[str, Any] = {}  # SET fields to send once the link is free
+        self._unflash_at = 0.0  # a version 1 unit shows a flash as its LED state until then
         self._last_ping = 0.0
         # A firmware update (fwupdate.py): FILE payloads still to send, then (target, from, deadline).
         self._fw_frames: Iterator[dict[str, Any]] | None = None
@@ -133,6 +167,7 @@ class UnitConnection:
             "uid": session.uid if session else self.reported_uid,
             "fw": session.fw if session else None,
             "model": session.model if session else None,
+            "proto": session.proto if session else None,
             "keys": list(session.keys) if session else [],
             "frames": self.decoder.frames,
             "errors": dict(self.decoder.errors),
@@ -185,7 +220,7 @@ class UnitConnection:
 
     def _tick(self, port: Port) -> None:
         while not self.commands.empty():
-            self._led = self.commands.get_nowait()
+            self._set.update(self.commands.get_nowait())
         now = link.ticks_ms()
         due = self.link.due(now)
         if due == link.RESEND:
@@ -198,9 +233,14 @@ class UnitConnection:
             self._firmware_result(
                 "no-return", "no HELLO in time; the unit restores its previous firmware at its next start"
             )
-        if self._led is not None:
-            port.write(self.link.send(link.SET, link.dumps({"led": self._led}), now))
-            self._led = None
+        update = self._next_set()
+        if update:
+            try:
+                payload = link.dumps(update)
+            except link.FrameError:  # cannot happen with SHOW_MAX; never take the port down for it
+                self.log.error("SET %r does not fit a frame: sent without the display fields", update)
+                payload = link.dumps({k: v for k, v in update.items() if k != "show"})
+            port.write(self.link.send(link.SET, payload, now))
         elif self._fw_frames is not None and self.session is not None:
             step = next(self._fw_frames, None)
             if step is not None:
@@ -214,6 +254,19 @@ class UnitConnection:
             # Also without a session: an unanswered PONG is what makes a unit say HELLO again.
             self._last_ping = time.monotonic()
             port.write(self.link.send(link.PING, b"{}", now))
+
+    def _next_set(self) -> dict[str, Any]:
+        """The SET fields to send now, as this session's unit understands them."""
+        session, wanted, self._set = self.session, self._set, {}
+        if session is None:
+            return {}
+        if session.proto < 2:  # a flash is the error state for a while, then the window's own again
+            if "flash" in wanted:
+                self._unflash_at = time.monotonic() + FLASH_S
+            elif self._unflash_at and time.monotonic() >= self._unflash_at:
+                self._unflash_at = 0.0
+                wanted.setdefault("led", self.owner.shown_for(session.window)["led"])
+        return session.fields(wanted)
 
     def _frame(self, port: Port, ftype: int, seq: int, payload: dict[str, Any]) -> None:
         if ftype == link.ACK:
@@ -232,6 +285,8 @@ class UnitConnection:
             else:
                 if ftype == link.KEY:
                     self._key(self.session, payload)
+                elif ftype == link.KEYS:
+                    self._keys(self.session, payload)
                 else:
                     self._pong(self.session, payload)
                 self.link.accept(seq)
@@ -251,19 +306,19 @@ class UnitConnection:
         if self.session is not None and self.link.is_dup(seq):
             port.write(link.ack(seq))
             return
-        proto, uid, fw, model, keys = _hello_fields(payload)
-        if proto != link.PROTO:
+        proto, uid, fw, model, keys, nkeys = _hello_fields(payload)
+        if proto not in link.PROTOS:
             self.state = "refused"
             self.counts["refused"] += 1
             if self.reported_uid != uid:
                 self.reported_uid = uid
                 self.log.error(
-                    "window unit %s on %s speaks link protocol %d; this gateway speaks %d: "
+                    "window unit %s on %s speaks link protocol %d; this gateway speaks %s: "
                     "update the unit's firmware (firmware/README.md)",
                     uid,
                     self.path,
                     proto,
-                    link.PROTO,
+                    " and ".join(str(p) for p in link.PROTOS),
                 )
             return
         window = self.owner.window_for(self.fixed_window, uid)
@@ -279,11 +334,36 @@ class UnitConnection:
         self.link.reset()
         self.link.accept(seq)
         port.write(link.ack(seq))
-        self.session = Session(uid, fw, model, keys, window, Widener(), Widener())
+        self.session = Session(uid, fw, model, keys, window, Widener(), Widener(), proto, nkeys)
         self.state = "online"
-        self._led = self.owner.led_for(window)
-        self.log.info("unit %s (fw %s, %s) online for window %d", uid, fw, model, window)
+        self._set = self.owner.shown_for(window)
+        self.log.info("unit %s (fw %s, %s, protocol %d) online for window %d", uid, fw, model, proto, window)
+        self._check_keys(self.session)
         self._firmware_hello(uid, fw, payload)
+
+    def _keys(self, session: Session, payload: dict[str, Any]) -> None:
+        """The rest of a HELLO's key list; `at` must continue where the list stands."""
+        keys = _key_list(payload, "KEYS")
+        if payload.get("at") != len(session.keys) or len(session.keys) + len(keys) > session.nkeys:
+            raise BadFrame(f"KEYS at {payload.get('at')!r} does not continue {len(session.keys)} of {session.nkeys}")
+        session.keys += keys
+        self._check_keys(session)
+
+    def _check_keys(self, session: Session) -> None:
+        """Once a unit has announced all its keys: warn about any the station does not know (a
+        reason key named differently on the unit and in [ratings] reasons): each press of one is
+        refused."""
+        if len(session.keys) < session.nkeys:
+            return
+        unknown = [key for key in session.keys if not self.owner.known_key(key)]
+        if unknown:
+            self.log.warning(
+                "unit %s of window %d has keys this station does not know, which it will refuse: %s "
+                "(rename them in the unit's settings.py, or add them to [ratings] reasons)",
+                session.uid,
+                session.window,
+                ", ".join(unknown),
+            )
 
     def _firmware_hello(self, uid: str, fw: str, hello: dict[str, Any]) -> None:
         """A unit back after an update says how it went; one on another version is updated."""
@@ -316,11 +396,20 @@ class UnitConnection:
 
     def _key(self, session: Session, payload: dict[str, Any]) -> None:
         key, n, ms = payload.get("key"), payload.get("n"), payload.get("ms")
-        if not isinstance(key, str) or not link.is_key(key) or not isinstance(n, int) or not isinstance(ms, int):
+        if not isinstance(n, int) or not isinstance(ms, int):
             raise BadFrame(f"KEY payload {payload!r}")
-        self.owner.on_key(
-            KeyPress(session.window, key, session.uid, session.presses.widen(n), session.uptime.widen(ms))
-        )
+        extra = {key: payload.get(key)} if key in CODED else {}
+        if not link.is_key(key) or not all(link.is_code(value) for value in extra.values()):
+            # Acknowledged (resending it cannot help) and shown as refused on the unit.
+            self.counts["refused_keys"] += 1
+            self._set["flash"] = "error"
+            self.log.warning("window %d: unit %s sent key %.40r, which no station knows: refused", session.window,
+                             session.uid, key)  # fmt: skip
+            return
+        press = KeyPress(session.window, key, session.uid, session.presses.widen(n), session.uptime.widen(ms), extra)
+        if self.owner.on_key(press) == "error":
+            self.counts["refused_keys"] += 1
+            self._set["flash"] = "error"
         self.counts["presses"] += 1
 
     def _pong(self, session: Session, payload: dict[str, Any]) -> None:
@@ -351,6 +440,7 @@ class WindowUnits:
         emit: Emit,
         *,
         on_key: OnKey | None = None,
+        known_key: Callable[[str], bool] | None = None,
         open_port: OpenPort = SerialPort,
         find_ports: FindPorts | None = None,
         firmware: fwupdate.Updates | None = None,
@@ -359,13 +449,14 @@ class WindowUnits:
         self.firmware = firmware  # units on another firmware version are updated to this one
         self.emit = emit
         self.on_key = on_key or record_keys(emit)
+        self.known_key = known_key or link.is_builtin  # the station's keys: reason keys are configured
         self.open_port = open_port
         self.find_ports = find_ports or (lambda: find_units(config.options.usb_id_pairs, config.options.ports))
         self.stopping = threading.Event()
         self.log = logging.getLogger("yimen.window_unit")
-        self._lock = threading.Lock()  # guards _connections and _leds, touched by every thread
+        self._lock = threading.Lock()  # guards _connections and _shown, touched by every thread
         self._connections: dict[str, UnitConnection] = {}
-        self._leds: dict[int, str] = {}
+        self._shown: dict[int, dict[str, Any]] = {}  # window -> SET fields as last set
         self._scanner: threading.Thread | None = None
         self._named = {w.unit: w.number for w in config.with_units if w.unit != AUTO}
         self._auto_uids = {w.uid: w.number for w in config.with_units if w.unit == AUTO}
@@ -395,17 +486,32 @@ class WindowUnits:
     def set_led(self, window: int, led: str) -> None:
         if led not in link.LEDS:
             raise ValueError(f"led {led!r} is not one of {', '.join(link.LEDS)}")
+        self._update(window, {"led": led})
+
+    def set_limit(self, window: int, level: str) -> None:
+        """The window's time-limit light: one of firmware.link.LIMITS (version 2 units)."""
+        if level not in link.LIMITS:
+            raise ValueError(f"time-limit level {level!r} is not one of {', '.join(link.LIMITS)}")
+        self._update(window, {"lim": level})
+
+    def show(self, window: int, fields: dict[str, str]) -> None:
+        """What the window unit's display shows: clerk `name` and `no`, `ticket` (version 2 units),
+        each cut to SHOW_MAX characters: what a unit draws, and a SET that always fits a frame."""
+        self._update(window, {"show": {k: str(fields.get(k, ""))[:SHOW_MAX] for k in SHOW_FIELDS}})
+
+    def _update(self, window: int, fields: dict[str, Any]) -> None:
         with self._lock:
-            self._leds[window] = led
+            self._shown.setdefault(window, {"led": "idle"}).update(fields)
             targets = [c for c in self._connections.values() if c.session and c.session.window == window]
         for connection in targets:
-            connection.commands.put(led)
+            connection.commands.put(fields)
 
     # Called from the connection threads.
 
-    def led_for(self, window: int) -> str:
+    def shown_for(self, window: int) -> dict[str, Any]:
+        """Everything a unit coming online at `window` should show."""
         with self._lock:
-            return self._leds.get(window, "idle")
+            return dict(self._shown.get(window, {"led": "idle"}))
 
     def window_for(self, fixed: int | None, uid: str) -> int | None:
         """A unit's window: its named port's (unless that window names another uid), or by uid."""

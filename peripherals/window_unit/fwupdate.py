@@ -8,7 +8,7 @@ unit switches at a reboot it makes only once every press is acknowledged. The ga
 for the unit's HELLO: the new version means done; the old one means the unit put its previous
 files back (the new firmware did not start) and this version is not offered to it again; no
 HELLO within RETURN_S is reported, and the unit restores its previous files at its next boot.
-`settings.py` (what the installer set on that unit) is never sent.
+`settings.py` (what the installer set on that unit) and `glyphs.py` (its display's font) are never sent.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from typing import Any
 
 import firmware
 
-# What a unit runs, as the unit's flash holds it (not settings.py, not the package's __init__).
-FILES = ("link.py", "debounce.py", "pressqueue.py", "unit.py", "boards.py", "hw.py", "fwfiles.py", "version.py",
-         "app.py", "boot.py", "main.py", "code.py")  # fmt: skip
+# What a unit runs, as the unit's flash holds it: not settings.py nor glyphs.py (made for that unit
+# or station), not the package's __init__.py, not tools/.
+FILES = ("link.py", "debounce.py", "pressqueue.py", "unit.py", "boards.py", "cardreader.py", "hw.py", "fwfiles.py",
+         "version.py", "display.py", "ssd1306.py", "app.py", "boot.py", "main.py", "code.py")  # fmt: skip
 CHUNK = 144  # raw bytes per FILE frame: base64 192 characters, within the 240-byte payload
 RETURN_S = 60.0  # a unit that has not said HELLO with a version by then has not come back
 

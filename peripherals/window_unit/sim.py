@@ -72,6 +72,12 @@ class SimWindowUnits:
             raise ValueError(f"led {led!r} is not one of {', '.join(link.LEDS)}")
         self._leds[window] = led
 
+    def set_limit(self, window: int, level: str) -> None:
+        """A simulated unit has no lights to show it on."""
+
+    def show(self, window: int, fields: dict[str, str]) -> None:
+        """A simulated unit has no display."""
+
     def _uid(self, window: int) -> str:
         return f"5170{window:04x}"
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from centre.model import CountyModel
 from centre.tracker import SeqTracker
 from edge.events import Event, Priority, format_ts
@@ -24,7 +27,7 @@ def test_gaps_close_in_any_order_and_memory_stays_small() -> None:
     for seq in (4, 3, 6, 3):
         t.add(seq, NOW + 1)
     assert t.missing() == [] and t.gap_since is None
-    assert t.floor == 7 and t.above == set()
+    assert t.floor == 7 and t.held == []
 
 
 def test_an_eviction_closes_a_gap_as_a_known_loss() -> None:
@@ -52,45 +55,6 @@ def test_a_late_will_from_an_older_session_is_ignored() -> None:
     assert detail["outages"] == [{"start": NOW + 2, "end": NOW + 9, "cause": "shutdown"}]
 
 
-def test_day_figures_by_window_and_clerk_with_clips_and_queue() -> None:
-    m = CountyModel("c", "C")
-    m.apply_event(event(1, "queue", {"action": "issue", "ticket": "A001"}), NOW)
-    m.apply_event(event(2, "queue", {"action": "issue", "ticket": "A002"}), NOW)
-    m.apply_event(event(3, "queue", {"action": "call", "ticket": "A001", "window": 1}), NOW)
-    m.apply_event(event(4, "rating", {"verdict": "good", "window": 1, "clerk": "王芳"}), NOW)
-    m.apply_event(event(5, "rating", {"verdict": "bad", "window": 2, "clerk": "李强", "level": 1}), NOW)
-    m.apply_event(
-        event(
-            6,
-            "media",
-            {
-                "type": "clip",
-                "window": 2,
-                "caused_by": "st-1-5",
-                "media_id": "evidence-x",
-                "path": "media/evidence-x.mjpeg",
-            },
-        ),
-        NOW,
-    )
-    m.apply_event(
-        event(7, "media", {"type": "snapshot", "window": 1, "media_id": "snap-1", "path": "media/snap-1.jpg"}), NOW
-    )
-    d = m.detail("st-1", NOW + 60)
-    assert d is not None
-    assert d["by_window"]["1"] == {"good": 1, "bad": 0, "good_share": 1.0}
-    assert d["by_clerk"]["李强"] == {"good": 0, "bad": 1, "good_share": 0.0}
-    assert d["bad"][0]["id"] == "st-1-5" and d["bad"][0]["clip"]["url"] == "/media/st-1/evidence-x.mjpeg"
-    assert d["snapshots"]["1"]["file"] == "snap-1.jpg"
-    assert d["queue"]["source"] == "events" and d["queue"]["waiting"] == 1
-    # The station's own queue report, once telemetry carries one, is what counts.
-    m.apply_event(
-        event(8, "telemetry", {"queue": {"waiting": {"A": 3, "B": 1}, "longest_wait_s": {"A": 420.0, "B": None}}}), NOW
-    )
-    q = m.detail("st-1", NOW)["queue"]  # type: ignore[index]
-    assert (q["source"], q["waiting"], q["longest_wait_s"]) == ("telemetry", 4, 420.0)
-
-
 def test_replay_is_asked_only_after_the_grace_period_and_only_of_online_stations() -> None:
     m = CountyModel("c", "C")
     m.apply_status("st-1", {"state": "online", "session": 1}, NOW)
@@ -102,3 +66,23 @@ def test_replay_is_asked_only_after_the_grace_period_and_only_of_online_stations
     assert m.replay_due(NOW + 12, grace=10, retry=30, tries=3) == []  # not again before the retry period
     m.apply_status("st-1", {"state": "offline", "session": 1}, NOW + 13)
     assert m.replay_due(NOW + 100, grace=10, retry=30, tries=3) == []
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(1, 60), st.integers(0, 8)), max_size=60))
+def test_the_range_tracker_agrees_with_a_plain_set(steps: list[tuple[bool, int, int]]) -> None:
+    """Ranges are an implementation detail: every answer is what a set of seqs would give."""
+    t, held, lost = SeqTracker(), set(), 0
+    for is_loss, first, length in steps:
+        last = first + length if is_loss else first
+        if is_loss:
+            new = set(range(first, last + 1)) - held
+            assert t.lose(first, last, NOW) == len(new)
+            lost += len(new)
+        else:
+            t.add(first, NOW)
+        held |= set(range(first, last + 1))
+        top = max(held)
+        floor = next(n for n in range(top + 2) if n + 1 not in held)
+        gaps = [n for n in range(floor + 1, top + 1) if n not in held]
+        assert (t.floor, t.top, t.missing_count(), t.lost) == (floor, top, len(gaps), lost)
+        assert [n for a, b in t.missing(limit=10**6) for n in range(a, b + 1)] == gaps

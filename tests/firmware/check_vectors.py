@@ -1,4 +1,5 @@
-"""Checks firmware/link.py, debounce.py and pressqueue.py against tests/firmware/vectors.json.
+"""Checks firmware/link.py (framing, key names, announcing keys), cardreader.py, debounce.py and
+pressqueue.py against tests/firmware/vectors.json.
 
 Written in the MicroPython subset: pytest imports it under CPython, and runs it as a script under
 the MicroPython unix port (`micropython check_vectors.py FIRMWARE_DIR VECTORS`), which prints
@@ -55,6 +56,33 @@ def _check_link(link, vectors, fail):
             fail("retransmit at " + str(now) + ": " + got)
 
 
+def _check_keys(link, vectors, fail):
+    cases = vectors["keys"]
+    checks = (("valid", link.is_key, True), ("invalid", link.is_key, False))
+    checks += (("builtin", link.is_builtin, True), ("not_builtin", link.is_builtin, False))
+    for group, check, want in checks:
+        for name in cases[group]:
+            if bool(check(name)) != want:
+                fail(group + " key " + repr(name) + " judged " + str(not want))
+    for case in vectors["announce"]:
+        # Compared as JSON objects: the byte order of keys in a dict is the port's own business.
+        got = link.announce(case["uid"], case["fw"], case["model"], case["keys"])
+        want = [json.loads(p) for p in case["payloads"]]
+        if [json.loads(p) for p in got] != want:
+            fail("announce " + case["about"] + ": " + repr(got))
+        for payload in got:
+            if len(payload) > link.MAX_PAYLOAD:
+                fail("announce " + case["about"] + ": a payload of " + str(len(payload)) + " bytes")
+
+
+def _check_cards(cardreader, vectors, fail):
+    for case in vectors["cards"]:
+        reader = cardreader.Rdm6300()
+        got = [reader.feed(_hex(data), now) for now, data in case["steps"]]
+        if got != case["cards"] or reader.errors != case["errors"]:
+            fail("cards " + case["about"] + ": " + repr(got) + " errors " + str(reader.errors))
+
+
 def _check_debounce(debounce, vectors, fail):
     for case in vectors["debounce"]:
         keyed = debounce.Debouncer(case["stable_ms"])
@@ -71,19 +99,22 @@ def _check_queue(pressqueue, vectors, fail):
                 queue.add(op[1], 0)
             else:
                 getattr(queue, op[0])()
-        pending = [[n, key] for n, key, _ in queue.pending()]
+        pending = [[item[0], item[1]] for item in queue.pending()]
         if pending != case["pending"] or queue.dropped != case["dropped"] or queue.count != case["count"]:
             fail("queue " + case["about"] + ": " + repr(pending) + " dropped " + str(queue.dropped))
 
 
 def check(vectors):
     """Every failure as a line of text; an empty list when all vectors pass."""
+    import cardreader
     import debounce
     import link
     import pressqueue
 
     failures = []
     _check_link(link, vectors, failures.append)
+    _check_keys(link, vectors, failures.append)
+    _check_cards(cardreader, vectors, failures.append)
     _check_debounce(debounce, vectors, failures.append)
     _check_queue(pressqueue, vectors, failures.append)
     return failures

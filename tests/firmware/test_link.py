@@ -70,3 +70,31 @@ def test_oversized_payload_is_refused_at_the_sender() -> None:
         assert exc.args[0] == "size"
     else:
         raise AssertionError("a payload too big for a frame was encoded")
+
+
+key_names = st.from_regex(r"[a-z0-9-]{1,20}(:[A-Za-z0-9-]{1,11})?", fullmatch=True)
+
+
+@settings(max_examples=200)
+@given(st.lists(key_names, max_size=link.MAX_KEYS), st.text("0123456789abcdef", min_size=4, max_size=64))
+def test_any_key_list_is_announced_whole_in_frames_that_fit(keys: list[str], uid: str) -> None:
+    """HELLO then KEYS frames: each under the payload limit, `at` continuing the list, all keys once."""
+    payloads = link.announce(uid, "2.0.0", "raspberry_pi_pico2", keys)
+    hello = json.loads(payloads[0])
+    assert hello["nkeys"] == len(keys)
+    got = list(hello["keys"])
+    for payload in payloads[1:]:
+        doc = json.loads(payload)
+        assert doc["at"] == len(got) and doc["keys"]
+        got += doc["keys"]
+    assert got == keys
+    assert all(len(p) <= link.MAX_PAYLOAD for p in payloads)
+
+
+@given(st.text(max_size=40))
+def test_a_key_name_is_well_formed_or_refused(name: str) -> None:
+    if link.is_key(name):
+        head = name.partition(":")[0]
+        assert len(name) <= link.MAX_KEY_LEN and head and all(c.isascii() and (c.isalnum() or c in "-:") for c in name)
+        assert head == head.lower()
+    assert not link.is_builtin(name) or link.is_key(name)

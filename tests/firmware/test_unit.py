@@ -25,10 +25,11 @@ def connected(now: int = 0) -> tuple[Unit, Gateway]:
     [(ftype, seq, hello)] = gateway.frames(unit.poll(now))
     assert ftype == link.HELLO
     assert hello == {
-        "proto": 1,
+        "proto": 2,
         "uid": "u1",
         "fw": "1.0.0",
         "model": "raspberry_pi_pico",
+        "nkeys": 3,
         "keys": ["good", "bad", "next"],
     }
     unit.receive(link.ack(seq), now)
@@ -85,7 +86,7 @@ def test_set_changes_the_led_once_and_every_copy_is_acked() -> None:
     acks = gateway.frames(unit.poll(10))
     assert [f[:2] for f in acks] == [(link.ACK, gateway.seq)] * 2
     assert unit.led_state(10) == "ready"
-    assert unit.leds(10) == (True, False)
+    assert unit.leds(10) == (True, False, False)
 
 
 def test_ping_is_answered_with_counters_before_queued_presses() -> None:
@@ -105,5 +106,5 @@ def test_a_full_queue_drops_the_oldest_and_says_so() -> None:
     unit = Unit("u1", "1.0.0", "raspberry_pi_pico", ["good", "bad"], 0, queue_size=4)
     for i in range(6):
         unit.press("good" if i % 2 else "bad", i)
-    assert [n for n, _, _ in unit.queue.pending()] == [3, 4, 5, 6]
+    assert [item[0] for item in unit.queue.pending()] == [3, 4, 5, 6]
     assert unit.queue.dropped == 2

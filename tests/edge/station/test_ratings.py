@@ -104,7 +104,7 @@ def test_a_bad_rating_waits_for_a_reason(station: Harness, clock: FakeClock) -> 
     assert st.press(2, "slow", source="window-unit") == "thanks"
     (rating,) = station.data("rating")
     assert rating["reason"] == {"key": "slow", "name": "办理时间长"} and rating["camera"] is True
-    assert rating["at"] == "2026-01-26T08:33:30+08:00"  # when rated, not when the reason came
+    assert rating["at"] == "2026-01-26T08:33:30.000+08:00"  # when rated, not when the reason came
     assert st.press(2, "attitude", source="window-unit") == "error"  # nothing waits for one now
 
 

@@ -96,6 +96,7 @@ class FakeBoard(types.ModuleType):
 install_fake_digitalio()
 app = importlib.import_module("app")
 boards = importlib.import_module("boards")
+cardreader = importlib.import_module("cardreader")
 hw = importlib.import_module("hw")
 fw_link = importlib.import_module("link")
 
@@ -103,12 +104,28 @@ fw_link = importlib.import_module("link")
 class Unit:
     """A window unit running the firmware's own main loop on a thread, its pins faked."""
 
-    def __init__(self, fd: int, uid: str, *, layout: str = "2", ticket: str = "", proto: int = 1) -> None:
+    def __init__(
+        self,
+        fd: int,
+        uid: str,
+        *,
+        layout: str = "2",
+        ticket: str = "",
+        proto: int = 2,
+        clerk: bool = True,
+        reasons: tuple[str, ...] = (),
+        transfer: str = "",
+        green: str = "",
+        display: Any = None,
+        card_reader: bool = False,
+    ) -> None:
         self.fd = fd
         self.uid = uid
-        self.layout = layout
-        self.ticket = ticket
+        self.keys = boards.keys_for(layout, clerk, ticket, reasons, transfer, green)
+        self.reasons = reasons
         self.proto = proto
+        self.display = display
+        self.card_reader = FakeUart() if card_reader else None
         self.board = FakeBoard()
         self.pins = boards.BOARDS["raspberry_pi_pico"]
         self._stopped = threading.Event()
@@ -125,16 +142,19 @@ class Unit:
             hw.FdStream(self.fd),
             self.uid,
             "raspberry_pi_pico",
-            self.layout,
-            True,
-            self.ticket,
-            "1.0.0",
+            self.keys,
+            "2.0.0",
             fw_link.ticks_ms(),
             random.getrandbits(8),
+            self.reasons,
+            self.display,
+            self.card_reader,
         )
-        if self.proto != fw_link.PROTO:  # a unit from some future firmware
-            hello = json.loads(self.app.unit.hello)
-            self.app.unit.hello = fw_link.dumps({**hello, "proto": self.proto})
+        if self.proto != fw_link.PROTO:  # a unit from older or some future firmware
+            hello = json.loads(self.app.unit.announce[0])
+            if self.proto == 1:
+                del hello["nkeys"]  # version 1 listed every key in its HELLO
+            self.app.unit.announce[0] = fw_link.dumps({**hello, "proto": self.proto})
         self._thread = threading.Thread(target=self.app.run, args=(self._stopped.is_set,), name=f"unit-{self.uid}")
         self._thread.start()
 
@@ -152,7 +172,7 @@ class Unit:
         Waiting for the firmware rather than for fixed times, so that a test machine that stalls
         the firmware's thread for a moment does not lose a press that no person would have lost.
         """
-        pin = self.board.pins.setdefault(boards.pin_for(self.pins, key), FakePin(key))
+        pin = self.board.pins.setdefault(boards.pin_for(self.pins, key, self.reasons), FakePin(key))
         debouncer = self.app.keys._debouncers[self.app.key_names.index(key)]
         pin.level = False
         try:
@@ -161,12 +181,34 @@ class Unit:
             pin.level = True
         wait_until(lambda: not debouncer.pressed, f"the unit to see {key} released")
 
+    def swipe(self, card: str) -> None:
+        """A card held to the unit's reader: the frames an RDM6300 sends while it is held."""
+        assert self.card_reader is not None, "this unit has no card reader"
+        self.card_reader.receive(cardreader.frame_for(card) * 3)
+
     def led(self, colour: str) -> bool:
         return self.board.pins[self.pins[f"led_{colour}"]].level
 
     @property
     def unacked(self) -> int:
         return len(self.app.unit.queue)
+
+
+class FakeUart:
+    """A card reader's UART as hw.UartStream reads it: bytes the reader sent, taken once."""
+
+    def __init__(self) -> None:
+        self._data = b""
+        self._lock = threading.Lock()
+
+    def receive(self, data: bytes) -> None:
+        with self._lock:
+            self._data += data
+
+    def read(self) -> bytes:
+        with self._lock:
+            data, self._data = self._data, b""
+        return data
 
 
 def raw_pty() -> tuple[int, int]:

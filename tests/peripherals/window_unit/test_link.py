@@ -39,9 +39,21 @@ def test_a_press_becomes_a_critical_key_event_after_the_unit_comes_online(
         "online",
         3,
         "e6614103e7",
-        "1.0.0",
+        "2.0.0",
     )
-    assert status["keys"] == ["good", "bad", "next", "recall", "skip", "pause", "ticket:A"]
+    assert status["keys"] == [
+        "good",
+        "bad",
+        "next",
+        "recall",
+        "skip",
+        "pause",
+        "start",
+        "done",
+        "put-back",
+        "resume",
+        "ticket:A",
+    ]
     assert status["presses"] == 3
 
 
@@ -78,11 +90,11 @@ def test_a_unit_speaking_another_protocol_is_refused_by_name(
     make_line, make_unit, make_gateway, recorder, caplog
 ) -> None:
     line = make_line()
-    make_unit(line, uid="abcd0002", proto=2)
+    make_unit(line, uid="abcd0002", proto=3)
     caplog.set_level(logging.ERROR)
     gateway = make_gateway(WindowConfig(1, line.path))
     wait_until(lambda: gateway.status()["units"][0]["state"] == "refused", "the gateway to refuse the unit")
-    assert any("abcd0002" in r.message and line.path in r.message and "protocol 2" in r.message for r in caplog.records)
+    assert any("abcd0002" in r.message and line.path in r.message and "protocol 3" in r.message for r in caplog.records)
     assert recorder.events() == []
 
 

@@ -8,6 +8,7 @@ reconciliation of what that station assigned against what the county received.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -87,11 +88,6 @@ dir = "console-media"
 """,
         encoding="utf-8",
     )
-    # Until media files are uploaded, the console shows the gateway's own snapshots from its disk.
-    (root / "console-media").mkdir(exist_ok=True)
-    link = root / "console-media" / STATION
-    if not link.exists():
-        link.symlink_to(root / "state" / "media")
     return path
 
 
@@ -125,7 +121,10 @@ def console_view(url: str) -> dict:
     try:
         with urllib.request.urlopen(f"{url}api/station/{STATION}", timeout=5) as res:
             seq = json.load(res)["seq"]
-        return {"console_seq_floor": seq["floor"], "console_missing": seq["missing_count"]}
+        # The gateway's snapshots and clips, as they reached the console over MQTT.
+        with urllib.request.urlopen(f"{url}api/station/{STATION}/media", timeout=5) as res:
+            media = json.load(res)["states"]
+        return {"console_seq_floor": seq["floor"], "console_missing": seq["missing_count"], "console_media": media}
     except OSError as exc:
         return {"console": f"unreachable: {exc}"}
 
@@ -185,3 +184,12 @@ def run_demo(seconds: float, rate: float, workdir: str | None) -> int:
         ok = gateway.returncode == 0 and not watch.errors and not view.missing() and accounted
         print("demo OK: every event the station recorded reached the county" if ok else "demo FAILED")
         return 0 if ok else 1
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="yimen demo", description="a whole simulated station and county")
+    parser.add_argument("--seconds", type=float, default=30.0, help="how long to run (0: until Ctrl-C)")
+    parser.add_argument("--rate", type=float, default=5.0, help="simulated events per second")
+    parser.add_argument("--dir", default=None, help="keep the demo's state here (default: a temp dir)")
+    args = parser.parse_args(argv)
+    return run_demo(seconds=args.seconds, rate=args.rate, workdir=args.dir)

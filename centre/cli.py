@@ -1,0 +1,20 @@
+"""`yimen centre`: the county console's command line (found by edge/cli.py by module name)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from centre import app, config
+from centre.store import StoreError
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="yimen centre", description="the county console: ingest, store, web page")
+    parser.add_argument("--config", required=True, help="the console's TOML config file")
+    args = parser.parse_args(argv)
+    try:
+        return app.run(config.load(args.config))
+    except StoreError as exc:
+        print(f"yimen centre: {exc}", file=sys.stderr)
+        return 1
