@@ -3,7 +3,7 @@
 #
 #   sudo deploy/install.sh            install; run it again to upgrade in place
 #
-# Re-running is safe: the venv is upgraded in place, the unit and udev rules are replaced,
+# Re-running is safe: the version's venv is upgraded in place, the unit and udev rules are replaced,
 # and nothing under /var/lib/yimen (the outbox, media) or an existing /etc/yimen/station.toml
 # is ever touched.
 #
@@ -15,8 +15,18 @@
 #   --python PY     the interpreter for the venv (default: /usr/bin/python3, the OS's own,
 #                   whose packages the venv sees: that is how it finds python3-picamera2)
 #   --pip-opts STR  extra options for pip (e.g. "--no-index --find-links /media/usb/wheels")
+#   --extras LIST   the optional features to install, comma-separated (default: pi,qr, every one a
+#                   station's config can turn on: GPIO buttons, USB keypads and card readers, QR codes)
+#   --release-key FILE   trust FILE (an Ed25519 public key, PEM) for signed over-the-air releases:
+#                   installed as /etc/yimen/release-keys/<its name>; give it again to add more keys
 #   --no-apt        install no Debian packages
 #   --no-start      enable the service but neither start nor restart it
+#   --print-packages  print the Debian packages this installs (one a line) and stop
+#
+# Layout: each version is a venv of its own, /opt/yimen/versions/<version>/, and the symlink
+# /opt/yimen/current points at the one that runs (switched atomically by rename, so an update
+# or a power cut leaves either the old or the new one). The unit and /usr/local/bin/yimen go
+# through /opt/yimen/current. An older install's /opt/yimen/venv is replaced by this layout.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -24,8 +34,11 @@ root=/
 source_path="$(dirname "$here")"
 python=/usr/bin/python3
 pip_opts=""
+extras="pi,qr"
+release_keys=()
 use_apt=1
 start=1
+print_packages=0
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -34,8 +47,11 @@ while [ $# -gt 0 ]; do
     --source) source_path="${2:?--source needs a path}"; shift 2 ;;
     --python) python="${2:?--python needs an interpreter}"; shift 2 ;;
     --pip-opts) pip_opts="${2-}"; shift 2 ;;
+    --extras) extras="${2?--extras needs a list, e.g. pi,qr}"; shift 2 ;;
+    --release-key) release_keys+=("${2:?--release-key needs a file}"); shift 2 ;;
     --no-apt) use_apt=0; shift ;;
     --no-start) start=0; shift ;;
+    --print-packages) print_packages=1; shift ;;
     -h|--help) usage ;;
     *) echo "install.sh: unknown option $1" >&2; usage ;;
   esac
@@ -44,25 +60,40 @@ done
 say() { echo "yimen install: $*"; }
 die() { echo "yimen install: $*" >&2; exit 1; }
 
-[ "$(id -u)" = 0 ] || die "run it as root: sudo $0"
-root="$(cd "$root" && pwd)" || die "--root $root: no such directory"
-r="${root%/}"   # prefix for every path below ("" when installing into /)
-
-venv=/opt/yimen/venv
 etc=/etc/yimen
 data=/var/lib/yimen
 config="$etc/station.toml"
 
-# ----- what are we installing onto --------------------------------------------------------
+# ----- Debian packages -------------------------------------------------------------------
+# What Raspberry Pi OS Lite lacks for the features a config can turn on, installed always (the
+# config is written after the installer ran, and may be changed from the county later):
+# espeak-ng speaks the calls ([announce]); fonts-wqy-microhei (one 5 MB font with all of GB2312
+# and GBK) draws Chinese wherever the gateway renders text to an image; gcc, python3-dev and
+# linux-libc-dev compile evdev (USB keypads, card readers: PyPI has no wheel for it).
+packages() {
+  echo python3; echo python3-venv; echo espeak-ng; echo fonts-wqy-microhei
+  case ",$extras," in *,pi,*) echo gcc; echo python3-dev; echo linux-libc-dev ;; esac
+}
+if [ "$print_packages" = 1 ]; then packages; exit 0; fi
+
+[ "$(id -u)" = 0 ] || die "run it as root: sudo $0"
+root="$(cd "$root" && pwd)" || die "--root $root: no such directory"
+r="${root%/}"   # prefix for every path below ("" when installing into /)
+
 # shellcheck disable=SC1091  # the target's os-release, read at run time
 codename="$( . "$r/etc/os-release" 2>/dev/null && echo "${VERSION_CODENAME:-unknown}" || echo unknown)"
 [ "$codename" = bookworm ] || say "warning: made for Raspberry Pi OS bookworm, this is '$codename'; going on"
 on_pi=0
 if [ -z "$r" ] && grep -qs "Raspberry Pi" /proc/device-tree/model; then on_pi=1; fi
 
-# ----- Debian packages -------------------------------------------------------------------
+# Checked before anything is changed (openssl comes with ca-certificates on every Debian).
+for key in "${release_keys[@]}"; do
+  openssl pkey -pubin -in "$key" -noout -text 2>/dev/null | grep -q '^ED25519 Public-Key' \
+    || die "--release-key $key: not an Ed25519 public key in PEM; ask the county for its release key file"
+done
+
 if [ "$use_apt" = 1 ]; then
-  wanted=(python3 python3-venv)
+  mapfile -t wanted < <(packages)
   # picamera2 comes only from Raspberry Pi OS; the venv sees it through --system-site-packages.
   # Without recommends: on Lite those would pull in a desktop's worth of Qt and OpenGL.
   [ "$on_pi" = 1 ] && wanted+=(python3-picamera2)
@@ -100,19 +131,59 @@ install -d -m 0755 "$r/opt/yimen" "$r/etc/systemd/system" "$r/etc/udev/rules.d" 
 [ -d "$r$etc" ] || install -d -m 0750 -o 0 -g "$gid" "$r$etc"
 [ -d "$r$data" ] || install -d -m 0750 -o "$uid" -g "$gid" "$r$data"
 
-# ----- the venv: upgraded in place; rebuilt only when its Python is gone (an OS upgrade) --
+# ----- the version's venv, then the switch -----------------------------------------------
+# The version comes from the source itself (a tree's edge/__init__.py or a wheel's name), so
+# the venv is made at its final path: a venv cannot be moved once made.
+if [ -d "$source_path" ]; then
+  version="$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$source_path/edge/__init__.py")"
+else
+  version="$(basename "$source_path" | sed -n 's/^yimen-\([^-]*\)-.*\.whl$/\1/p')"
+fi
+[[ "$version" =~ ^[A-Za-z0-9.+_]+$ ]] || die "cannot tell the version of $source_path (a yimen tree or yimen-<version>-*.whl)"
+versions=/opt/yimen/versions
+venv="$versions/$version"
+current=/opt/yimen/current
+install -d -m 0755 "$r$versions"
+# The same version again (a re-run, a fix rebuilt at the same number) upgrades its venv in place.
+# Made afresh: a venv whose Python is gone (an OS upgrade), or one that an interrupted install
+# left half made (no .complete, and not the version running).
 if ! "$r$venv/bin/python" -c '' 2>/dev/null \
    || [ "$("$r$venv/bin/python" -c 'import sys; print(sys.version_info[:2])')" \
-        != "$("$python" -c 'import sys; print(sys.version_info[:2])')" ]; then
+        != "$("$python" -c 'import sys; print(sys.version_info[:2])')" ] \
+   || { [ ! -e "$r$venv/.complete" ] && [ "$(readlink "$r$current" 2>/dev/null)" != "versions/$version" ]; }; then
   say "creating the venv $venv (it sees the OS's packages, for picamera2)"
   rm -rf "$r$venv"
   "$python" -m venv --system-site-packages "$r$venv"
 fi
-say "installing yimen from $source_path into $venv"
+spec="$source_path"
+[ -n "$extras" ] && spec="$source_path[$extras]"
+say "installing yimen $version${extras:+ with $extras} from $source_path into $venv"
 # shellcheck disable=SC2086  # pip_opts is a list of options
-"$r$venv/bin/python" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --upgrade $pip_opts "$source_path"
-ln -sfn "$venv/bin/yimen" "$r/usr/local/bin/yimen"
+"$r$venv/bin/python" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --upgrade $pip_opts "$spec"
+"$r$venv/bin/yimen" --version >/dev/null || die "$venv/bin/yimen does not run; nothing was switched"
+touch "$r$venv/.complete"
+previous="$(readlink "$r$current" 2>/dev/null || true)"
+# Atomic: a new symlink renamed over the old one (rename(2)); never a moment without `current`.
+ln -sfn "versions/$version" "$r$current.new"
+mv -T "$r$current.new" "$r$current"
+ln -sfn "$current/bin/yimen" "$r/usr/local/bin/yimen"
 [ -f "$source_path/README.md" ] && install -m 0644 "$source_path/README.md" "$r/opt/yimen/README.md"
+# Kept: the version now current and the one it replaced (to switch back to); older ones go.
+for old in "$r$versions"/*; do
+  name="versions/$(basename "$old")"
+  [ "$name" = "versions/$version" ] || [ "$name" = "$previous" ] || rm -rf "$old"
+done
+if [ -d "$r/opt/yimen/venv" ] && [ ! -L "$r/opt/yimen/venv" ]; then
+  say "removing the old layout's /opt/yimen/venv (now $current -> versions/$version)"
+  rm -rf "$r/opt/yimen/venv"
+fi
+
+# ----- trusted keys for signed over-the-air releases ---------------------------------------
+install -d -m 0755 -o 0 -g 0 "$r$etc/release-keys"
+for key in "${release_keys[@]}"; do
+  install -m 0644 -o 0 -g 0 "$key" "$r$etc/release-keys/$(basename "$key")"
+  say "trusting release key $etc/release-keys/$(basename "$key")"
+done
 
 # ----- config: a template the first time, never overwritten -------------------------------
 install -m 0640 -o 0 -g "$gid" "$here/station.toml.example" "$r$etc/station.toml.example"

@@ -14,11 +14,12 @@ import os
 import signal
 import threading
 import time
+from datetime import datetime
 from functools import partial
 from typing import Any, Protocol
 
 from edge import __version__, retention, systemd
-from edge.clock import ClockSource
+from edge.clock import SAVED_NAME, ClockSource
 from edge.config import Config, config_commands
 from edge.configset import ConfigChanges
 from edge.events import NewEvent, Priority
@@ -43,6 +44,9 @@ log = logging.getLogger("yimen.app")
 # is at hand). The CLI re-executes itself; if it cannot, it exits with this code for systemd.
 EXIT_RESTART = 75
 EXIT_ENROL = 76
+# How often the last known time is saved for the next boot (edge/clock.py): fake-hwclock saves
+# hourly; a power cut loses at most this much of it, and the SD card sees 144 small writes a day.
+CLOCK_SAVE_S = 600.0
 
 
 class Part(Protocol):
@@ -53,7 +57,7 @@ class Part(Protocol):
 class Gateway:
     def __init__(self, config: Config, stopping: threading.Event | None = None) -> None:
         self.config = config
-        self.clock = ClockSource(config.clock)
+        self.clock = ClockSource(config.clock, saved=config.storage.path / SAVED_NAME)
         self.media: MediaStore | None = None  # made once the outbox has vetted the storage path
         self.outbox = Outbox(
             config.storage.outbox_path,
@@ -84,6 +88,8 @@ class Gateway:
                 config.storage.path,
                 printer=self.printer,
                 announcer=Announcer(config.service.announce, self.outbox.append),
+                now=lambda: datetime.fromtimestamp(self.clock.now()).astimezone(),
+                day_known=self.clock.synced,
             )
             if config.service is not None
             else None
@@ -113,6 +119,7 @@ class Gateway:
         for command in [*self.uplink.commands(), config_commands(config), *self.changes.commands(), *ota_commands]:
             self.downlink.register(command)
         self._was_synced = self.clock.synced()
+        self._clock_saved = -CLOCK_SAVE_S  # saved at start, then every CLOCK_SAVE_S and at stop
         self._inventory: str | None = None  # the inventory the county was last told, as JSON
         self.parts: list[Part] = [
             self.downlink,
@@ -289,6 +296,9 @@ class Gateway:
             fixed = self.outbox.correct_unsynced(time.time(), time.monotonic_ns())
             log.info("clock synchronised; corrected the timestamps of %d undelivered events", fixed)
         self._was_synced = synced
+        if time.monotonic() >= self._clock_saved + CLOCK_SAVE_S:
+            self.clock.save()
+            self._clock_saved = time.monotonic()
 
     def start(self) -> None:
         self.outbox.set_meta("pid", str(os.getpid()))
@@ -302,6 +312,7 @@ class Gateway:
     def stop(self) -> None:
         for part in reversed(self.parts):
             part.stop()
+        self.clock.save()
         self.outbox.set_meta("pid", "")
         self.outbox.close()
         self.uploader.close()

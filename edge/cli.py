@@ -41,8 +41,13 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _restart(code: int) -> int:
-    """Start `yimen` afresh in this process (same pid, so systemd and tests see one gateway);
-    if that fails, exit with `code` and let systemd start it again."""
+    """Start `yimen` afresh. Under systemd, exit with `code` (75) and let `Restart=` start it
+    again: systemd then sees a restart, not a stop that never ends (an exec after STOPPING=1
+    is killed when TimeoutStopSec runs out). Run by hand or by tests, re-execute in this
+    process (same pid); if that fails, exit with `code` all the same."""
+    if systemd.under_systemd():
+        print(f"yimen: restarting: exit {code}, systemd starts the gateway again", file=sys.stderr)
+        return code
     for listener in _log_listeners:
         listener.stop()  # exec skips atexit: flush the log first
     try:
@@ -59,10 +64,15 @@ def _enrol(path: Path) -> bool:
 
     from provisioning import enrol
 
-    stop = threading.Event()
+    stop, done = threading.Event(), threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    return enrol.run(path, stop)
+    # Waiting for a claim may take days: up to systemd, not a start that times out.
+    systemd.ready_while("enrolling: looking for a claim", done)
+    try:
+        return enrol.run(path, stop)
+    finally:
+        done.set()
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

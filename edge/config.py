@@ -11,11 +11,12 @@ no module ever sees the raw dict.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import tomlkit
 
+from edge import configlayers
 from edge.configfile import ConfigError, Section, redact
 from edge.screen import ScreenConfig, parse_screen
 from edge.station.config import StationSettings, parse_station
@@ -92,6 +93,9 @@ class Config:
     media: MediaConfig = field(default_factory=MediaConfig)
     update: UpdateConfig = field(default_factory=UpdateConfig)
     screen: ScreenConfig | None = None  # the hall's calling screen (edge/screen.py)
+    # The installer's file and the station's own laid over it, and which set what; None when
+    # the config was parsed from a document rather than loaded from its files.
+    layers: configlayers.Layers | None = None
 
 
 def _station(section: Section) -> StationConfig:
@@ -180,27 +184,28 @@ def parse(doc: dict, source: str) -> Config:
 
 
 def load(path: str | Path) -> Config:
-    """Read and check a config file; every problem is a ConfigError a person can act on."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse(doc, str(path))
+    """Read and check the installer's config file with the station's own file laid over it
+    (edge/configlayers.py); every problem is a ConfigError a person can act on."""
+    layers = configlayers.read(Path(path))
+    return replace(parse(layers.doc, str(path)), layers=layers)
+
+
+def effective_text(config: Config) -> str:
+    """The config as the gateway runs it: the installer's file as written, or, once the station
+    has written its own, both merged into one document."""
+    layers = config.layers
+    if layers is None or layers.local is None or layers.local not in layers.set_by():
+        return config.source.read_text(encoding="utf-8")
+    return tomlkit.dumps(layers.doc)
 
 
 def redacted_text(config: Config) -> str:
-    """The config file as parsed, secrets blanked (`configfile.redact`): safe to send to the county.
+    """The config as parsed (the installer's file with the station's own laid over it), secrets
+    blanked (`configfile.redact`): safe to send to the county.
 
     Written out again from the parsed document rather than edited as text: a comment may hold
     an old password and a multi-line string spans lines, so no pattern on the text is safe."""
-    doc = tomllib.loads(config.source.read_text(encoding="utf-8"))
+    doc = config.layers.doc if config.layers is not None else tomllib.loads(config.source.read_text(encoding="utf-8"))
     return tomlkit.dumps(redact(doc))
 
 

@@ -1,31 +1,32 @@
 """`config-set`, `bind-unit` and `restart`: a new config from the county, applied by a restart, undone if it fails.
 
-The new text is checked with the same parser the gateway starts with, and must keep the
-station's identity and storage. The old file is kept beside it (`<config>.previous`) and a
-small state file (`<config>.pending.json`) says a change is on trial. At every start with a
-change on trial:
+The new text becomes the station's own file (`<storage>/local.toml`, laid over the installer's
+read-only file: edge/configlayers.py); it is checked with the same parser the gateway starts
+with, merged as it will be, and must keep the station's identity and storage. The old station
+file is kept beside it (`local.toml.previous`) and a small state file (`local.toml.pending.json`)
+says a change is on trial. At every start with a change on trial:
 
 - the config does not load, or this is the third start in a row with it: roll back now;
 - the gateway reaches the broker: the change is confirmed, the state file removed;
 - `confirm_s` passes without reaching the broker: roll back and restart.
 
-Each outcome is reported to the county as a `config` event. The files sit beside the config
-because a config that cannot be parsed does not say where storage is.
+Each outcome is reported to the county as a `config` event. Where they all are comes from the
+installer's file alone, which no command changes: a bad station file cannot hide them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from edge import config as config_mod
 from edge.configfile import ConfigError
+from edge.configlayers import LOCAL_NAME, atomic_write, local_for
+from edge.configlayers import read as read_layers
 from edge.events import NewEvent, Priority
 from mqtt.commands import Arg, Command, CommandError
 from peripherals.window_unit import binding
@@ -49,18 +50,6 @@ def _outcome_path(config: Path) -> Path:
     return config.with_name(config.name + ".outcome.json")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Replace a file so that a power cut leaves the old or the new one, never half; keeps its mode."""
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-
-
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         doc = json.loads(path.read_text())
@@ -70,27 +59,28 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def rollback(config: Path, reason: str) -> None:
-    """Put the previous config back and note why; the caller starts (or restarts) with it."""
+    """Put the previous station file back and note why; the caller starts (or restarts) with it."""
     previous = _previous_path(config)
     log.error("config change rolled back: %s", reason)
-    _atomic_write(config, previous.read_bytes())
-    _atomic_write(_outcome_path(config), json.dumps({"result": "rolled-back", "reason": reason}).encode())
+    atomic_write(config, previous.read_bytes())
+    atomic_write(_outcome_path(config), json.dumps({"result": "rolled-back", "reason": reason}).encode())
     _pending_path(config).unlink(missing_ok=True)
     previous.unlink(missing_ok=True)
 
 
-def check_at_start(config: Path) -> None:
+def check_at_start(base: Path) -> None:
     """Before the config is loaded: count this start against a change on trial; roll back a bad one."""
-    pending = _read_json(_pending_path(config))
-    if pending is None:
+    config = local_for(base)
+    pending = None if config is None else _read_json(_pending_path(config))
+    if config is None or pending is None:
         return
     pending["starts"] = pending.get("starts", 0) + 1
-    _atomic_write(_pending_path(config), json.dumps(pending).encode())
+    atomic_write(_pending_path(config), json.dumps(pending).encode())
     if pending["starts"] > MAX_TRIAL_STARTS:
         rollback(config, f"the gateway did not come back after {MAX_TRIAL_STARTS} starts with the new config")
         return
     try:
-        config_mod.load(config)
+        config_mod.load(base)
     except ConfigError as exc:
         rollback(config, f"the new config does not load: {exc}")
 
@@ -103,6 +93,8 @@ class ConfigChanges:
         self._emit = emit
         self._restart = restart
         self._started = time.monotonic()
+        # The station's own file, which these commands write; its state files sit beside it.
+        self.local = config.storage.path / LOCAL_NAME
 
     def commands(self) -> list[Command]:
         return [
@@ -132,7 +124,7 @@ class ConfigChanges:
 
     def _bind_unit(self, args: dict[str, Any]) -> dict[str, Any]:
         try:
-            text, replaced = binding.bind(self.config.source.read_text(encoding="utf-8"), args["uid"], args["window"])
+            text, replaced = binding.bind(config_mod.effective_text(self.config), args["uid"], args["window"])
         except binding.BindError as exc:
             raise CommandError("bad-request", f"{exc}; nothing changed") from None
         log.info("bind-unit: unit %s to window %d", args["uid"], args["window"])
@@ -141,13 +133,11 @@ class ConfigChanges:
     def _apply(self, text: str, confirm_s: float | None) -> dict[str, Any]:
         """Check a new config as the gateway would load it, keep the old one, write it; the
         command's `after` restarts the gateway, and the trial decides whether it stays."""
-        source = self.config.source
-        if _pending_path(source).exists():
+        local = self.local
+        if _pending_path(local).exists():
             raise CommandError("bad-request", "a config change is still on trial; wait for its `config` event")
         try:
-            new = config_mod.parse(tomllib.loads(text), str(source))
-        except tomllib.TOMLDecodeError as exc:
-            raise CommandError("bad-request", f"not valid TOML: {exc}") from None
+            new = config_mod.parse(read_layers(self.config.source, local_text=text).doc, str(self.config.source))
         except ConfigError as exc:
             raise CommandError("bad-request", f"config refused, nothing changed: {exc}") from None
         old = self.config
@@ -159,25 +149,26 @@ class ConfigChanges:
             if before != after:
                 raise CommandError("bad-request", f"{what} cannot be changed remotely ({before} -> {after})")
         confirm_s = float(DEFAULT_CONFIRM_S if confirm_s is None else confirm_s)
-        _atomic_write(_previous_path(source), source.read_bytes())
-        _atomic_write(_pending_path(source), json.dumps({"confirm_s": confirm_s, "starts": 0}).encode())
-        _atomic_write(source, text.encode())
-        log.info("new config written to %s; restarting to apply it", source)
+        # No station file yet: the previous one is an empty one, which lays nothing over the installer's.
+        atomic_write(_previous_path(local), local.read_bytes() if local.exists() else b"")
+        atomic_write(_pending_path(local), json.dumps({"confirm_s": confirm_s, "starts": 0}).encode())
+        atomic_write(local, text.encode())
+        log.info("new config written to %s; restarting to apply it", local)
         return {"restarting": True, "confirm_s": confirm_s}
 
     def report_outcome(self) -> None:
         """At start: tell the county what became of the last change, once."""
-        outcome = _read_json(_outcome_path(self.config.source))
+        outcome = _read_json(_outcome_path(self.local))
         if outcome is not None:
             self._emit(NewEvent("config", Priority.NORMAL, outcome))
-            _outcome_path(self.config.source).unlink(missing_ok=True)
+            _outcome_path(self.local).unlink(missing_ok=True)
 
     def watch(self, connected: bool) -> None:
         """Called periodically: confirm a change on trial once connected, undo it past its deadline."""
-        source = self.config.source
+        source = self.local
         pending = _read_json(_pending_path(source))
-        if pending is None:
-            return
+        if pending is None or not pending.get("starts"):
+            return  # no change on trial, or this process wrote it and has yet to restart onto it
         if connected:
             _pending_path(source).unlink(missing_ok=True)
             _previous_path(source).unlink(missing_ok=True)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 
+from edge import configlayers, features
 from edge import status as gateway_status
 from edge.clock import ClockSource
 from edge.config import Config, load
@@ -108,6 +109,8 @@ def check_config(path: Path) -> tuple[list[Finding], Config | None]:
         )
     if not findings:
         findings.append(ok("config", f"{path}: station {cfg.station.id}, county {cfg.station.county}"))
+    if cfg.layers is not None:
+        findings.append(ok("config files", "; ".join(configlayers.describe(cfg.layers))))
     return findings, cfg
 
 
@@ -609,8 +612,23 @@ def check_printer(cfg: Config, user: str) -> list[Finding]:
     ]
 
 
+def check_features(cfg: Config, _user: str) -> list[Finding]:
+    """Each configured feature's libraries import and its programs are installed (edge/features.py)."""
+    found = []
+    for need in features.needs(cfg):
+        why = features.missing(need)
+        what = f"{need.feature} needs {need.name}"
+        found.append(ok("libraries", f"{what}: present") if why is None else problem("libraries", why, what, need.fix))
+    return found
+
+
 # Each configured kind of peripheral adds its check here; each gets the config and the service user.
-PERIPHERAL_CHECKS: list[Callable[[Config, str], list[Finding]]] = [check_cameras, check_window_units, check_printer]
+PERIPHERAL_CHECKS: list[Callable[[Config, str], list[Finding]]] = [
+    check_features,
+    check_cameras,
+    check_window_units,
+    check_printer,
+]
 
 
 def run(config_path: Path, user: str | None = None, out: Callable[[str], None] = print) -> int:

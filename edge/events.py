@@ -43,7 +43,12 @@ class Clock:
 
     SYNCED = "synced"
     UNSYNCED = "unsynced"
+    # Not synced, and earlier than a time this station saw before (a power cut, no network):
+    # stamped with that time counted on instead (edge/clock.py).
+    BEHIND = "behind"
     CORRECTED = "corrected"
+    # Re-stamped from the monotonic clock once synced; these two are, until then.
+    UNTRUSTED = (UNSYNCED, BEHIND)
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,7 @@ _SCHEMA = {
     "payload": bytes,
     "size": int,
     "created": float,  # unix time of the append, by the local clock
-    "clock": str,  # synced | unsynced | unsynced-sent | corrected (unsynced-sent: never correct)
+    "clock": str,  # synced | unsynced | behind | unsynced-sent | corrected (unsynced-sent: never correct)
     "mono_ns": int,
     "boot": str,
     "delivered": float,  # unix time of the PUBACK; NULL while undelivered
@@ -355,10 +355,11 @@ class Outbox:
 
     def _commit(self, batch: list[_Append]) -> list[Event]:
         now = self._now()
-        synced = self._clock.synced()
+        stamp, clock = self._clock.reading()
+        if clock == Clock.BEHIND:
+            now = max(now, stamp)  # never before a moment this station has already seen
         mono = time.monotonic_ns()
         ts = format_ts(datetime.fromtimestamp(now).astimezone())
-        clock = Clock.SYNCED if synced else Clock.UNSYNCED
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -459,7 +460,7 @@ class Outbox:
                     (limit,),
                 )
             rows = cur.fetchall()
-            unsynced = [r[0] for r in rows if r[4] == Clock.UNSYNCED]
+            unsynced = [r[0] for r in rows if r[4] in Clock.UNTRUSTED]
             if unsynced:
                 # Once sent, a stamp is frozen: a re-send must be byte-identical to the first.
                 marks = ",".join("?" * len(unsynced))
@@ -511,7 +512,8 @@ class Outbox:
         monotonic clock, marking them `corrected`. Returns how many were corrected."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT seq, payload, mono_ns FROM events WHERE clock = 'unsynced' AND boot = ?", (self._boot,)
+                "SELECT seq, payload, mono_ns FROM events WHERE clock IN ('unsynced', 'behind') AND boot = ?",
+                (self._boot,),
             ).fetchall()
             updates = []
             for seq, payload, mono_ns in rows:

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from edge import configlayers
 from edge.config import Config
 from edge.outbox import read_stats
 
@@ -62,6 +63,8 @@ def read(config: Config) -> dict[str, Any]:
         "gateway": f"running (pid {pid})" if running else "stopped",
         "outbox": str(path),
         "outbox_problem": problem,
+        # Which file set which value: the installer's, or the station's own laid over it.
+        "config_files": configlayers.describe(config.layers) if config.layers is not None else [],
         **stats,
         "broker": {
             "address": f"{config.broker.host}:{config.broker.port}",
@@ -90,5 +93,6 @@ def render(status: dict[str, Any]) -> str:
     ]
     if status["outbox_problem"]:
         lines.insert(1, "PROBLEM: " + status["outbox_problem"])
+    lines += [f"config {line}" for line in status.get("config_files", [])]
     lines += [f"  parked seq {p['seq']} ({p['kind']}): {p['reason']}" for p in status["parked"]["events"]]
     return "\n".join(lines)

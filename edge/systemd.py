@@ -24,6 +24,11 @@ from collections.abc import Callable
 log = logging.getLogger("yimen.systemd")
 
 
+def under_systemd() -> bool:
+    """Started by systemd as a notify service (it gave us a socket to report to)."""
+    return bool(os.environ.get("NOTIFY_SOCKET"))
+
+
 def notify(message: str) -> bool:
     """Send one sd_notify message (e.g. "READY=1"); False when not run by systemd or it failed."""
     address = os.environ.get("NOTIFY_SOCKET")
@@ -111,6 +116,21 @@ class Watchdog:
                 log.error("unhealthy: %s; no longer telling systemd we are alive, so it restarts us", problem)
                 notify(f"STATUS=unhealthy: {problem}")
             self._failing = problem
+
+
+def ready_while(what: str, stop: threading.Event) -> None:
+    """A phase that may last (enrolment waiting for a claim for days): tell systemd we are up
+    and what we are doing, and keep the watchdog fed until `stop` is set, from a thread."""
+    notify(f"READY=1\nSTATUS={what}")
+    interval = watchdog_interval()
+    if interval is None:
+        return
+
+    def feed() -> None:
+        while not stop.wait(interval / 4):
+            notify("WATCHDOG=1")
+
+    threading.Thread(target=feed, name="yimen-watchdog-enrol", daemon=True).start()
 
 
 # Python levels to the syslog priorities that journald reads from a "<N>" line prefix.

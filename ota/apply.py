@@ -202,6 +202,7 @@ def _install(layout: Layout, manifest: release.Manifest, files: Path) -> None:
             raise InstallError(f"{' '.join(cmd[:4])} failed: {(result.stderr or result.stdout).strip()[-1500:]}")
     if result.stdout.split() != ["yimen", manifest.version]:
         raise InstallError(f"the new venv says {result.stdout.strip()!r}, not 'yimen {manifest.version}'")
+    (target / ".complete").touch()  # as install.sh marks a venv it finished building
     sync_dir(target)
 
 

@@ -1,17 +1,18 @@
 """The `[provisioning]` section: where a station without an identity looks for its claim.
 
 A Pi's image ships a config with `[provisioning]` and `[storage]` and no `[station]`; its
-first `yimen run` enrols and writes `[station]` and `[broker]` into the same file. The section
-stays, so that a station whose login is later refused can enrol again from a new claim.
+first `yimen run` enrols and writes `[station]` and `[broker]` into the station's own file laid
+over it (edge/configlayers.py). The section stays, so that a station whose login is later
+refused can enrol again from a new claim.
 """
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.configfile import Section
+from edge import configlayers
+from edge.configfile import ConfigError, Section
 
 # The boot partition (what an installer can write from any laptop) and USB sticks, however
 # the desktop or udisks mounted them.
@@ -40,8 +41,8 @@ def needs_enrolment(path: Path) -> bool:
 
     Here rather than in enrol.py so that an enrolled gateway's start never imports the crypto."""
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        doc = configlayers.read(path).doc
+    except ConfigError:
         return False  # config.load reports it properly
     return "provisioning" in doc and "station" not in doc
 

@@ -6,8 +6,9 @@ key pair (the private key is written 0600 under `<storage>/identity/` and never 
 the registrar over TLS with the claim's own one-time login, having checked that the broker's
 chain holds the county CA named in the claim (`tlspin`), and opens the sealed reply with its
 key. It then stores the broker password 0600 and the county CA, writes `[station]` and
-`[broker]` (TLS against that CA) into its config file atomically, and the caller restarts the
-gateway under that identity.
+`[broker]` (TLS against that CA) into the station's own config file (`<storage>/local.toml`,
+laid over the installer's read-only file: edge/configlayers.py) atomically, and the caller
+restarts the gateway under that identity.
 
 A claim this station already used or that the registrar refused is remembered (by hash) and
 not tried again, so a station whose login was revoked waits for a new claim instead of
@@ -28,7 +29,6 @@ import socket
 import ssl
 import threading
 import time
-import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge import __version__
+from edge import __version__, configlayers
 from edge import config as config_mod
 from edge.configfile import ConfigError
 from mqtt import topics
@@ -64,11 +64,7 @@ _CLAIM_GONE = (0x86, 0x87)
 
 def load(path: Path) -> config_mod.Config:
     """The config, checked as a whole; before enrolment its identity is a stand-in."""
-    text = path.read_text(encoding="utf-8")
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    doc = configlayers.read(path).doc
     if "station" not in doc:
         if "broker" in doc:
             raise ConfigError(f"{path}: [broker] before enrolment: remove it; the claim names the county's broker")
@@ -311,13 +307,15 @@ def _toml_str(value: str) -> str:
 
 
 def write_identity(path: Path, cfg: config_mod.Config, secret: dict[str, Any], token: str) -> None:
-    """Store the password 0600 and rewrite the config with this station's `[station]` and `[broker]`."""
+    """Store the password 0600 and write this station's `[station]` and `[broker]` into its own file."""
     identity = identity_dir(cfg)
     station, broker = secret["station"], secret["broker"]
     password_file = identity / "broker-password"
     _write_private(password_file, broker["password"].encode())
     store_release_keys(identity / "release-keys", secret.get("release_keys", []))  # ota/: what the county signs
-    base = _without_tables(path.read_text(encoding="utf-8"), {"station", "broker"}).rstrip()
+    local = cfg.storage.path / configlayers.LOCAL_NAME
+    before = local.read_text(encoding="utf-8") if local.exists() else ""
+    base = _without_tables(before, {"station", "broker"}).rstrip()
     text = (
         f"{base}\n\n# Written by enrolment, {time.strftime('%Y-%m-%d %H:%M:%S %z')}: see README, Enrolling a station\n"
         f"[station]\nid = {_toml_str(station['id'])}\ncounty = {_toml_str(station['county'])}\n"
@@ -325,15 +323,12 @@ def write_identity(path: Path, cfg: config_mod.Config, secret: dict[str, Any], t
         f"[broker]\nhost = {_toml_str(broker['host'])}\nport = {int(broker['port'])}\n"
         f"username = {_toml_str(broker['username'])}\npassword_file = {_toml_str(str(password_file))}\n"
         f"tls = true\nca_file = {_toml_str(str(county_ca_path(identity)))}\n"
-    )
-    config_mod.parse(tomllib.loads(text), str(path))  # never write a config the gateway cannot start with
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    ).lstrip()
+    # Never write a config the gateway cannot start with.
+    config_mod.parse(configlayers.read(path, local_text=text).doc, str(path))
+    configlayers.atomic_write(local, text.encode())
     _remember(identity, token, f"enrolled {station['id']} {time.time():.0f}")
-    log.info("enrolled: station %s of county %s; config written to %s", station["id"], station["county"], path)
+    log.info("enrolled: station %s of county %s; config written to %s", station["id"], station["county"], local)
 
 
 def run(path: Path, stop: threading.Event) -> bool:

@@ -443,7 +443,7 @@ class Service:
         except protocol.ProtocolError as exc:
             self._refuse(topic_claim, protocol.reply_request_id(payload), exc.code, exc.message)
             return
-        claim = self.registry.claim(req.token, time.time())
+        claim = self.registry.claim(req.token, time.time(), req.public_key)
         if claim.code != "ok":
             self._refuse(topic_claim, req.request, claim.code, _REFUSALS[claim.code])
             return

@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS tokens (
     void INTEGER NOT NULL DEFAULT 0,  -- superseded by a newer token, or the station was revoked
     claim TEXT,                       -- the claim's id: its login is protocol.enrol_login(county, claim)
     confirmed_at REAL,                -- the station was seen online under its own login
-    login_gone INTEGER NOT NULL DEFAULT 0  -- the claim's login was deleted from the broker
+    login_gone INTEGER NOT NULL DEFAULT 0,  -- the claim's login was deleted from the broker
+    used_by TEXT                      -- the public key of the station that used it
 );
 """
 
@@ -81,6 +82,9 @@ class Registry:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(tokens)")}
+        if "used_by" not in columns:  # a registry made before enrolment could be retried
+            self._db.execute("ALTER TABLE tokens ADD COLUMN used_by TEXT")
 
     def close(self) -> None:
         self._db.close()
@@ -143,29 +147,38 @@ class Registry:
                 (token_hash(token), station, now, expires_at, claim),
             )
 
-    def claim(self, token: str, now: float) -> Claim:
-        """Consume a token if it is good; otherwise say why not. At most one caller ever gets "ok"."""
+    def claim(self, token: str, now: float, public_key: str) -> Claim:
+        """Consume a token if it is good; otherwise say why not. At most one station key ever gets
+        "ok" for a token, but that key gets it again until the station is heard from with the
+        login it was given (`confirmed`): a station whose power went between the county's answer
+        and its own write asks again with the same key and claim, and is not stranded. Only the
+        holder of that key can open the answer."""
         digest = token_hash(token)
         with self._tx():
             won = self._db.execute(
-                "UPDATE tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL AND void = 0 AND expires_at > ?",
-                (now, digest, now),
+                "UPDATE tokens SET used_at = ?, used_by = ? "
+                "WHERE hash = ? AND used_at IS NULL AND void = 0 AND expires_at > ?",
+                (now, public_key, digest, now),
             ).rowcount
-            row = self._db.execute("SELECT station, used_at, void, claim FROM tokens WHERE hash = ?", (digest,))
+            row = self._db.execute(
+                "SELECT station, used_at, void, claim, used_by, confirmed_at FROM tokens WHERE hash = ?", (digest,)
+            )
             found = row.fetchone()
         if found is None:
             return Claim(None, "token-unknown")
-        station, used_at, void, claim = found
+        station, used_at, void, claim, used_by, confirmed_at = found
         if won:
             return Claim(station, "ok", claim)
         if void:
             return Claim(station, "token-void", claim)
+        if used_at is not None and used_by == public_key and confirmed_at is None:
+            return Claim(station, "ok", claim)
         return Claim(station, "token-used" if used_at is not None else "token-expired", claim)
 
     def unclaim(self, token: str) -> None:
         """Give a token back: the enrolment it was claimed for failed on the county's side."""
         with self._tx():
-            self._db.execute("UPDATE tokens SET used_at = NULL WHERE hash = ?", (token_hash(token),))
+            self._db.execute("UPDATE tokens SET used_at = NULL, used_by = NULL WHERE hash = ?", (token_hash(token),))
 
     def enrolled(self, station: str, username: str, serial: str, public_key: str, inventory: dict[str, Any]) -> None:
         with self._tx():

@@ -106,6 +106,7 @@ class Station:
         printer: Printer,
         announcer: Announcer | None = None,
         now: Callable[[], datetime] = local_now,
+        day_known: Callable[[], bool] = lambda: True,
         tick_s: float = 1.0,
     ) -> None:
         self._settings = settings
@@ -113,6 +114,9 @@ class Station:
         self._printer = printer
         self._announcer = announcer
         self._now = now
+        # False while the clock is not synced: then the day goes on (edge/clock.py), its ticket
+        # numbers too, rather than a new day begun on a clock that cannot know the date.
+        self._day_known = day_known
         self._tick_s = tick_s
         self._queue = Queue(settings, station_id)
         self._ratings = Ratings(settings, self._queue)
@@ -331,7 +335,7 @@ class Station:
     def _due(self, now: datetime, change: Change) -> None:
         today = now.date().isoformat()
         self._ratings.expire_reasons(self._state, change, now)
-        if self._state.day != today:
+        if self._state.day != today and self._day_known():
             self._queue.end_day(self._state, change, now)
             self._clerks.end_day(self._state, change, now)
         self._queue.close_categories(self._state, change, now)

@@ -90,7 +90,8 @@ windows = [1, 2, 3]
         unit.shutdown()
         line.close()
     assert [c["window"] for c in calls()] == [2], "the call came from the window the unit was bound to"
-    text = gw.config.read_text()
-    assert "# window 2 gets its unit by command" in text, "the installer's comments survive the edit"
+    assert gw.config.read_bytes() == before, "the binding goes to the station's own file"
+    text = (gw.config.parent / "state" / "local.toml").read_text()
+    assert "# window 2 gets its unit by command" in text, "the installer's comments survive the first edit"
     window2 = next(w for w in tomllib.loads(text)["windows"] if w["number"] == 2)
     assert window2 == {"number": 2, "unit": "auto", "uid": STRANGER}

@@ -72,10 +72,12 @@ def claim(county: County, station: str, tmp_path: Path, hours: float | None = No
     return protocol.ProvisioningFile.from_bytes(issued.file.read_bytes())
 
 
-def ask(found: protocol.ProvisioningFile, identity: Path, token: str | None = None) -> tuple[dict[str, Any], Any]:
+def ask(
+    found: protocol.ProvisioningFile, identity: Path, token: str | None = None, key: Any = None
+) -> tuple[dict[str, Any], Any]:
     """Enrol as a Pi would (TLS pinned to the claim's CA, the claim's own login), without a
-    gateway: returns the opened reply and the key."""
-    key = protocol.new_key()
+    gateway: returns the opened reply and the key (a new one unless given)."""
+    key = key or protocol.new_key()
     req = protocol.Request(
         request=secrets.token_hex(16),
         token=token or found.token,
@@ -143,8 +145,10 @@ def test_a_new_pi_enrols_reconnects_as_itself_and_can_be_revoked_and_replaced(
     wait_until(lambda: connection(gw) == "connected", 30, "the new station to enrol and connect")
     pid = gw.proc.pid
 
-    text = config.read_text()
+    installer = config.read_bytes()
+    text = (tmp_path / "state" / "local.toml").read_text()
     assert f'id = "{STATION}"' in text and "password_file" in text and "password =" not in text
+    assert config.read_bytes() == installer, "enrolment writes the station's own file, never the installer's"
     assert "tls = true" in text and "county-ca.pem" in text, "it enrolled over TLS and stays on it"
     identity = tmp_path / "state" / "identity"
     for secret in ("key.pem", "broker-password"):
@@ -237,6 +241,35 @@ def test_bad_claims_are_refused(tmp_path: Path, county: County, case: str) -> No
         ask(found, tmp_path / "pi", token)
     assert refused.value.code == code
     assert (county.registrar.registry.station(STATION) or {})["state"] != "enrolled" or case == "used-twice"
+
+
+def test_a_station_that_lost_the_answer_asks_again_until_it_is_heard_from(tmp_path: Path, county: County) -> None:
+    """A power cut between the county's answer and the station's write: same key, same claim,
+    new credentials (the first ones stop working); once the station is online, never again."""
+    found = claim(county, STATION, tmp_path)
+    key = protocol.new_key()
+    pi = tmp_path / "pi"
+    lost = ask(found, pi, key=key)[0]["broker"]
+    again = ask(found, pi, key=key)[0]["broker"]
+    assert again["username"] == lost["username"] and again["password"] != lost["password"]
+    with pytest.raises(protocol.ProtocolError) as other:
+        ask(found, tmp_path / "other")  # anyone else with the claim, even now
+    assert other.value.code == "token-used"
+    stale = Probe(county.port, lost["username"], lost["password"], client_id=lost["username"])
+    assert stale.connack.value == 0x87, "the lost answer's password is dead (not authorized)"
+    stale.close()
+    station = Probe(county.port, again["username"], again["password"], client_id=again["username"])
+    try:
+        assert station.connack.value == 0
+        status = topics.status_topic(COUNTY, STATION)
+        station.client.publish(status, json.dumps({"state": "online"}).encode(), qos=1, retain=True)
+        wait_until(lambda: (county.registrar.list()[0]["last_status"] or {}).get("state") == "online", 10, "status")
+    finally:
+        station.close()
+    # Confirmed: the claim is spent (its one-time login is deleted too, so the broker refuses it).
+    with pytest.raises(protocol.ProtocolError) as spent:
+        ask(found, pi, key=key)
+    assert spent.value.code in ("token-used", "login-refused"), spent.value
 
 
 def test_a_revoked_station_cannot_reconnect(tmp_path: Path, county: County) -> None:

@@ -62,17 +62,21 @@ def test_a_bad_provisioning_file_says_what_is_wrong(data: bytes, message: str) -
 
 
 def test_a_claim_is_consumed_once(tmp_path: Path) -> None:
+    """By one station key, which may ask again until that station is heard from online."""
     reg = Registry(tmp_path / "r.db", create=True)
     reg.add_token("hy-0001", "", "t1", time.time() + 60, "00000000000000a1")
-    assert reg.claim("t1", time.time()).code == "ok"
-    assert reg.claim("t1", time.time()).code == "token-used"
+    assert reg.claim("t1", time.time(), "key-a").code == "ok"
+    assert reg.claim("t1", time.time(), "key-b").code == "token-used", "another key never"
+    assert reg.claim("t1", time.time(), "key-a").code == "ok", "the same key again: its power went"
+    assert reg.confirm("hy-0001") == 1  # heard from online under its own login
+    assert reg.claim("t1", time.time(), "key-a").code == "token-used", "confirmed: spent for good"
     reg.unclaim("t1")  # the county's side failed: the claim may be tried again
-    assert reg.claim("t1", time.time()).code == "ok"
+    assert reg.claim("t1", time.time(), "key-a").code == "ok"
     reg.add_token("hy-0002", "", "t2", time.time() + 60, "00000000000000a2")
-    assert reg.claim("t2", time.time() + 120).code == "token-expired"
+    assert reg.claim("t2", time.time() + 120, "key-a").code == "token-expired"
     reg.add_token("hy-0002", "", "t3", time.time() + 60, "00000000000000a3")
-    assert reg.claim("t2", time.time()).code == "token-void"
-    assert reg.claim("nope", time.time()).code == "token-unknown"
+    assert reg.claim("t2", time.time(), "key-a").code == "token-void"
+    assert reg.claim("nope", time.time(), "key-a").code == "token-unknown"
     assert (tmp_path / "r.db").stat().st_mode & 0o077 == 0
 
 
@@ -114,10 +118,12 @@ def test_enrolment_rewrites_only_station_and_broker(tmp_path: Path) -> None:
     }
     enrol.write_identity(path, cfg, secret, "tok")
     enrol.write_identity(path, enrol.load(path), {**secret, "station": {**secret["station"], "name": "b"}}, "tok2")
-    text = path.read_text()
-    assert text.count("[station]") == 1 and text.count("[broker]") == 1 and "[provisioning]" in text
+    installer = path.read_text()
+    text = (tmp_path / "state" / "local.toml").read_text()
+    assert text.count("[station]") == 1 and text.count("[broker]") == 1 and "[provisioning]" not in text
     loaded = config_mod.load(path)
     assert loaded.station.name == "b" and loaded.broker.password == "pw" and "pw" not in text
+    assert "[station]" not in installer, "the installer's file is never written"
     assert loaded.broker.tls and loaded.broker.ca_file == enrol.county_ca_path(enrol.identity_dir(cfg))
 
 

@@ -125,6 +125,7 @@ class Harness:
         speak: Any = None,
     ) -> None:
         self.directory = directory
+        self.day_known = True  # False: the clock is not synced (edge/clock.py)
         self.clock = clock
         self.config = config or settings()
         self.printer = printer or NoPrinter()
@@ -148,6 +149,7 @@ class Harness:
             printer=self.printer,
             announcer=announcer,
             now=self.clock,
+            day_known=lambda: self.day_known,
             tick_s=3600,  # the test ticks by hand
         )
         self.station.on_led(lambda window, light: self.lights.append((window, light)))
