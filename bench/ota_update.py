@@ -106,7 +106,7 @@ def main() -> None:
     pub = release.keygen(key)
     trusted = tmp / "keys"
     trusted.mkdir()
-    (trusted / "county.pub").write_text(pub.read_text())
+    (trusted / "county.pem").write_text(pub.read_text())
     releases = tmp / "releases"
     rels = {v: build_release(tmp, releases, key, v) for v in ("5.0.0", "5.1.0", "5.2.0")}
     sizes = {v: build.open_release(r)[0].total_bytes for v, r in rels.items()}

@@ -131,7 +131,7 @@ def pin_enrolment_keys(layout: Layout) -> None:
     time the updater sees them, and never again. Root never trusts a file the gateway can still
     change: a gateway taken over later cannot plant a key to get its code run as root. A county
     that rotates its key gives the new one to the installer (/etc/yimen/release-keys)."""
-    if any(layout.pinned_keys.glob("*.pub")):
+    if any(layout.pinned_keys.glob("*.pem")):
         return
     found = release.load_trusted(layout.state / "identity" / "release-keys")
     if not found:
@@ -140,7 +140,7 @@ def pin_enrolment_keys(layout: Layout) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(mode=0o755)
     for n, key in enumerate(found):
-        (tmp / f"enrolment-{n}.pub").write_text(release.public_text(key) + "\n")
+        (tmp / f"enrolment-{n}.pem").write_text(release.public_text(key) + "\n")
     shutil.rmtree(layout.pinned_keys, ignore_errors=True)
     os.replace(tmp, layout.pinned_keys)
     sync_dir(layout.work)

@@ -98,27 +98,29 @@ def version_key(version: str) -> tuple:
 
 
 def public_text(public: Ed25519PublicKey) -> str:
-    """A public key as one line of text: what installers and the enrolment reply carry."""
+    """A public key as PEM (SubjectPublicKeyInfo): what install.sh --release-key checks with
+    openssl, and what the enrolment reply carries."""
     from cryptography.hazmat.primitives import serialization
 
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return "ed25519:" + base64.b64encode(raw).decode()
+    pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return pem.decode().strip()
 
 
 def parse_public(text: str) -> Ed25519PublicKey:
+    """An Ed25519 public key in PEM; ValueError says what else it is."""
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    text = text.strip()
-    if not text.startswith("ed25519:"):
-        raise ValueError("a release key is one line 'ed25519:<base64 of 32 bytes>'")
-    raw = base64.b64decode(text[len("ed25519:") :], validate=True)
-    if len(raw) != 32:
-        raise ValueError(f"a release key is 32 bytes, this one is {len(raw)}")
-    return Ed25519PublicKey.from_public_bytes(raw)
+    if len(text) > 4096 or "-----BEGIN PUBLIC KEY-----" not in text:
+        raise ValueError("a release key is an Ed25519 public key in PEM (-----BEGIN PUBLIC KEY-----)")
+    key = serialization.load_pem_public_key(text.strip().encode())
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError(f"a release key must be Ed25519, not {type(key).__name__}")
+    return key
 
 
 def keygen(private_path: Path) -> Path:
-    """A new county release key: the private key (PEM, 0600) and `<name>.pub` beside it."""
+    """A new county release key: the private key (PEM, 0600) and `<name>.pem`, its public key, beside it."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -129,7 +131,7 @@ def keygen(private_path: Path) -> Path:
     fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(pem)
-    pub = private_path.with_suffix(".pub")
+    pub = private_path.with_suffix(".pem")
     pub.write_text(public_text(key.public_key()) + "\n")
     return pub
 
@@ -145,10 +147,11 @@ def load_private(path: Path) -> Ed25519PrivateKey:
 
 
 def load_trusted(*dirs: Path) -> list[Ed25519PublicKey]:
-    """Every `*.pub` in the given directories; a file that is not a key is skipped with no trust."""
+    """Every file in the given directories that is an Ed25519 public key in PEM (install.sh keeps the
+    name it was given: county-2026.pem, county.pub, ...); anything else there is skipped, with no trust."""
     keys = []
     for directory in dirs:
-        for path in sorted(directory.glob("*.pub")) if directory.is_dir() else []:
+        for path in sorted(p for p in directory.iterdir() if p.is_file()) if directory.is_dir() else []:
             try:
                 keys.append(parse_public(path.read_text()))
             except (ValueError, OSError):
@@ -157,16 +160,16 @@ def load_trusted(*dirs: Path) -> list[Ed25519PublicKey]:
 
 
 def store_release_keys(directory: Path, keys: object) -> None:
-    """The keys a sealed enrolment reply carried, as `county-<n>.pub`; anything else there is
+    """The keys a sealed enrolment reply carried, as `county-<n>.pem`; anything else there is
     replaced, so a re-enrolment that drops a key drops the trust in it. A malformed key is refused."""
     if not isinstance(keys, list) or len(keys) > 16:
         raise ValueError("release_keys must be a list of at most 16 keys")
     checked = [public_text(parse_public(str(k))) for k in keys]
     directory.mkdir(parents=True, exist_ok=True)
-    for old in directory.glob("*.pub"):
+    for old in directory.glob("*.pem"):
         old.unlink()
     for n, key in enumerate(checked):
-        (directory / f"county-{n}.pub").write_text(key + "\n")
+        (directory / f"county-{n}.pem").write_text(key + "\n")
 
 
 def sign(raw: bytes, key: Ed25519PrivateKey) -> str:

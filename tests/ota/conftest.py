@@ -82,7 +82,7 @@ def keys(tmp_path: Path) -> tuple[Path, Path, Path]:
     pub = release.keygen(county)
     trusted = tmp_path / "station-keys"
     trusted.mkdir()
-    shutil.copy(pub, trusted / "county.pub")
+    shutil.copy(pub, trusted / "county.pem")
     other = tmp_path / "attacker" / "release.key"
     release.keygen(other)
     return county, trusted, other

@@ -13,12 +13,12 @@ def test_enrolment_keys_are_pinned_once(tmp_path: Path) -> None:
     enrolled = state / "identity" / "release-keys"
     enrolled.mkdir(parents=True)
     county = release.keygen(tmp_path / "county.key")
-    (enrolled / "county-0.pub").write_text(county.read_text())
+    (enrolled / "county-0.pem").write_text(county.read_text())
     layout = apply.Layout(root=tmp_path / "opt", state=state, work=work, keys=(tmp_path / "no-such-dir",))
     assert apply.run(layout) == 0  # nothing to install; the keys are pinned
     assert [release.public_text(k) for k in layout.trusted()] == [county.read_text().strip()]
 
     planted = release.keygen(tmp_path / "planted.key")
-    (enrolled / "county-0.pub").write_text(planted.read_text())
+    (enrolled / "county-0.pem").write_text(planted.read_text())
     assert apply.run(layout) == 0
     assert [release.public_text(k) for k in layout.trusted()] == [county.read_text().strip()], "re-pinned"

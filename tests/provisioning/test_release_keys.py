@@ -30,7 +30,7 @@ def test_an_enrolled_station_trusts_the_countys_release_key(
     gw = GatewayProcess(bootstrap_config(tmp_path, usb)).start()
     gateways.append(gw)
     wait_until(lambda: connection(gw) == "connected", 30, "the new station to enrol and connect")
-    stored = sorted((tmp_path / "state" / "identity" / "release-keys").glob("*.pub"))
+    stored = sorted((tmp_path / "state" / "identity" / "release-keys").glob("*.pem"))
     assert [p.read_text() for p in stored] == [pub.read_text()]
     assert gw.stop() == 0
 
