@@ -232,11 +232,11 @@ def _trial(layout: Layout, crumb: dict[str, Any], restart: bool) -> int:
 
 def _done(layout: Layout, crumb: dict[str, Any]) -> int:
     log.info("update to %s healthy", crumb["version"])
-    _finish(layout, crumb, {"state": "healthy"})
     keep = {crumb["version"], crumb.get("from")}
     for old in (layout.root / "versions").iterdir():
         if old.name not in keep:
             shutil.rmtree(old, ignore_errors=True)
+    _finish(layout, crumb, {"state": "healthy"})  # told last: what it says is then already true
     return 0
 
 
@@ -246,8 +246,8 @@ def _rollback(layout: Layout, crumb: dict[str, Any], reason: str) -> int:
     if previous is not None:
         switch(layout, previous)
     _restart(layout)
+    shutil.rmtree(layout.version_dir(crumb["version"]), ignore_errors=True)  # before the outcome is told
     _finish(layout, crumb, {"state": "rolled-back", "code": "unhealthy", "reason": reason}, refused=True)
-    shutil.rmtree(layout.version_dir(crumb["version"]), ignore_errors=True)
     return 1
 
 
