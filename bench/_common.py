@@ -67,8 +67,9 @@ def open_outbox(storage: Path, *, cls: type[Outbox] = Outbox, max_mb: int = 512)
     return cls(storage / "outbox.db", STATION, clock=ClockSource(ASSUME), max_bytes=max_mb * 1024 * 1024)
 
 
-def prefill(storage: Path, n: int, batch: int = 500) -> float:
-    """Write `n` undelivered ratings into a new outbox under `storage`; returns seconds taken.
+def prefill(storage: Path, n: int, batch: int = 500, make: Any = rating) -> float:
+    """Write `n` undelivered events (`make(i)`, ratings by default) into a new outbox under
+    `storage`; returns seconds taken.
 
     Uses the outbox's own commit path (`Outbox._commit`, the body of its commit thread) in
     batches of `batch`, so the rows and payload bytes are exactly what `append` stores, without
@@ -79,7 +80,7 @@ def prefill(storage: Path, n: int, batch: int = 500) -> float:
         done = 0
         while done < n:
             k = min(batch, n - done)
-            outbox._commit([_Append(rating(done + j)) for j in range(k)])
+            outbox._commit([_Append(make(done + j)) for j in range(k)])
             done += k
     finally:
         outbox.close()
@@ -248,3 +249,16 @@ def run_for(threads: list[threading.Thread], stop: threading.Event, seconds: flo
     for t in threads:
         t.join()
     return time.perf_counter() - t0
+
+
+def stop_fleets(fleets: list[subprocess.Popen], timeout: float = 30) -> None:
+    """Ask each centre.fleet process to stop (its stations say goodbye), then wait; kill the slow."""
+    for fleet in fleets:
+        if fleet.poll() is None:
+            fleet.stdin.write("stop\n")  # type: ignore[union-attr]
+            fleet.stdin.flush()  # type: ignore[union-attr]
+    for fleet in fleets:
+        try:
+            fleet.wait(timeout)
+        except subprocess.TimeoutExpired:
+            fleet.kill()

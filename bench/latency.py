@@ -15,8 +15,12 @@ QoS 1 with paho 2.x (MQTT 5, `loop_start()` network thread), and waits on a thre
 that `on_publish` sets for that mid; t1 is when the waiting thread wakes. That is one fsync
 and one PUBACK round trip, the floor under the gateway's path.
 
-Both sides are set up at once and take turns in blocks of `--block` presses (the other side
-idle meanwhile), so that whatever else the machine is doing falls on both alike.
+A third side, "today", is the same gateway with `[link] batch = false, topic_aliases = false`
+(every event alone, as before issue 16), so that what batching and aliases cost a live press
+is measured in the same run.
+
+The sides are set up at once and take turns in blocks of `--block` presses (the others idle
+meanwhile), so that whatever else the machine is doing falls on all alike.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pathlib import Path
 
 import _common as c
 import drain
+import line
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -79,10 +84,13 @@ def summary(values_s: list[float]) -> dict:
 class GatewaySide:
     """The real edge.app.Gateway (every part), with the timing Outbox subclass, on its own broker."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, extra: str = "") -> None:
+        work.mkdir(parents=True, exist_ok=True)
         storage = work / "gw-state"
         self.broker = Mosquitto(work / "broker-gw").start()
-        config = c.write_config(work / "station.toml", port=self.broker.port, storage=storage, extra=drain.CLOCK)
+        config = c.write_config(
+            work / "station.toml", port=self.broker.port, storage=storage, extra=drain.CLOCK + extra
+        )
         self.gateway = drain.build_gateway(config, TimedOutbox, Uplink)
         self.outbox = self.gateway.outbox
         self.uplink = self.gateway.uplink
@@ -187,15 +195,16 @@ def main() -> None:
     n = args.presses
     with tempfile.TemporaryDirectory(prefix="yimen-bench-latency-") as tmp:
         work = Path(tmp)
-        gw_side, bare_side = GatewaySide(work), BareSide(work, n)
+        gw_side, bare_side = GatewaySide(work / "gw"), BareSide(work, n)
+        today_side = GatewaySide(work / "today", extra=line.TODAY)
         time.sleep(0.5)  # let the birth message settle
-        others = {"gateway": [0.0, 0.0], "bare": [0.0, 0.0]}  # CPU-seconds of other processes, seconds
+        others = {"gateway": [0.0, 0.0], "today": [0.0, 0.0], "bare": [0.0, 0.0]}  # CPU-s of others, s
 
         def timed(name: str, block: range, side) -> None:
             window = c.CpuWindow()
             paced(block, args.rate, side.press)
-            if side is gw_side:
-                gw_side.settle()
+            if isinstance(side, GatewaySide):
+                side.settle()
             w = window.close()
             others[name][0] += w["others_cores"] * w["elapsed_s"]
             others[name][1] += w["elapsed_s"]
@@ -204,10 +213,12 @@ def main() -> None:
             for first in range(0, n, args.block):
                 block = range(first, min(n, first + args.block))
                 timed("gateway", block, gw_side)
+                timed("today", block, today_side)
                 timed("bare", block, bare_side)
                 print(f"  {block.stop} of {n} presses on each side", flush=True)
         finally:
             gw = gw_side.close()
+            today = today_side.close()
             bare = bare_side.close()
         g, b = gw["press_to_delivered"], bare["press_to_puback"]
     result = {
@@ -216,7 +227,9 @@ def main() -> None:
         "block": args.block,
         "others_cores": {k: round(v[0] / v[1], 2) for k, v in others.items()},
         "gateway": gw,
+        "today": today,
         "bare": bare,
+        "p99_over_today": round(g["p99_ms"] / today["press_to_delivered"]["p99_ms"], 2),
         "ratio_p50": round(g["p50_ms"] / b["p50_ms"], 2),
         "ratio_p99": round(g["p99_ms"] / b["p99_ms"], 2),
         "goal": "p99 < 10 ms",
@@ -226,6 +239,7 @@ def main() -> None:
         f"press -> delivered p50 {g['p50_ms']:.2f} ms, p99 {g['p99_ms']:.2f} ms (max {g['max_ms']:.1f}); "
         f"bare fsync+PUBACK p50 {b['p50_ms']:.2f} ms, p99 {b['p99_ms']:.2f} ms; "
         f"ratio p50 {result['ratio_p50']:.2f}x, p99 {result['ratio_p99']:.2f}x; "
+        f"today (no batches, no aliases) p99 {today['press_to_delivered']['p99_ms']:.2f} ms; "
         f"goal p99 < 10 ms {'met' if result['goal_met'] else 'NOT met'}"
     )
     c.report("latency", result, human)

@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from _common import REPO, percentile, report
+from _common import REPO, percentile, report, stop_fleets
 
 from mqtt.broker import Mosquitto, free_port
 
@@ -200,15 +200,7 @@ def main() -> None:
             marked = [get(f"{base}/api/station/{sid}")["since"] - killed_at[sid] for sid in seen]
             visible = [seen[sid] - killed_at[sid] for sid in seen]
         finally:
-            for fleet in fleets:
-                if fleet.poll() is None:
-                    fleet.stdin.write("stop\n")  # type: ignore[union-attr]
-                    fleet.stdin.flush()  # type: ignore[union-attr]
-            for fleet in fleets:
-                try:
-                    fleet.wait(30)
-                except subprocess.TimeoutExpired:
-                    fleet.kill()
+            stop_fleets(fleets)
             console.terminate()
             console.wait(30)
             broker.stop()

@@ -34,6 +34,12 @@ SCHEMA = [
 ]
 QUEUE_OPENS = ("issue", "issued", "put-back")
 MAX_BAD = 100
+VERDICTS = ("good", "bad")
+# Bounds on what a station reports (beyond them the value is not counted): windows, waiting
+# citizens, and the longest wait in seconds.
+MAX_WINDOW = 999
+MAX_WAITING = 100_000
+MAX_WAIT_S = 7 * 86_400
 
 
 def create(store: Store) -> None:
@@ -49,6 +55,14 @@ def _unix(ts: Any) -> float | None:
         return None
 
 
+def _bounded(value: Any, low: float, high: float) -> Any:
+    """A station's number, or None where it is no number or out of range: a hostile 10**30 must
+    neither overflow an INTEGER column (and so fail the whole batch it came in) nor skew a figure."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return value if low <= value <= high else None
+
+
 def _short(value: Any, n: int = 64) -> str | None:
     return None if value is None else str(value)[:n]
 
@@ -57,9 +71,11 @@ def record(store: Store, event: Event) -> None:
     """Add a newly stored event to the day's tables (not committed: ingest commits the batch)."""
     data, day = event.data, event.ts[:10]
     if event.kind == "rating":
+        if data.get("verdict") not in VERDICTS:
+            return  # stored as sent, but not a rating the day's figures can count
         reason, item = data.get("reason"), data.get("item")
-        window = data.get("window") if isinstance(data.get("window"), int) else 0
-        level = data.get("level") if isinstance(data.get("level"), int) else None
+        window = _bounded(data.get("window"), 0, MAX_WINDOW) or 0
+        level = _bounded(data.get("level"), 1, 5)
         store._exec(
             """INSERT INTO day_ratings (id, station, day, ts, window_no, clerk, item, verdict, level, ticket, reason)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING""",
@@ -90,6 +106,7 @@ def record(store: Store, event: Event) -> None:
             if isinstance(longest, dict)
             else longest
         )
+        total, worst = _bounded(total, 0, MAX_WAITING), _bounded(worst, 0, MAX_WAIT_S)
         store._exec(
             """INSERT INTO day_queue (station, day, waiting, longest_wait_s, at) VALUES (?, ?, ?, ?, ?)
                ON CONFLICT (station) DO UPDATE SET day = excluded.day, waiting = excluded.waiting,
@@ -97,8 +114,8 @@ def record(store: Store, event: Event) -> None:
             (
                 event.station,
                 day,
-                total if isinstance(total, int) else None,
-                worst if isinstance(worst, int | float) else None,
+                total,
+                worst,
                 _unix(event.ts),
             ),
         )

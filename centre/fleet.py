@@ -13,7 +13,10 @@ fills), `kill` drops a connection without a DISCONNECT (the broker publishes the
 `rating` sends a rating now, with its evidence clip if asked.
 
     python -m centre.fleet --port P --county C --count N [--first K] [--rate R]
-reads `kill <station>` / `stop` lines on stdin and prints JSON lines (ready, killed, stats).
+reads `kill <station>` / `stats` / `herd` / `stop` lines on stdin and prints JSON lines (ready,
+killed, stats, herd: per station when it lost the broker, got back and delivered again).
+A connection that breaks (not one a test killed) is reconnected as a gateway's is: with
+mqtt.uplink.Backoff and the same [broker] reconnect settings.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ from edge import __version__
 from edge.events import Event, Priority, format_ts
 from mqtt import codec, topics
 from mqtt.commands import Arg, Command, CommandError, parse_request, response
+from mqtt.config import BrokerConfig
+from mqtt.uplink import Backoff
 
 log = logging.getLogger("yimen.fleet")
 
@@ -115,6 +120,17 @@ class FleetStation:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
+        # Reconnecting as a gateway does (mqtt.uplink.Backoff, same settings), for the herd bench.
+        self.backoff = Backoff(fleet.reconnect_min_s, fleet.reconnect_max_s)
+        self.retrying = False  # a reconnect is scheduled
+        self.herd: dict[str, Any] = {
+            "down_at": None,
+            "back_at": None,
+            "delivered_at": None,
+            "attempts": 0,
+            "refused": 0,
+        }
 
     # ----- connection ------------------------------------------------------------------------
 
@@ -130,10 +146,36 @@ class FleetStation:
             self.client.reconnect()
         self.fleet.register(self)
 
+    def lost(self) -> None:
+        """The connection broke (not killed by a test): try again after the backoff's delay."""
+        self.connected = False
+        if self.retrying:
+            return
+        self.retrying = True
+        if self.herd["down_at"] is None or self.herd["delivered_at"] is not None:
+            self.herd.update(down_at=time.time(), back_at=None, delivered_at=None)
+        self.fleet.schedule_reconnect(self, self.backoff.next_delay())
+
+    def reconnect(self) -> None:
+        self.retrying = False
+        self.herd["attempts"] += 1
+        try:
+            self.connect()
+        except OSError:  # refused or unreachable: the broker is not back yet
+            self.lost()
+
+    def _on_publish(self, *_: Any) -> None:
+        if self.herd["back_at"] is not None and self.herd["delivered_at"] is None:
+            self.herd["delivered_at"] = time.time()
+
     def _on_connect(self, client: paho.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
         if rc.is_failure:
             log.error("%s: connection refused: %s", self.id, rc)
+            self.herd["refused"] += 1
             return
+        self.backoff.reset()
+        if self.herd["down_at"] is not None:
+            self.herd["back_at"] = time.time()
         client.subscribe(topics.command_filter(self.fleet.county, self.id), qos=1)
         self._birth()
         self.connected = True
@@ -153,6 +195,8 @@ class FleetStation:
 
     def _on_disconnect(self, *_: Any) -> None:
         self.connected = False
+        if not self.killed and not self.fleet.quiet():
+            self.lost()
 
     def kill(self) -> None:
         """Drop the link without a DISCONNECT, as a power cut or a dead modem would."""
@@ -418,6 +462,8 @@ class Fleet:
         keepalive: int = 30,
         protocol: str = "5",
         seed: int = 1,
+        reconnect_min_s: float = BrokerConfig.reconnect_min_s,
+        reconnect_max_s: float = BrokerConfig.reconnect_max_s,
         upload: bool = True,
         upload_kbps: float | None = None,
         clip_share: float = 0.0,
@@ -425,6 +471,7 @@ class Fleet:
         clip_frames: int = 8,
     ) -> None:
         self.host, self.port, self.county = host, port, county
+        self.reconnect_min_s, self.reconnect_max_s = reconnect_min_s, reconnect_max_s
         self.rate, self.telemetry_s, self.snapshot_s = rate, telemetry_s, snapshot_s
         self.keepalive, self.protocol = keepalive, protocol
         self.upload = upload  # media events are followed by their files
@@ -447,11 +494,21 @@ class Fleet:
     def register(self, station: FleetStation) -> None:
         sock = station.client.socket()
         if sock is not None:
-            self._selector.register(sock, selectors.EVENT_READ, station)
+            try:
+                self._selector.register(sock, selectors.EVENT_READ, station)
+            except KeyError:  # its fd number was a closed socket's that paho closed by itself
+                self._selector.modify(sock, selectors.EVENT_READ, station)
 
     def unregister(self, sock: socket.socket) -> None:
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(sock)
+
+    def quiet(self) -> bool:
+        """The fleet is stopping: no new events, no reconnects."""
+        return self._quiet.is_set()
+
+    def schedule_reconnect(self, station: FleetStation, delay: float) -> None:
+        self._schedule(delay, "reconnect", station.id)
 
     def _schedule(self, delay: float, what: str, sid: str) -> None:
         heapq.heappush(self._timers, (time.monotonic() + delay, next(self._order), what, sid))
@@ -499,6 +556,8 @@ class Fleet:
                 station: FleetStation = key.data
                 if station.client.loop_read() != paho.MQTT_ERR_SUCCESS and not station.killed:
                     self.unregister(key.fileobj)  # type: ignore[arg-type]
+                    if not self._quiet.is_set():
+                        station.lost()  # paho may not have called on_disconnect for a failed read
             while not self._calls.empty():
                 fn, future = self._calls.get()
                 try:
@@ -521,7 +580,9 @@ class Fleet:
     def _fire(self, what: str, station: FleetStation) -> None:
         if station.killed or self._quiet.is_set():
             return
-        if what == "chunk":
+        if what == "reconnect":
+            station.reconnect()
+        elif what == "chunk":
             again = station.next_chunk()
             if again is not None:
                 self._schedule(again, what, station.id)
@@ -554,6 +615,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.1, help="events per second per station")
     parser.add_argument("--telemetry", type=float, default=60.0)
     parser.add_argument("--snapshot", type=float, default=300.0)
+    parser.add_argument("--reconnect-min", type=float, default=BrokerConfig.reconnect_min_s)
+    parser.add_argument("--reconnect-max", type=float, default=BrokerConfig.reconnect_max_s)
     parser.add_argument(
         "--upload-kbps", type=float, default=None, help="pace uploads like a station (default: at once)"
     )
@@ -573,6 +636,8 @@ def main() -> None:
         telemetry_s=args.telemetry,
         snapshot_s=args.snapshot,
         seed=args.first,
+        reconnect_min_s=args.reconnect_min,
+        reconnect_max_s=args.reconnect_max,
         upload_kbps=args.upload_kbps,
         clip_share=args.clip_share,
         clip_every_s=args.clip_every,
@@ -597,6 +662,8 @@ def main() -> None:
             say({"killed": words[1:], "at": at})
         elif words[0] == "stats":
             say({"sent": fleet.sent, "connected": fleet.connected()})
+        elif words[0] == "herd":
+            say({"herd": fleet.call(lambda: {sid: dict(st.herd) for sid, st in fleet.stations.items()})})
         elif words[0] == "stop":
             break
     fleet.stop()

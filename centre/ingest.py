@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import queue
+import secrets
 import socket
 import threading
 import time
@@ -37,6 +38,7 @@ from centre.config import CentreConfig
 from centre.model import CountyModel, Outage
 from centre.store import Incoming, Store
 from edge.events import Event
+from mqtt import batch as event_batch
 from mqtt import topics
 from mqtt.client import make_client
 
@@ -63,6 +65,7 @@ class Ingest:
         self._pending: dict[str, tuple[Future[dict[str, Any]], float]] = {}
         self._pending_lock = threading.Lock()
         self._ids = itertools.count(1)
+        self._nonce = secrets.token_hex(4)
         self._floors: dict[str, int] = {}
         self._floors_read = 0.0
         self.subscribed = threading.Event()
@@ -78,6 +81,11 @@ class Ingest:
             "batches": 0,
             "refused": 0,
             "rate_limited": 0,
+            # Batches (mqtt/batch.py): taken apart, refused whole, events in them stored or refused.
+            "event_batches": 0,
+            "batch_refused": 0,
+            "batch_events": 0,
+            "batch_events_refused": 0,
         }
         # Connection 0: statuses and replies; 1..workers: events (see _subscriptions).
         self.per_worker = [0] * (config.ingest.workers + 1)  # messages each connection received
@@ -149,7 +157,8 @@ class Ingest:
         The correlation id travels both ways a station may answer: as MQTT 5 Correlation Data, and
         as the `correlation` argument that a 3.1.1 station echoes. The response topic is the
         station's own `cmd-reply/<name>`: the only place its login may publish a reply."""
-        correlation = f"{self._client_tag}-{next(self._ids)}"
+        # Unique across restarts too (a pid repeats): a station runs each correlation id once.
+        correlation = f"{self._client_tag}-{self._nonce}-{next(self._ids)}"
         future: Future[dict[str, Any]] = Future()
         with self._pending_lock:
             self._pending[correlation] = (future, time.monotonic())
@@ -159,6 +168,8 @@ class Ingest:
             props = Properties(PacketTypes.PUBLISH)
             props.ResponseTopic = topics.reply_topic(self.config.county, station, name)
             props.CorrelationData = correlation.encode()
+            # A station away longer than this never gets it from the broker's session for it.
+            props.MessageExpiryInterval = int(COMMAND_TIMEOUT_S)
         topic = topics.command_topic(self.config.county, station, name)
         self.clients[0].publish(topic, json.dumps(body).encode(), qos=1, properties=props)
         return future
@@ -242,6 +253,8 @@ class Ingest:
                     self._checked_status(topic.station, payload, received)
                 elif topic.channel == "cmd-reply":
                     self._resolve(payload, getattr(props, "CorrelationData", None))
+                elif topic.channel == "events" and event_batch.is_batch(payload):
+                    incoming.extend(self._batch_rows(topic, payload, props, received))
                 elif topic.channel == "events":
                     admitted = self._admit_event(topic, payload, props, received)
                     if admitted is not None:
@@ -268,6 +281,38 @@ class Ingest:
         self.store.commit()
         self.counters["batches"] += 1
 
+    def _batch_rows(
+        self, topic: topics.Topic, payload: bytes, props: Any, received: float
+    ) -> list[tuple[Incoming, Event]]:
+        """A station's batch, event by event. The batch is hostile input: mqtt/batch.py bounds
+        its count and inflated size before allocating (a bad batch is refused whole and marks
+        the station); then each event is checked exactly as a single one (the topic is the
+        truth: another station's or another kind's event is refused and counted) and the rest
+        stored. A batch counts as one message against the station's rate limit: it is at most
+        1000 events, and a backlog drained over a slow line must not be cut off by it."""
+        sid = topic.station
+        if not self._within_rate(sid, received):
+            return []
+        try:
+            payloads = event_batch.unpack(payload)
+        except event_batch.BatchError as exc:
+            self.counters["batch_refused"] += 1
+            self.counters["refused"] += 1
+            self.model.refuse(sid, bounds.Refused("batch", str(exc), hostile=True))
+            log.warning("%s: refused a batch on %s: %s", sid, topic.kind, exc)
+            return []
+        self.counters["event_batches"] += 1
+        replayed = ("replay", "1") in (getattr(props, "UserProperty", None) or [])
+        rows = []
+        for body in payloads:
+            row = self._checked_row(topic, body, replayed, received)
+            if row is None:
+                self.counters["batch_events_refused"] += 1
+            else:
+                self.counters["batch_events"] += 1
+                rows.append(row)
+        return rows
+
     # ----- what one station may make us store (centre/bounds.py) ------------------------------
 
     def _admit_event(
@@ -275,9 +320,16 @@ class Ingest:
     ) -> tuple[Incoming, Event] | None:
         """The row to store for an event message, or None: over its station's rate limit, or
         refused (the topic's station is counted and, for hostile numbers, marked)."""
-        sid = topic.station
-        if not self._within_rate(sid, received):
+        if not self._within_rate(topic.station, received):
             return None
+        replayed = ("replay", "1") in (getattr(props, "UserProperty", None) or [])
+        return self._checked_row(topic, payload, replayed, received)
+
+    def _checked_row(
+        self, topic: topics.Topic, payload: bytes, replayed: bool, received: float
+    ) -> tuple[Incoming, Event] | None:
+        """One event (alone or out of a batch) checked against its topic and its station's seqs."""
+        sid = topic.station
         try:
             event = bounds.check_event(topic, payload, self.model.seq_reference(sid))
             if self.model.would_fragment(sid, event.seq):
@@ -287,7 +339,6 @@ class Ingest:
             self.model.refuse(sid, exc)
             log.warning("%s: refused an event on %s: %s", sid, topic.kind, exc)
             return None
-        replayed = ("replay", "1") in (getattr(props, "UserProperty", None) or [])
         row = Incoming(event.id, event.station, event.seq, event.kind, event.ts, payload.decode(), replayed, received)
         return row, event
 

@@ -8,6 +8,7 @@ daily report does. Pure apart from the lock: no MQTT, no database, no clock of i
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -62,6 +63,7 @@ class StationView:
     refused: dict[str, int] = field(default_factory=dict)  # reason -> messages refused
     hostile: dict[str, str] = field(default_factory=dict)  # reason -> what it sent, last time
     limited: int = 0  # messages not stored: over the station's rate limit
+    link: dict[str, Any] | None = None  # the month's bytes on its line, from its latest telemetry
 
 
 def media_info(station: str, event: Event) -> dict[str, Any]:
@@ -77,6 +79,27 @@ def media_info(station: str, event: Event) -> dict[str, Any]:
         "size": data.get("size"),
         "file": name,
         "url": f"/media/{station}/{name}",
+    }
+
+
+LINK_STAGES = ("normal", "thrift", "media-deferred", "events-only")
+
+
+def link_month(doc: dict[str, Any], ts: str) -> dict[str, Any]:
+    """A station's month on its line (telemetry `link`), checked: only the known fields, in range."""
+
+    def count(key: str) -> int | None:
+        value = doc.get(key)
+        return value if isinstance(value, int) and 0 <= value < 1 << 53 else None
+
+    month = doc.get("month")
+    return {
+        "month": month if isinstance(month, str) and re.fullmatch(r"\d{4}-\d{2}", month) else None,
+        "sent_bytes": count("sent_bytes"),
+        "received_bytes": count("received_bytes"),
+        "budget_bytes": count("budget_bytes"),
+        "stage": doc.get("stage") if doc.get("stage") in LINK_STAGES else None,
+        "at": ts,
     }
 
 
@@ -170,6 +193,8 @@ class CountyModel:
                 problem = f"{event.id}: {exc}"
             if problem:
                 self._mark(view, bounds.Refused("loss-ranges", problem, hostile=True), counted=False)
+            if event.kind == "telemetry" and isinstance(event.data.get("link"), dict):
+                view.link = link_month(event.data["link"], event.ts)
             if event.ts[:10] == self.today.isoformat():
                 self._apply_day(view, event)
             self._touch()
@@ -356,4 +381,5 @@ class CountyModel:
                     "replay": view.replay_last,
                 },
                 "guard": {"refused": dict(view.refused), "hostile": dict(view.hostile), "rate_limited": view.limited},
+                "link": view.link,
             }

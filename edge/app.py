@@ -3,7 +3,7 @@
 Build (config, outbox, printer, station) with no network; connect (uplink, producers); run
 until SIGTERM or SIGINT; stop in reverse order, so that producers stop before the outbox closes
 and the uplink says offline before it disconnects. The station starts after the printer it
-prints on and stops before it; drivers that press its keys are to be added after it.
+prints on and stops before it; the drivers that press its keys start after it and stop before it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from edge import __version__, retention, systemd
+from edge.budget import DataBudget
 from edge.clock import SAVED_NAME, ClockSource
 from edge.config import Config, config_commands
 from edge.configset import ConfigChanges
@@ -67,12 +68,18 @@ class Gateway:
             extra_usage=self._media_bytes,
             reclaim=self._reclaim_media,
         )
+        self.budget = DataBudget(config.link, self.outbox)
         self.uploader = MediaUploader(
             config.media, config.storage.path, config.station.county, config.station.id,
-            v5=config.broker.protocol == "5",
+            v5=config.broker.protocol == "5", may_upload=self.budget.may_upload,
         )  # fmt: skip
         self.media = MediaStore(config.storage.path, self.outbox.append)
-        self.downlink = Downlink(config.station.county, config.station.id)
+        self.downlink = Downlink(
+            config.station.county,
+            config.station.id,
+            load=lambda: self.outbox.get_meta("commands-run"),
+            save=partial(self.outbox.set_meta, "commands-run"),
+        )
         self.fetcher = self._fetcher() if config.update.enabled else None
         self.printer = printer.build(
             config.printer,
@@ -100,6 +107,7 @@ class Gateway:
             config.storage.max_bytes,
             self.clock.synced,
             queue_snapshot=self.station.snapshot if self.station is not None else None,
+            link=self.budget.status,
         )
         self.uplink = Uplink(
             config.broker,
@@ -110,6 +118,8 @@ class Gateway:
             subscriptions=self.downlink.subscriptions() + (self.fetcher.subscriptions() if self.fetcher else []),
             on_message=self._on_message,
             media=self.uploader,
+            link=config.link,
+            meter=self.budget.count,
         )
         self.downlink.bind(self.uplink.publish_control)
         self.stopping = stopping or threading.Event()  # set: `run` stops the gateway
@@ -125,6 +135,7 @@ class Gateway:
             self.downlink,
             self.uplink,
             Periodic("yimen-telemetry", config.telemetry.interval_s, self.health.report),
+            Periodic("yimen-link-budget", 60.0, self.budget.save),
             Periodic("yimen-retention", 3600.0, self._expire, run_first=True),
             Periodic("yimen-clock", config.clock.poll_s, self._watch_clock),
             self.printer,
@@ -142,7 +153,7 @@ class Gateway:
             from mqtt.live import LiveView
             from peripherals.camera import make_camera
 
-            cameras = Cameras(make_camera(cam, self.media) for cam in config.cameras)
+            cameras = Cameras(make_camera(cam, self.media, throttle=self.budget.throttle) for cam in config.cameras)
             live = LiveView(
                 cameras.by_window, self.uplink.publish_live, config.station.county, config.station.id, config.media
             )
@@ -150,10 +161,12 @@ class Gateway:
             for command in [*cameras.commands(), *live.commands()]:
                 self.downlink.register(command)
             self.parts += [*cameras.by_window.values(), live]
-        self.parts += self._key_sources()
         if self.station is not None:
             self.parts.append(self.station)
             self.parts += self._hall(self.station)
+        # After the station, so they stop before it: a press is answered by a running station
+        # (recorded, then acknowledged) or not at all, never by one that is shutting down.
+        self.parts += self._key_sources()
         if config.simulate is not None and self.station is not None and config.service is not None:
             from peripherals.simulator.sim import SimulatedStation
 
@@ -314,6 +327,7 @@ class Gateway:
             part.stop()
         self.clock.save()
         self.outbox.set_meta("pid", "")
+        self.budget.save()
         self.outbox.close()
         self.uploader.close()
 

@@ -43,7 +43,9 @@ class Health:
         max_bytes: int,
         clock_synced: Any,
         queue_snapshot: Callable[[], dict[str, Any]] | None = None,
+        link: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
+        self._link = link  # the month's bytes on the line (edge/budget.py): the county sees them
         self._outbox = outbox
         # The station's queue (waiting per category, longest wait, windows open/paused), when
         # the station runs one: telemetry is where the county sees a queue building up.
@@ -94,5 +96,6 @@ class Health:
                 "clock": "synced" if self._clock_synced() else "unsynced",
                 "outages": [{"start": o["start"], "end": o["end"], "cause": o["cause"]} for o in outages],
                 **({"queue": self._queue_snapshot()} if self._queue_snapshot is not None else {}),
+                **({"link": self._link()} if self._link is not None else {}),
             },
         )

@@ -43,11 +43,11 @@ class MediaType(StrEnum):
     CLIP = "clip"
 
 
-_EXTENSION = {MediaType.SNAPSHOT: "jpg", MediaType.CLIP: "mjpeg"}
+_EXTENSION = {MediaType.SNAPSHOT: "jpg", MediaType.CLIP: "mjpeg"}  # unless the camera says (clips: "mp4")
 
 # Deletion rank by id prefix: lower goes first when the disk budget is short.
 _RANK = {"snapshot": 0, "clip": 1, "evidence": 2}
-_NAME_RE = re.compile(r"^(snapshot|clip|evidence)-w\d+-(\d{8}-\d{6}-\d{3})-[0-9a-f]{8}(?:-\d+)?\.(jpg|mjpeg)$")
+_NAME_RE = re.compile(r"^(snapshot|clip|evidence)-w\d+-(\d{8}-\d{6}-\d{3})-[0-9a-f]{8}(?:-\d+)?\.(jpg|mjpeg|mp4)$")
 
 
 def _local_ts(seconds: float) -> str:
@@ -115,9 +115,12 @@ class MediaStore:
             log.error("disk budget: deleted %d media items before they were uploaded: %s", len(lost), lost[:5])
         return lost
 
-    def begin(self, media_type: MediaType, window: int, caused_by: str | None = None) -> MediaWriter:
-        """Start an item that is written piece by piece (a clip, frame by frame)."""
-        return MediaWriter(self, media_type, window, caused_by)
+    def begin(
+        self, media_type: MediaType, window: int, caused_by: str | None = None, extension: str | None = None
+    ) -> MediaWriter:
+        """Start an item that is written piece by piece (a clip, frame by frame); `extension`
+        names its format (`mp4`, `mjpeg`, `jpg`), by default the type's."""
+        return MediaWriter(self, media_type, window, caused_by, extension or _EXTENSION[media_type])
 
     def put(
         self,
@@ -164,8 +167,11 @@ class MediaStore:
 class MediaWriter:
     """One item being written to a hidden tmp file; `commit` makes it a media item, `abort` drops it."""
 
-    def __init__(self, store: MediaStore, media_type: MediaType, window: int, caused_by: str | None) -> None:
+    def __init__(
+        self, store: MediaStore, media_type: MediaType, window: int, caused_by: str | None, extension: str
+    ) -> None:
         self._store = store
+        self.extension = extension
         self.media_type = media_type
         self.window = window
         self.caused_by = caused_by
@@ -199,7 +205,7 @@ class MediaWriter:
         ms = round(started * 1000)
         stamp = datetime.fromtimestamp(ms // 1000, UTC)
         stem = f"{prefix}-w{self.window}-{stamp:%Y%m%d-%H%M%S}-{ms % 1000:03d}-{sha256[:8]}"
-        final = self._store._claim(self._tmp, stem, _EXTENSION[self.media_type])
+        final = self._store._claim(self._tmp, stem, self.extension)
         data = {
             "media_id": final.stem,
             "type": str(self.media_type),
@@ -208,6 +214,7 @@ class MediaWriter:
             "sha256": sha256,
             "caused_by": self.caused_by,
             "path": final.relative_to(self._store.storage).as_posix(),
+            "ext": self.extension,
             "frames": frames,
             "started": _local_ts(started),
             "ended": _local_ts(ended),

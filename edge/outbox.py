@@ -7,8 +7,11 @@ Delivery marks are committed with `synchronous=NORMAL`: a lost mark costs one by
 re-send, while an fsync per PUBACK would cost milliseconds on an SD card.
 
 Seqs are never reused. Besides the rows, a high-water mark file outside the database
-reserves seqs in blocks (one extra fsync per block); if the database is ever found corrupt
-and renamed aside, the new one continues above both the last readable seq and that mark.
+reserves seqs in blocks (one extra fsync per block), and every commit writes the mark it ran
+under into the database too. A database found corrupt, unreadable or holding another
+station's events is renamed aside; one that is missing, empty or behind the file's mark
+(deleted, truncated, restored from an older copy) is kept. Either way the outbox continues
+above both the last readable seq and the mark, and its next event is an `incident` saying so.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ SEQ_BLOCK = 1000
 _BATCH_MAX = 512
 # The database file and the high-water mark file sit side by side in the storage path.
 HWM_NAME = "seq.hwm"
+PAGE_SIZE = 1024
 
 
 class OutboxError(RuntimeError):
@@ -60,10 +64,11 @@ class Incident:
     """What went wrong with the database found at start, for the first event to report."""
 
     reason: str
-    renamed_to: str
+    renamed_to: str | None  # None: the database was kept (it is only behind the mark)
     last_readable_seq: int
     high_water_mark: int
     resumed_at: int
+    what: str = "outbox-corrupt"  # outbox-corrupt | outbox-foreign | outbox-missing | outbox-behind
 
 
 @dataclass
@@ -114,6 +119,28 @@ def _probe(path: Path) -> str | None:
     if tables and "events" not in tables:
         return "it is not a yimen outbox (no events table)"
     return None
+
+
+def _owner(path: Path) -> str | None:
+    """The station whose events a sound database holds (its meta, else its newest event); None
+    when it holds none."""
+    conn = _connect(path, readonly=True)
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "meta" in tables:
+            row = conn.execute("SELECT value FROM meta WHERE key='station'").fetchone()
+            if row is not None:
+                return str(row[0])
+        if "events" in tables:
+            row = conn.execute("SELECT payload FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+            if row is not None:
+                try:
+                    return Event.from_bytes(row[0]).station
+                except ValueError:
+                    return "(unreadable envelope)"
+        return None
+    finally:
+        conn.close()
 
 
 def _salvage_max_seq(path: Path) -> int:
@@ -172,12 +199,17 @@ class Outbox:
         self.incident: Incident | None = None
         self._prepare_storage()
         self._conn = _connect(path)
+        # A new database gets 1 KiB pages: every commit writes each page it touches whole to the
+        # WAL (and a checkpoint writes it again), and an event's commit touches three or four,
+        # so smaller pages are most of what an SD card is spared (an existing file keeps its own).
+        self._conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = FULL")
-        # Keep the WAL small on an SD card: checkpoint often, truncate what is left over.
-        self._conn.execute("PRAGMA wal_autocheckpoint = 256")
+        # Keep the WAL small on an SD card: checkpoint each MiB, truncate what is left over.
+        self._conn.execute(f"PRAGMA wal_autocheckpoint = {(1 << 20) // PAGE_SIZE}")
         self._conn.execute("PRAGMA journal_size_limit = 1048576")
         self._create_schema()
+        self._check_mark()
         self._last_seq = self._read_last_seq()
         self._reserved = max(self._read_hwm(), self._last_seq)
         if self.incident is not None:
@@ -200,28 +232,55 @@ class Outbox:
                 f"storage path {directory}: not writable by this user; fix its owner or mode, "
                 "or point [storage] path elsewhere"
             )
-        if not self.path.exists():
+        if not self.path.exists() and not self.path.is_symlink():
             return
-        reason = _probe(self.path)
+        what, reason = "outbox-corrupt", _probe(self.path)
         if reason is None:
-            return
+            owner = _owner(self.path)
+            if owner is None or owner == self.station:
+                return
+            what, reason = "outbox-foreign", f"it holds the events of station {owner!r}, not {self.station!r}"
         stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
-        last_readable = _salvage_max_seq(self.path)
+        aside = self.path.with_name(f"{self.path.name}.{what.removeprefix('outbox-')}-{stamp}")
+        last_readable = _salvage_max_seq(self.path) if what == "outbox-corrupt" else 0
         for suffix in ("", "-wal", "-shm"):
             src = Path(str(self.path) + suffix)
-            if src.exists():
+            if src.exists() or src.is_symlink():
                 src.rename(str(aside) + suffix)
+        self._resume_above(what, reason, aside.name, last_readable)
+
+    def _resume_above(self, what: str, reason: str, renamed_to: str | None, last_readable: int) -> None:
+        """Seqs up to the mark may have been used by the outbox we lost: continue above it, and say so."""
         hwm = self._read_hwm()
         resumed = max(last_readable, hwm) + 1
-        self.incident = Incident(reason, aside.name, last_readable, hwm, resumed)
+        self.incident = Incident(reason, renamed_to, last_readable, hwm, resumed, what)
         log.error(
-            "outbox %s is unusable (%s); renamed aside to %s, resuming at seq %d",
+            "outbox %s: %s%s; resuming at seq %d",
             self.path,
             reason,
-            aside.name,
+            f", renamed aside to {renamed_to}" if renamed_to else "",
             resumed,
         )
+
+    def _check_mark(self) -> None:
+        """A database behind the seq mark (deleted, emptied, restored from an older copy) must not
+        hand out seqs it cannot know were used. Every commit writes the mark it ran under into the
+        database too, so a database that is the latest one holds the file's mark."""
+        if self.incident is not None:
+            return
+        hwm = self._read_hwm()
+        held = self.get_meta("hwm")
+        if held is None and self.get_meta("last_seq") is not None:
+            return  # written before the mark was kept in the database: nothing to compare
+        if hwm > int(held or 0):
+            reason = (
+                "it is missing or empty (deleted or truncated)"
+                if held is None
+                else f"it is behind the seq mark {hwm} (it holds mark {held}: restored from an older copy?)"
+            )
+            self._resume_above(
+                "outbox-missing" if held is None else "outbox-behind", reason, None, self._read_last_seq()
+            )
 
     def _create_schema(self) -> None:
         tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -235,6 +294,8 @@ class Outbox:
         # The events table comes last: a reader (`yimen status`) that sees it sees the rest.
         if not db.table("meta").exists():
             db.table("meta").create({"key": str, "value": str}, pk="key")
+            # Whose events these are: a database copied in from another station is refused.
+            self._conn.execute("INSERT INTO meta VALUES ('station', ?)", (self.station,))
         if not db.table("outages").exists():
             db.table("outages").create({"id": int, "start": float, "end": float, "cause": str}, pk="id")
         events = db.table("events")
@@ -368,6 +429,8 @@ class Outbox:
                 seq = self._last_seq
                 news = ([report] if report is not None else []) + [r.new for r in accepted]
                 self._reserve(seq + len(news))
+                # The mark this commit ran under, in the database too: see _check_mark.
+                self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('hwm', ?)", (str(self._reserved),))
                 events = []
                 for new in news:
                     seq += 1
@@ -383,7 +446,8 @@ class Outbox:
                 self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (str(seq),))
                 self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # a COMMIT that failed (disk full) has rolled back already
+                    self._conn.execute("ROLLBACK")
                 raise
             self._last_seq = seq
             self.commits += 1
@@ -427,7 +491,7 @@ class Outbox:
                 "incident",
                 Priority.CRITICAL,
                 {
-                    "what": "outbox-corrupt",
+                    "what": incident.what,
                     "reason": incident.reason,
                     "renamed_to": incident.renamed_to,
                     "last_readable_seq": incident.last_readable_seq,
@@ -488,9 +552,9 @@ class Outbox:
             return
         now = self._now()
         with self._lock:
+            # The last delivery is max(delivered), read through its index: no meta row to rewrite.
             self._write_relaxed(
                 (f"UPDATE events SET delivered = ? WHERE seq IN ({','.join('?' * len(seqs))})", (now, *seqs)),
-                ("INSERT OR REPLACE INTO meta VALUES ('last_delivery', ?)", (str(now),)),
             )
 
     def park(self, seq: int, reason: str) -> None:
@@ -618,6 +682,6 @@ def read_stats(conn: sqlite3.Connection, now: float) -> dict:
         "backlog": backlog,
         "oldest_undelivered": None if oldest is None else {"seq": oldest[0], "age_s": round(now - oldest[1], 3)},
         "parked": {"count": len(parked), "events": [{"seq": s, "kind": k, "reason": r} for s, k, r in parked[:20]]},
-        "last_delivery": float(meta["last_delivery"]) if "last_delivery" in meta else None,
+        "last_delivery": conn.execute("SELECT max(delivered) FROM events").fetchone()[0],
         "session": int(meta.get("session", 0)),
     }

@@ -6,6 +6,7 @@ it) and works just as well while the gateway is stopped.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -72,6 +73,8 @@ def read(config: Config) -> dict[str, Any]:
             "since": float(since or 0) or None,
             "cause": cause,
         },
+        # The month's bytes on the line, as the gateway last saved them (each minute; edge/budget.py).
+        "link": json.loads(meta["link_month"]) if meta.get("link_month") else None,
     }
 
 

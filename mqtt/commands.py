@@ -102,6 +102,49 @@ def parse_request(command: Command | None, name: str, payload: bytes, now: float
     return args
 
 
+RUN_ONCE_MAX = 256  # command ids remembered; the oldest expiring go first
+RUN_ONCE_KEEP_S = 7 * 86400.0  # how long an id without expires_at is remembered
+
+
+class RunOnce:
+    """The replies to commands already carried out, by command id, until each request expires.
+
+    QoS 1 may deliver a command twice (a PUBACK lost, a session resumed), and a console re-sends
+    until answered: a request whose id was seen is answered with the first reply and not run
+    again. Kept as JSON that the caller stores (the outbox's meta), so a restart remembers."""
+
+    def __init__(self, saved: str | None, now: float | None = None) -> None:
+        self._replies: dict[str, tuple[float, str]] = {}
+        try:
+            doc = json.loads(saved) if saved else {}
+        except json.JSONDecodeError:
+            doc = {}
+        if isinstance(doc, dict):
+            for key, value in doc.items():
+                well_formed = isinstance(value, list) and len(value) == 2
+                if well_formed and isinstance(value[0], int | float) and isinstance(value[1], str):
+                    self._replies[str(key)] = (float(value[0]), value[1])
+        self._forget_expired(time.time() if now is None else now)
+
+    def reply_to(self, command_id: str) -> bytes | None:
+        found = self._replies.get(command_id)
+        return None if found is None else found[1].encode()
+
+    def ran(self, command_id: str, expires_at: float | None, reply: bytes, now: float | None = None) -> str:
+        """Remember a command carried out; returns the JSON to store."""
+        now = time.time() if now is None else now
+        self._replies[command_id] = (expires_at if expires_at is not None else now + RUN_ONCE_KEEP_S, reply.decode())
+        self._forget_expired(now)
+        while len(self._replies) > RUN_ONCE_MAX:
+            del self._replies[min(self._replies, key=lambda k: self._replies[k][0])]
+        return json.dumps({k: list(v) for k, v in self._replies.items()}, ensure_ascii=False)
+
+    def _forget_expired(self, now: float) -> None:
+        # An expired request is refused before its id is looked at: its reply is needed no longer.
+        for key in [k for k, (until, _r) in self._replies.items() if until < now]:
+            del self._replies[key]
+
+
 def response(
     result: dict[str, Any] | None = None, error: CommandError | None = None, correlation: str | None = None
 ) -> bytes:

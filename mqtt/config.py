@@ -26,7 +26,14 @@ class BrokerConfig:
     inflight: int = 20
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 5.0
+    # After the broker refused our login: the same login again, on this slower jittered backoff
+    # (a dynamic-security reload or a rewritten password file must not strand a station).
+    refused_retry_s: float = 60.0
+    refused_retry_max_s: float = 900.0
     connect_timeout_s: float = 5.0
+    # MQTT 5: the broker keeps our command subscription (and the commands sent to us) this long
+    # while we are away; 0: no session is kept (commands sent meanwhile are lost).
+    session_expiry_s: int = 86400
 
 
 def parse_broker(section: Section) -> BrokerConfig:
@@ -45,6 +52,9 @@ def parse_broker(section: Section) -> BrokerConfig:
         inflight=section.get_int("inflight", BrokerConfig.inflight, minval=1, maxval=65535),
         reconnect_min_s=section.get_float("reconnect_min_s", BrokerConfig.reconnect_min_s, minval=0.05),
         reconnect_max_s=section.get_float("reconnect_max_s", BrokerConfig.reconnect_max_s, minval=0.1),
+        refused_retry_s=section.get_float("refused_retry_s", BrokerConfig.refused_retry_s, minval=0.1),
+        refused_retry_max_s=section.get_float("refused_retry_max_s", BrokerConfig.refused_retry_max_s, minval=0.1),
+        session_expiry_s=section.get_int("session_expiry_s", BrokerConfig.session_expiry_s, minval=0, maxval=2**32 - 1),
         connect_timeout_s=section.get_float("connect_timeout_s", BrokerConfig.connect_timeout_s, minval=0.5),
     )
     section.done()
@@ -67,6 +77,8 @@ def parse_broker(section: Section) -> BrokerConfig:
             raise ConfigError(f"{section.source}: [{section.name}] {key}: {path} does not exist")
     if cfg.reconnect_max_s < cfg.reconnect_min_s:
         raise section.error("reconnect_max_s", "must not be below reconnect_min_s")
+    if cfg.refused_retry_max_s < cfg.refused_retry_s:
+        raise section.error("refused_retry_max_s", "must not be below refused_retry_s")
     return cfg
 
 

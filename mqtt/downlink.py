@@ -4,7 +4,9 @@ paho delivers requests on its network thread; `on_message` only enqueues them, a
 "yimen-commands" thread checks each against its command's schema, runs the handler and
 publishes the reply through the uplink's connection. MQTT 5 replies go to the request's
 Response Topic with its Correlation Data; without one (MQTT 3.1.1), to `.../cmd-reply/<name>`
-with the request's `correlation` argument echoed in the payload.
+with the request's `correlation` argument echoed in the payload. A request already carried
+out (the same Correlation Data or `correlation`, delivered again) gets its first reply again
+and is not run twice (RunOnce, stored in the outbox's meta).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from paho.mqtt.properties import Properties
 
 from edge import __version__
 from mqtt import topics
-from mqtt.commands import Command, CommandError, parse_request, response
+from mqtt.commands import Command, CommandError, RunOnce, parse_request, response
 
 log = logging.getLogger("yimen.commands")
 
@@ -30,9 +32,19 @@ Publish = Callable[[str, bytes, Properties | None], None]
 
 
 class Downlink:
-    def __init__(self, county: str, station: str) -> None:
+    def __init__(
+        self,
+        county: str,
+        station: str,
+        *,
+        load: Callable[[], str | None] = lambda: None,
+        save: Callable[[str], None] = lambda _doc: None,
+    ) -> None:
         self._county = county
         self._station = station
+        self._load = load  # the replies of commands already run (RunOnce), kept across restarts
+        self._save = save
+        self._run_once: RunOnce | None = None  # loaded on the commands thread
         self._commands: dict[str, Command] = {}
         self._publish: Publish | None = None
         self._queue: queue.SimpleQueue[tuple[str, bytes, Any] | None] = queue.SimpleQueue()
@@ -70,6 +82,7 @@ class Downlink:
         return {"commands": sorted(self._commands), "handled": self.handled, "refused": self.refused}
 
     def _run(self) -> None:
+        self._run_once = RunOnce(self._load())
         while (item := self._queue.get()) is not None:
             self._handle(*item)
 
@@ -81,12 +94,20 @@ class Downlink:
             return
         correlation = None
         after = None
+        command_id = _command_id(props, payload)
         try:
             args = parse_request(self._commands.get(name), name, payload)
             correlation = args.get("correlation")
-            reply = response(self._commands[name].handler(args), correlation=correlation)
-            after = self._commands[name].after
-            self.handled += 1
+            earlier = self._run_once.reply_to(command_id) if self._run_once and command_id else None
+            if earlier is not None:
+                log.info("command %s %s was carried out already: its first reply is sent again", name, command_id)
+                reply = earlier
+            else:
+                reply = response(self._commands[name].handler(args), correlation=correlation)
+                after = self._commands[name].after
+                self.handled += 1
+                if self._run_once is not None and command_id:
+                    self._save(self._run_once.ran(command_id, args.get("expires_at"), reply))
         except CommandError as exc:
             reply = response(error=exc, correlation=correlation or _correlation(payload))
             self.refused += 1
@@ -104,6 +125,14 @@ class Downlink:
             self._publish(reply_to, reply, out)
         if after is not None:
             after()
+
+
+def _command_id(props: Any, payload: bytes) -> str | None:
+    """What names one request, for running it once: its MQTT 5 Correlation Data, else the
+    `correlation` argument (longer than 256 characters as hex or text: not remembered)."""
+    data = getattr(props, "CorrelationData", None)
+    found = data.hex() if isinstance(data, bytes) else _correlation(payload)
+    return found if found and len(found) <= 256 else None
 
 
 def _correlation(payload: bytes) -> str | None:

@@ -41,6 +41,7 @@ from mqtt.config import MediaConfig
 log = logging.getLogger("yimen.media_upload")
 
 PROGRESS_DB = "media-upload.db"
+CONTENT_TYPES = {"jpg": "image/jpeg", "mjpeg": "video/x-motion-jpeg", "mp4": "video/mp4"}
 MANIFEST_PART = -1  # the manifest's place in a job's send order: before chunk 0
 # Chunks in flight at once: enough to keep a 3G round trip busy at the capped rate, few enough
 # that a disconnect re-sends little and that events always find room in the shared window.
@@ -127,6 +128,8 @@ def _manifest(event: Event, chunk_size: int) -> bytes:
         "media_id": data["media_id"],
         "event": event.id,
         "type": data.get("type"),
+        # The county names the file from it (mqtt/TOPICS.md): a clip is MP4 or MJPEG.
+        "content_type": CONTENT_TYPES.get(data.get("ext") or str(data.get("path", "")).rpartition(".")[2]),
         "window": data.get("window"),
         "caused_by": data.get("caused_by"),
         "size": data["size"],
@@ -150,8 +153,10 @@ class MediaUploader:
         *,
         v5: bool = True,
         now: Callable[[], float] = time.monotonic,
+        may_upload: Callable[[str], bool] = lambda _media_id: True,
     ) -> None:
         self._storage = storage
+        self._may_upload = may_upload  # the month's data budget (edge/budget.py) may hold media back
         self._county = county
         self._station = station
         self._v5 = v5
@@ -228,7 +233,7 @@ class MediaUploader:
 
     def wait_s(self) -> float | None:
         """When `take` could yield again by the clock alone; None if only a PUBACK or new job can help."""
-        if len(self._inflight) >= MAX_INFLIGHT or not any(job.todo for job in self._jobs):
+        if len(self._inflight) >= MAX_INFLIGHT or not any(job.todo for job in self._jobs if self._may_go(job)):
             return None
         return self._pacer.wait_s()
 
@@ -308,8 +313,14 @@ class MediaUploader:
         self._jobs.append(job)
         self._jobs.sort(key=lambda j: (-j.rank, j.seq))
 
+    def _may_go(self, job: _Job) -> bool:
+        """A file the budget holds back waits, unless it is under way (its manifest went)."""
+        return MANIFEST_PART not in job.todo or self._may_upload(job.media_id)
+
     def _next(self) -> MediaMessage | None:
         for job in list(self._jobs):
+            if not self._may_go(job):
+                continue
             while job.todo:
                 part = job.todo.pop(0)
                 payload = job.manifest if part == MANIFEST_PART else self._read(job, part)

@@ -9,12 +9,18 @@ Delivery is the PUBACK, matched by mid, with a reason code below 0x80 (0x10 "no 
 subscribers" is delivered). A reason code >= 0x80 parks the event with its reason. The
 client session lives only in memory: on any disconnect the in-flight map is dropped and
 every unacknowledged event is sent again from the outbox. paho's own reconnect is off
-(it has no jitter); we reconnect with capped exponential backoff and jitter.
+(it has no jitter); we reconnect with capped exponential backoff and jitter, and after a
+refused login with a slower one of its own ([broker] refused_retry_s, refused_retry_max_s).
 
 Media files (mqtt/media_upload.py) ride the same connection and window: when a `media` event
 is acknowledged, its upload job is registered; chunks fill the window only when the outbox has
 nothing left to send, and their PUBACKs are matched by mid like events. Live-view frames go
 at QoS 0, one at a time: a frame still in paho's buffer makes the next one be skipped.
+
+A backlog (at least `[link] batch_min` events waiting) goes in compressed batches
+(mqtt/batch.py: packing, and splitting a refused batch), each matched by its mid like an event;
+live events go one by one. Event topics use MQTT 5 topic aliases where the broker offers them
+(mqtt/aliases.py).
 """
 
 from __future__ import annotations
@@ -30,16 +36,21 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge import __version__
 from edge.events import NewEvent, Priority
 from edge.outbox import Outbox, Pending
 from mqtt import codec, topics
+from mqtt.aliases import TopicAliases
+from mqtt.batch import groups, pack
 from mqtt.client import make_client
 from mqtt.commands import Arg, Command, CommandError
 from mqtt.config import BrokerConfig
-from mqtt.media_upload import Key, MediaUploader
+from mqtt.link import LinkConfig
+from mqtt.media_upload import Key, MediaUploader, publish_size
 
 log = logging.getLogger("yimen.uplink")
 
@@ -54,6 +65,17 @@ MARK_BATCH = 100
 # Events read from the outbox at a time while draining a backlog.
 READ_AHEAD = 200
 SHUTDOWN_DRAIN_S = 3.0
+# Counted for the data budget: a PUBACK without properties; CONNECT and CONNACK, about.
+PUBACK_BYTES = 4
+CONNECT_BYTES = 200
+CONNACK_BYTES = 20
+
+
+def _props_bytes(props: Any) -> int:
+    """What MQTT 5 properties add to a PUBLISH: a topic alias (3 bytes), replay=1 (13 bytes)."""
+    if props is None:
+        return 0
+    return (3 if getattr(props, "TopicAlias", None) else 0) + (13 if getattr(props, "UserProperty", None) else 0)
 
 
 class Backoff:
@@ -78,6 +100,17 @@ class Backoff:
         self._attempt = 0
 
 
+def _session_args(expiry_s: int) -> dict[str, Any]:
+    """MQTT 5 CONNECT: resume the session the broker kept for us (our command subscription and
+    the commands sent while we were away) and ask it to keep it `expiry_s` after we go. Only
+    commands live in it: events are resent from the outbox, never from the session."""
+    if expiry_s == 0:
+        return {"clean_start": True}
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = expiry_s
+    return {"clean_start": False, "properties": props}
+
+
 class Uplink:
     def __init__(
         self,
@@ -90,7 +123,12 @@ class Uplink:
         subscriptions: list[tuple[str, int]] = (),  # type: ignore[assignment]
         on_message: Callable[[str, bytes, Any], None] | None = None,
         media: MediaUploader | None = None,
+        link: LinkConfig | None = None,
+        meter: Callable[[int, int], None] | None = None,
     ) -> None:
+        link = link or LinkConfig()
+        # Bytes sent and received, MQTT packets as they go (the month's data budget counts them).
+        self._meter = meter or (lambda _sent, _received: None)
         self._config = config
         self._county = county
         self._station = station
@@ -99,9 +137,13 @@ class Uplink:
         self._subscriptions = list(subscriptions)
         self._on_message = on_message
         self._media = media
+        self._batches = link.batches()  # None: every event goes alone (as before batches existed)
+        self._batch_min = link.batch_min
+        self._aliases = TopicAliases() if link.topic_aliases and config.protocol == "5" else None
         self._queue: queue.SimpleQueue[tuple] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="yimen-uplink", daemon=True)
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
+        self._refused_backoff = Backoff(config.refused_retry_s, config.refused_retry_max_s)
         self._client: paho.Client | None = None
         self._gen = 0  # which connection a callback belongs to; stale ones are ignored
         self._session = 0
@@ -112,8 +154,11 @@ class Uplink:
         self._inflight: dict[int, Pending] = {}
         self._unmarked: list[Pending] = []  # acknowledged, delivery mark not yet written
         self._ready: collections.deque[Pending] = collections.deque()  # read ahead, not yet sent
-        self._ready_at = -1  # the outbox's commit count when _ready was read  # mid -> the event in flight
+        self._ready_at = -1  # the outbox's commit count when _ready was read
+        self._ready_more = False  # whether that read was cut short by its limit
         self._control_mids: set[int] = set()  # birth/offline publishes, not outbox events
+        # Births, replies and replays waiting for room in the window: (topic, payload, properties, retain).
+        self._controls: collections.deque[tuple[str, bytes, Any, bool]] = collections.deque()
         self._media_mids: dict[int, Key] = {}  # mid -> media manifest or chunk in flight
         self._live_mids: set[int] = set()  # live-view frames not yet written to the socket
         self._live_skipped = 0
@@ -192,6 +237,7 @@ class Uplink:
             "delivered": self._delivered,
             "parked": self._parked,
             "live_skipped": self._live_skipped,
+            **({"batches": self._batches.status()} if self._batches is not None else {}),
             **({"media": self._media.status()} if self._media is not None else {}),
         }
 
@@ -208,10 +254,10 @@ class Uplink:
     def _run(self) -> None:
         self._set_state("disconnected", "not yet connected")
         while True:
-            if self._client is None and self._state != "needs_enrolment" and time.monotonic() >= self._next_attempt:
+            if self._client is None and time.monotonic() >= self._next_attempt:
                 self._connect()
             timeout = None
-            if self._client is None and self._state != "needs_enrolment":
+            if self._client is None:
                 timeout = max(0.0, self._next_attempt - time.monotonic())
             elif self._state == "connected" and self._media is not None:
                 # When the upload pace next allows a chunk; 0 or None: an ack or a wake will do.
@@ -287,11 +333,15 @@ class Uplink:
 
     def _on_ack(self, mid: int, reason: ReasonCode | int) -> None:
         code = reason.value if isinstance(reason, ReasonCode) else int(reason)
+        self._meter(0, PUBACK_BYTES)
         if mid in self._control_mids:
             self._control_mids.discard(mid)
             return
         if mid in self._live_mids:
             self._live_mids.discard(mid)
+            return
+        if self._batches is not None and self._batches.owns(mid):
+            self._unmarked.extend(self._batches.acked(mid, code))  # refused: its halves go again
             return
         if self._media is not None and mid in self._media_mids:
             self._media.acked(self._media_mids.pop(mid), code)
@@ -335,8 +385,15 @@ class Uplink:
         client.on_disconnect = lambda _c, _u, _f, rc, _p: put(("disconnect", gen, rc))
         client.on_publish = lambda _c, _u, mid, rc, _p: put(("puback", gen, mid, rc))
         if self._on_message is not None:
-            deliver = self._on_message
-            client.on_message = lambda _c, _u, msg: deliver(msg.topic, msg.payload, getattr(msg, "properties", None))
+            deliver, meter = self._on_message, self._meter
+
+            def on_message(_c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
+                meter(PUBACK_BYTES, publish_size(msg.topic, len(msg.payload), qos=msg.qos, v5=v5))
+                deliver(msg.topic, msg.payload, getattr(msg, "properties", None))
+
+            client.on_message = on_message
+        # CONNECT (client id, will, login) and CONNACK, roughly: a few per day on a steady link.
+        self._meter(CONNECT_BYTES, CONNACK_BYTES)
         self._set_state("connecting", self._cause)
         try:
             # paho's keepalive logic notices silence after 2 x its keepalive; half ours detects
@@ -345,7 +402,7 @@ class Uplink:
                 cfg.host,
                 cfg.port,
                 keepalive=max(1, cfg.keepalive_s // 2),
-                **({"clean_start": True} if v5 else {}),
+                **(_session_args(cfg.session_expiry_s) if v5 else {}),
             )
         except OSError as exc:
             self._retry_later(f"cannot reach {cfg.host}:{cfg.port}: {exc}")
@@ -365,16 +422,24 @@ class Uplink:
             code = reason.value
             self._drop_client()
             if code in _CREDENTIAL_REFUSALS:
-                cause = f"broker refused our credentials: {reason} (0x{code:02X})"
+                # Still needs_enrolment (a new claim is taken up at once), but the same login is
+                # tried again, slowly: the broker's auth may only have failed for a while.
+                delay = self._refused_backoff.next_delay()
+                self._next_attempt = time.monotonic() + delay
+                at = time.strftime("%H:%M:%S", time.localtime(time.time() + delay))
+                cause = f"broker refused our credentials: {reason} (0x{code:02X}); trying the same login again at {at}"
                 self._outbox.outage_started(cause)
                 self._set_state("needs_enrolment", cause)
-                log.error("%s; not retrying: this station must be enrolled again", cause)
+                log.error("%s, or enrol this station again", cause)
             else:
                 self._retry_later(f"broker refused the connection: {reason} (0x{code:02X})")
             return
         receive_max = getattr(props, "ReceiveMaximum", None)
+        if self._aliases is not None:
+            self._aliases.reset(getattr(props, "TopicAliasMaximum", None))
         self._window = min(self._config.inflight, receive_max or self._config.inflight)
         self._backoff.reset()
+        self._refused_backoff.reset()
         self._outbox.outage_ended()
         self._set_state("connected", f"session {self._session}")
         assert self._client is not None
@@ -388,11 +453,28 @@ class Uplink:
         self._publish_control(topics.status_topic(self._county, self._station), payload, None, retain=True)
 
     def _publish_control(self, topic: str, payload: bytes, properties: Any, retain: bool = False) -> None:
+        """Queue it for the window (`_fill` sends it ahead of events): like events, births,
+        replies and replays never exceed the broker's Receive Maximum."""
         if self._client is None or self._state != "connected":
             log.warning("not connected: dropped a %d-byte message for %s", len(payload), topic)
             return
-        info = self._client.publish(topic, payload, qos=1, retain=retain, properties=properties)
-        self._control_mids.add(info.mid)
+        self._controls.append((topic, payload, properties, retain))
+
+    def _send_controls(self, room: int) -> int:
+        """Send queued control messages into `room` slots of the window; returns the slots used."""
+        assert self._client is not None
+        used = 0
+        v5 = self._config.protocol == "5"
+        while self._controls and used < room:
+            topic, payload, properties, retain = self._controls[0]
+            info = self._client.publish(topic, payload, qos=1, retain=retain, properties=properties)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break  # the connection went away; the disconnect that follows drops the queue
+            self._controls.popleft()
+            self._control_mids.add(info.mid)
+            self._meter(publish_size(topic, len(payload), qos=1, v5=v5), 0)
+            used += 1
+        return used
 
     def _publish_live(self, topic: str, payload: bytes) -> None:
         if self._client is None or self._state != "connected" or self._live_mids:
@@ -401,6 +483,7 @@ class Uplink:
         info = self._client.publish(topic, payload, qos=0)
         if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._live_mids.add(info.mid)
+            self._meter(len(payload) + len(topic) + 5, 0)
             if self._media is not None:
                 self._media.charge(len(payload) + len(topic) + 5)
 
@@ -417,10 +500,13 @@ class Uplink:
         self._inflight.clear()
         self._ready.clear()
         self._control_mids.clear()
+        self._controls.clear()  # replies and replays are transient; a birth is sent again at connect
         self._live_mids.clear()
         self._media_mids.clear()
         if self._media is not None:
             self._media.lost()
+        if self._batches is not None:
+            self._batches.lost()
 
     def _next_pending(self, room: int) -> list[Pending]:
         """Up to `room` events to send next, priority first, then seq.
@@ -431,41 +517,90 @@ class Uplink:
         if not self._ready or self._ready_at != self._outbox.commits:
             at = self._outbox.commits
             exclude = [item.seq for item in self._inflight.values()] + [item.seq for item in self._unmarked]
-            self._ready = collections.deque(self._outbox.pending(max(room, READ_AHEAD), exclude=exclude))
+            if self._batches is not None:
+                exclude += self._batches.holds()
+            limit = max(room, READ_AHEAD)
+            self._ready = collections.deque(self._outbox.pending(limit, exclude=exclude))
             self._ready_at = at
+            self._ready_more = len(self._ready) == limit  # the outbox may hold more than was read
         return [self._ready.popleft() for _ in range(min(room, len(self._ready)))]
 
     def _fill(self) -> None:
         """Keep the window full: priority first, then seq; each event's stored bytes. Media
         chunks take what is left only once every pending event is in flight."""
-        room = self._window - len(self._inflight) - len(self._media_mids)
+        room = self._window - len(self._inflight) - len(self._media_mids) - len(self._control_mids)
         if room <= 0 or self._client is None:
             return
-        client = self._client
-        v5 = self._config.protocol == "5"
+        room -= self._send_controls(room)
+        if self._batches is not None:
+            room -= len(self._batches)
+            if room > 0:
+                room = self._fill_batches(room)
+        if room <= 0:
+            return
         items = self._next_pending(room)
         for item in items:
-            late = item.seq < self._first_live_seq or item.seq in self._attempted
-            props = codec.replay_properties() if (late and v5) else None
-            topic = self._topics.get(item.kind)
-            if topic is None:
-                topic = self._topics[item.kind] = topics.event_topic(self._county, self._station, item.kind)
-            info = client.publish(
-                topic,
-                item.payload,
-                qos=1,
-                properties=props,
-            )
-            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                # The connection went away under us; the disconnect item will follow.
-                self._ready.clear()
+            if not self._publish_events([item]):
                 return
-            self._inflight[info.mid] = item
-            if item.seq >= self._first_live_seq:  # older ones count as re-sends anyway
-                self._attempted.add(item.seq)
         if self._media is not None and len(items) < room:
             # Nothing else waits in the outbox: the rest of the window may carry media.
             self._fill_media(room - len(items))
+
+    def _late(self, item: Pending) -> bool:
+        """A re-send: from before this process started, or already published once by it."""
+        return item.seq < self._first_live_seq or item.seq in self._attempted
+
+    def _publish_events(self, group: list[Pending]) -> bool:
+        """Publish one event (its stored bytes) or a batch of one kind; False if the connection
+        went away under us (the disconnect item follows and the outbox sends them again)."""
+        assert self._client is not None
+        first = group[0]
+        late = self._late(first)
+        topic = self._topics.get(first.kind)
+        if topic is None:
+            topic = self._topics[first.kind] = topics.event_topic(self._county, self._station, first.kind)
+        if len(group) == 1:
+            payload = first.payload
+        else:
+            assert self._batches is not None
+            payload = pack((p.payload for p in group), level=self._batches.limits.level)
+        props = codec.replay_properties() if (late and self._config.protocol == "5") else None
+        if self._aliases is not None:
+            topic, props = self._aliases.publish_args(topic, props)
+        info = self._client.publish(topic, payload, qos=1, properties=props)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._ready.clear()
+            return False
+        self._meter(publish_size(topic, len(payload), qos=1, v5=self._config.protocol == "5") + _props_bytes(props), 0)
+        if len(group) == 1:
+            self._inflight[info.mid] = first
+        else:
+            self._batches.published(info.mid, group, len(payload))  # type: ignore[union-attr]
+        self._attempted.update(p.seq for p in group if p.seq >= self._first_live_seq)  # older: re-sends anyway
+        return True
+
+    def _fill_batches(self, room: int) -> int:
+        """While a backlog waits, send it in batches (halves of refused ones first); returns the
+        window slots left for single events and media."""
+        assert self._batches is not None
+        batches = self._batches
+        while room > 0 and batches.room() > 0:
+            group = batches.next_again()
+            if group is None:
+                if self._ready_more and len(self._ready) < batches.limits.max_events:
+                    self._ready.clear()  # read afresh: the read-ahead's tail may hide a backlog
+                taken = self._next_pending(batches.limits.max_events)
+                if len(taken) < self._batch_min:
+                    self._ready.extendleft(reversed(taken))
+                    break  # no backlog: events go one by one
+                made = groups(taken, self._late, batches.limits)
+                group, rest = made[0], [p for g in made[1:] for p in g]
+                self._ready.extendleft(reversed(rest))  # the next round packs them
+            if not self._publish_events(group):
+                return 0
+            room -= 1
+        # Batches in flight fill their slots: the backlog waits for them rather than going alone.
+        return room if batches.room() > 0 else 0
 
     def _fill_media(self, room: int) -> None:
         assert self._client is not None and self._media is not None
@@ -474,6 +609,7 @@ class Uplink:
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 break  # the disconnect that follows puts it (and the rest) back
             self._media_mids[info.mid] = message.key
+            self._meter(message.size, 0)
 
     def _shutdown(self) -> None:
         """Clean stop: say offline ourselves (a clean DISCONNECT suppresses the will)."""
@@ -482,7 +618,7 @@ class Uplink:
         # clean stop leaves nothing behind; whatever does not make it stays in the outbox.
         while self._state == "connected" and time.monotonic() < deadline:
             self._fill()
-            if not self._inflight:
+            if not self._inflight and not self._control_mids and not self._batches:
                 break
             try:
                 self._handle([self._queue.get(timeout=max(0.0, deadline - time.monotonic()))])

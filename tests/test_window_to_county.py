@@ -7,27 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.conftest import GatewayProcess, message_doc, station_config, wait_until
-from tests.peripherals.window_unit.rig import Line, Unit
+from tests.peripherals.window_unit.rig import Line, Unit, one_unit_station
 
 
 def test_a_rating_on_the_unit_reaches_the_county_tied_to_its_ticket(tmp_path: Path, broker, subscriber) -> None:
     line = Line(tmp_path, "unit-w1")
     unit = Unit(line.unit_fd, "e6614103e7", layout="2", ticket="ticket:A")
-    extra = f"""
-[window_unit]
-ping_s = 1
-
-[[windows]]
-number = 1
-unit = "{line.path}"
-
-[[categories]]
-code = "A"
-name = "社会保障"
-item = "SB-001"
-windows = [1]
-"""
-    gw = GatewayProcess(station_config(tmp_path, broker.port, extra=extra)).start()
+    gw = GatewayProcess(station_config(tmp_path, broker.port, extra=one_unit_station(line.path))).start()
 
     def events() -> list[dict]:
         seen: dict[int, dict] = {}

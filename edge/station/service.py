@@ -65,6 +65,11 @@ def local_now() -> datetime:
     return datetime.now().astimezone()
 
 
+class NotRecorded(RuntimeError):
+    """A request that left nothing on disk (the station is stopping, its commit failed): the
+    caller must not tell anyone it was taken; a window unit, unanswered, sends the press again."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     """The answer to a press or command: the unit's feedback, and for a person, what happened."""
@@ -174,7 +179,7 @@ class Station:
         self._printing.stop(STOP_S)
         if self._announcer is not None:
             self._announcer.stop()
-        for request in self._awaiting.values():
+        for request in self._awaiting.values():  # their tickets are `issuing` in station.db: recorded
             request.reply.set_result(Outcome(Feedback.ERROR, ok=False, detail="the station stopped"))
         self._store.close()
 
@@ -192,7 +197,9 @@ class Station:
         """A key pressed at a window: `good`, `bad`, `r1`..`r5`, a reason key, `next`, `recall`,
         `skip`, `start`, `done`, `pause` (toggles), `resume`, `ticket`, `ticket:<code>`, `green`,
         `green:<code>`, `transfer:<code>`, `put-back` (the window's last skipped ticket). Blocks
-        until its events are in the outbox; returns the unit's feedback."""
+        until its events are on disk (in station.db's journal, then the outbox) and returns the
+        unit's feedback (`error` for a press the station refused: that refusal is recorded too);
+        raises NotRecorded when nothing could be recorded."""
         return self.key(window, key, source=source).feedback
 
     def swipe(self, window: int, card: str, *, source: str) -> Feedback:
@@ -275,7 +282,7 @@ class Station:
 
     def _call(self, run: Callable[[datetime, Change], Any], window: int | None) -> Outcome:
         if self._stopping:
-            return Outcome(Feedback.ERROR, ok=False, detail="the station is stopping")
+            raise NotRecorded("the station is stopping: nothing was recorded; try again after the restart")
         request = _Request(run, window)
         self._requests.put(request)
         return request.reply.result()
@@ -313,7 +320,9 @@ class Station:
             # state back from the store, and say the request failed.
             log.exception("station request failed")
             self._state = self._load()
-            request.reply.set_result(Outcome(Feedback.ERROR, ok=False, detail=f"internal error: {exc}"))
+            # A ticket this request left waiting for the printer was not committed either.
+            self._awaiting = {tid: r for tid, r in self._awaiting.items() if r is not request}
+            request.reply.set_exception(NotRecorded(f"nothing was recorded: {exc}"))
             return
         for action in self._after:
             action()
@@ -524,7 +533,6 @@ class Station:
 
     def _printed(self, now: datetime, change: Change, ticket_id: str, source: str, outcome: PrintOutcome) -> Answer:
         """The printer is done with a ticket: it joins the queue, and its press is answered."""
-        waiting = self._awaiting.pop(ticket_id, None)
         ticket = self._state.tickets.get(ticket_id)
         if ticket is not None and ticket.status == Status.ISSUING:
             print_ = {"printed": outcome.printed, "reason": outcome.reason, "detail": outcome.detail}
@@ -533,9 +541,15 @@ class Station:
         else:
             log.warning("printer answered for ticket %s, which was closed out meanwhile", ticket_id)
             answer = Outcome(Feedback.ERROR, ok=False, detail="the ticket was closed out before it was printed")
-        if waiting is not None:
-            self._after.append(lambda: waiting.reply.set_result(answer))
+        # Answered once committed: if the commit fails (a full disk), the press stays waiting with
+        # its ticket `issuing` in station.db, and is answered at the latest when the station stops.
+        self._after.append(lambda: self._answer_waiting(ticket_id, answer))
         return None
+
+    def _answer_waiting(self, ticket_id: str, answer: Outcome) -> None:
+        waiting = self._awaiting.pop(ticket_id, None)
+        if waiting is not None:
+            waiting.reply.set_result(answer)
 
     def _put_back(self, now: datetime, change: Change, number: str | None, source: str) -> Answer:
         self._require_queue()

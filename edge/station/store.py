@@ -40,6 +40,7 @@ class StationStore:
         self.path = path
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA busy_timeout = 5000")
+        self._conn.execute("PRAGMA page_size = 1024")  # a new file: fewer bytes per commit (edge/outbox.py)
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = FULL")
         self._conn.executescript(
@@ -110,7 +111,8 @@ class StationStore:
             self._conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
             self._conn.execute("COMMIT")
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:  # a COMMIT that failed (disk full) has rolled back already
+                self._conn.execute("ROLLBACK")
             raise
         return journaled
 

@@ -15,6 +15,16 @@ Config is one `[[cameras]]` table per camera, each naming the window it watches:
     clip_after_s = 10
     mask_style = "fill"          # or "blur"
     mask = [{x = 0.0, y = 0.6, w = 1.0, h = 0.4}]   # fractions of the frame: the citizen's side
+    clip_format = "mp4"          # H.264 in fragmented MP4 (peripherals/camera/video.py), or "mjpeg"
+    clip_crf = 28                # libx264 quality (lower: better, bigger), 18..40
+    clip_kbps = 128              # the hardware encoder's bit rate (it takes no crf)
+    clip_denoise = 1.5           # Gaussian radius in pixels before the software encoder; 0: none
+    clip_encoder = "auto"        # h264_v4l2m2m (the Pi's hardware) where it opens, else libx264
+    snapshot_width = 0           # 0: the camera's width; snapshots may be smaller than clips
+    snapshot_height = 0
+    snapshot_quality = 0         # 0: the camera's quality
+    snapshot_skip_diff = 3.0     # a scheduled snapshot is skipped (and counted) when the scene
+                                 # changed less than this (mean grey difference, 0..255, at 32x24)
 
 Backends: `sim.py` (always available) and `driver.py` (picamera2, imported only when a camera
 uses it, because picamera2 comes from Raspberry Pi OS and exists nowhere else).
@@ -75,6 +85,15 @@ class CameraConfig:
     clip_after_s: float = 10.0
     mask: tuple[MaskRegion, ...] = ()
     mask_style: str = "fill"
+    clip_format: str = "mp4"
+    clip_crf: int = 28
+    clip_kbps: int = 128
+    clip_denoise: float = 1.5
+    clip_encoder: str = "auto"
+    snapshot_width: int = 0
+    snapshot_height: int = 0
+    snapshot_quality: int = 0
+    snapshot_skip_diff: float = 3.0
 
 
 def _region(section: Section) -> MaskRegion:
@@ -110,6 +129,19 @@ def parse_camera(section: Section) -> CameraConfig:
         clip_after_s=section.get_float("clip_after_s", CameraConfig.clip_after_s, minval=0.0, maxval=60.0),
         mask=mask,
         mask_style=section.get_str("mask_style", CameraConfig.mask_style, choices=MASK_STYLES),
+        clip_format=section.get_str("clip_format", CameraConfig.clip_format, choices=("mp4", "mjpeg")),
+        clip_crf=section.get_int("clip_crf", CameraConfig.clip_crf, minval=18, maxval=40),
+        clip_kbps=section.get_int("clip_kbps", CameraConfig.clip_kbps, minval=16, maxval=8000),
+        clip_denoise=section.get_float("clip_denoise", CameraConfig.clip_denoise, minval=0.0, maxval=5.0),
+        clip_encoder=section.get_str(
+            "clip_encoder", CameraConfig.clip_encoder, choices=("auto", "h264_v4l2m2m", "libx264")
+        ),
+        snapshot_width=section.get_int("snapshot_width", 0, minval=0, maxval=1920),
+        snapshot_height=section.get_int("snapshot_height", 0, minval=0, maxval=1080),
+        snapshot_quality=section.get_int("snapshot_quality", 0, minval=0, maxval=95),
+        snapshot_skip_diff=section.get_float(
+            "snapshot_skip_diff", CameraConfig.snapshot_skip_diff, minval=0.0, maxval=255.0
+        ),
     )
     section.done()
     if 0 < interval < 1:
@@ -132,6 +164,17 @@ def parse_cameras(top: Section) -> tuple[CameraConfig, ...]:
                     f"{top.source}: [cameras[{i}]] camera: picamera2 camera {cam.camera} is also cameras[{j}]'s"
                 )
     return cameras
+
+
+@dataclass(frozen=True)
+class MediaThrottle:
+    """What a metered line's budget (edge/budget.py) lets the camera do now: scheduled snapshots
+    `snapshot_every` times less often, at most `snapshot_quality`, or none (`snapshots`).
+    Snapshots someone asked for and clips are never throttled here; their upload may wait."""
+
+    snapshot_every: int = 1
+    snapshot_quality: int | None = None
+    snapshots: bool = True
 
 
 class Camera(Protocol):
@@ -159,12 +202,18 @@ class Camera(Protocol):
         function is called; it must only hand over (live view)."""
 
 
-def make_camera(config: CameraConfig, media: MediaStore, clock: FrameClock | None = None) -> Camera:
-    """The camera for one `[[cameras]]` table; `clock` is for tests (default: the wall clock)."""
+def make_camera(
+    config: CameraConfig,
+    media: MediaStore,
+    clock: FrameClock | None = None,
+    throttle: Callable[[], MediaThrottle] | None = None,
+) -> Camera:
+    """The camera for one `[[cameras]]` table; `clock` is for tests (default: the wall clock),
+    `throttle` the data budget's say (default: none)."""
     if config.backend == "sim":
         from peripherals.camera.sim import SyntheticCamera
 
-        return SyntheticCamera(config, media, clock)
+        return SyntheticCamera(config, media, clock, throttle)
     from peripherals.camera.driver import Picamera2Camera
 
-    return Picamera2Camera(config, media, clock)
+    return Picamera2Camera(config, media, clock, throttle)

@@ -32,6 +32,22 @@ class Frame:
     jpeg: bytes
 
 
+def thumbnail(jpeg: bytes) -> bytes:
+    """A 32x24 grey thumbnail: cheap (the JPEG decoder's draft mode decodes at 1/8 scale), and
+    blind to sensor noise, for telling whether a scene changed."""
+    image = Image.open(io.BytesIO(jpeg))
+    image.draft("L", (image.width // 8, image.height // 8))
+    return image.convert("L").resize((32, 24), Image.Resampling.BOX).tobytes()
+
+
+def resized_jpeg(jpeg: bytes, size: tuple[int, int], quality: int) -> bytes:
+    """A frame re-encoded at another size or quality (snapshots smaller than clips)."""
+    image = Image.open(io.BytesIO(jpeg)).convert("RGB")
+    if image.size != size:
+        image = image.resize(size, Image.Resampling.BILINEAR)
+    return encode_jpeg(image, quality)
+
+
 def encode_jpeg(image: Image.Image, quality: int) -> bytes:
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=quality)

@@ -9,9 +9,15 @@ The ring behaves like picamera2's `CircularOutput2`: a time-bounded deque of enc
 is flushed into an output when a clip is wanted, then followed live until the clip's end. Unlike
 `CircularOutput2`, whose single output sees frames only after they leave the buffer (so a
 20 s + 10 s clip is done 30 s after the trigger), each trigger here copies the ring at once and
-finishes `clip_after_s` after it, and overlapping bad ratings each get their own clip. MJPEG has
-no inter-frame dependencies, so there is no keyframe to wait for. Clip frames go to their file as
-they come; memory is the ring alone, whatever the number of clips.
+finishes `clip_after_s` after it, and overlapping bad ratings each get their own clip. The ring
+holds JPEGs, which have no inter-frame dependencies, so there is no keyframe to wait for; a clip
+encodes them (and the frames that follow) as H.264 at the event, on an encoder thread of its
+own (peripherals/camera/video.py), so the camera thread never waits for the encoder.
+Clip frames go to their file as they come; memory is the ring and one encoder per open clip.
+
+Snapshots: at `snapshot_interval_s`, at their own size and quality where the config gives one;
+a scheduled snapshot of a scene that has not changed since the last one stored (mean grey
+difference on a 32x24 thumbnail under `snapshot_skip_diff`) is skipped and counted.
 
 Frame listeners (live view) see every frame on the camera thread and must only hand over. The
 listener tuple is replaced whole under a lock when one is added or removed, so the camera
@@ -34,8 +40,8 @@ from typing import Any, ClassVar, Protocol
 
 from edge.events import Event
 from edge.media import MediaStore, MediaType, MediaWriter
-from peripherals.camera import CameraConfig
-from peripherals.camera.frames import Frame
+from peripherals.camera import CameraConfig, MediaThrottle, video
+from peripherals.camera.frames import Frame, resized_jpeg, thumbnail
 
 # Overlapping clips beyond this are refused: four already cover any 30 s window several times over,
 # and each open clip is an open file and a write per frame.
@@ -100,6 +106,7 @@ class _Clip:
     """A clip collecting frames until `end`; its bytes are already in the media store's tmp file."""
 
     writer: MediaWriter
+    sink: video.Sink
     end: float
     future: Future[Event]
     first: float | None = None
@@ -107,7 +114,7 @@ class _Clip:
     frames: int = 0
 
     def add(self, frame: Frame) -> None:
-        self.writer.write(frame.jpeg)
+        self.sink.add(frame)
         if self.first is None:
             self.first = frame.ts
         self.last = frame.ts
@@ -119,10 +126,17 @@ class FrameCamera(ABC):
 
     backend: ClassVar[str]
 
-    def __init__(self, config: CameraConfig, media: MediaStore, clock: FrameClock | None = None) -> None:
+    def __init__(
+        self,
+        config: CameraConfig,
+        media: MediaStore,
+        clock: FrameClock | None = None,
+        throttle: Callable[[], MediaThrottle] | None = None,
+    ) -> None:
         self.config = config
         self.media = media
         self.clock: FrameClock = clock or WallClock()
+        self._throttle = throttle or MediaThrottle
         self.log = logging.getLogger(f"yimen.camera.w{config.window}")
         # A request is served at the frame after it, up to a period late: keep that much more.
         self._ring = Ring(config.clip_before_s + 2 / config.fps, config.fps)
@@ -133,7 +147,11 @@ class FrameCamera(ABC):
         self._next_snapshot: float | None = None
         self._state = "stopped"
         self._error: str | None = None
-        self._counts = {"frames": 0, "snapshots": 0, "clips": 0, "clips_refused": 0, "store_errors": 0}
+        self._counts = {
+            "frames": 0, "snapshots": 0, "snapshots_skipped": 0, "snapshots_deferred": 0,
+            "clips": 0, "clips_refused": 0, "store_errors": 0,
+        }  # fmt: skip
+        self._last_thumb: bytes | None = None  # the last stored snapshot's 32x24 grey thumbnail
         self._last_frame: float | None = None
         self._frame_listeners: tuple[Callable[[Frame], None], ...] = ()
         self._listeners_lock = threading.Lock()
@@ -269,27 +287,52 @@ class FrameCamera(ABC):
                 self._store_snapshot(frame, request.caused_by, request.future)
             else:
                 self._begin_clip(frame, request)
-        interval = self.config.snapshot_interval_s
+        throttle = self._throttle()
+        interval = self.config.snapshot_interval_s * throttle.snapshot_every
         if interval > 0:
             if self._next_snapshot is None or frame.ts >= self._next_snapshot + interval:
                 self._next_snapshot = frame.ts  # first frame, or the cadence fell behind (a stall)
             if frame.ts >= self._next_snapshot:
-                self._store_snapshot(frame, None, Future())
                 self._next_snapshot += interval
+                if not throttle.snapshots:
+                    self._counts["snapshots_deferred"] += 1  # the month's data budget runs low
+                elif self._unchanged(frame):
+                    self._counts["snapshots_skipped"] += 1
+                else:
+                    self._store_snapshot(frame, None, Future(), throttle.snapshot_quality)
 
-    def _store_snapshot(self, frame: Frame, caused_by: str | None, future: Future[Event]) -> None:
+    def _unchanged(self, frame: Frame) -> bool:
+        """Whether the scene differs from the last stored snapshot by less than the threshold."""
+        limit = self.config.snapshot_skip_diff
+        if limit <= 0 or self._last_thumb is None:
+            return False
+        thumb = thumbnail(frame.jpeg)
+        return sum(abs(a - b) for a, b in zip(thumb, self._last_thumb, strict=True)) / len(thumb) < limit
+
+    def _store_snapshot(
+        self, frame: Frame, caused_by: str | None, future: Future[Event], quality_cap: int | None = None
+    ) -> None:
+        cfg = self.config
+        data = frame.jpeg
+        quality = min(cfg.snapshot_quality or cfg.quality, quality_cap or 100)
+        if cfg.snapshot_width or quality != cfg.quality:
+            width = cfg.snapshot_width or cfg.width
+            height = cfg.snapshot_height or round(width * cfg.height / cfg.width)
+            data = resized_jpeg(frame.jpeg, (width, height), quality)
         event = self._guarded(
             future,
             self.media.put,
             MediaType.SNAPSHOT,
             self.config.window,
-            frame.jpeg,
+            data,
             started=frame.ts,
             ended=frame.ts,
             caused_by=caused_by,
         )
         if event is not None:
             self._counts["snapshots"] += 1
+            if cfg.snapshot_skip_diff > 0:
+                self._last_thumb = thumbnail(frame.jpeg)
             future.set_result(event)
 
     def _begin_clip(self, frame: Frame, request: _Request) -> None:
@@ -298,10 +341,17 @@ class FrameCamera(ABC):
             self.log.warning("clip for %s refused: %d clips already recording", request.caused_by, MAX_PENDING_CLIPS)
             request.future.set_exception(RuntimeError(f"{MAX_PENDING_CLIPS} clips already recording"))
             return
-        writer = self._guarded(request.future, self.media.begin, MediaType.CLIP, self.config.window, request.caused_by)
+        cfg = self.config
+        writer = self._guarded(
+            request.future, self.media.begin, MediaType.CLIP, cfg.window, request.caused_by, video.extension(cfg)
+        )
         if writer is None:
             return
-        clip = _Clip(writer, request.at + self.config.clip_after_s, request.future)
+        sink = self._guarded(request.future, video.sink_for, writer.write, cfg)
+        if sink is None:
+            writer.abort()
+            return
+        clip = _Clip(writer, sink, request.at + cfg.clip_after_s, request.future)
         for old in self._ring.since(request.at - self.config.clip_before_s):
             self._feed(clip, old)
         if frame.ts >= clip.end:
@@ -314,7 +364,9 @@ class FrameCamera(ABC):
             self._guarded(clip.future, clip.add, frame)
 
     def _finish(self, clip: _Clip) -> None:
-        if clip.future.done():  # a write failed earlier; the error is already on the future
+        # The encoder's last frames (or its error) first: nothing may write the file after this.
+        self._guarded(clip.future, clip.sink.close)
+        if clip.future.done():  # a write or the encoder failed; the error is already on the future
             clip.writer.abort()
             return
         if clip.first is None or clip.last is None:

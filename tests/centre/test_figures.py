@@ -79,3 +79,30 @@ def test_figures_by_window_clerk_and_item_with_clips_and_queue(config: StoreConf
 
         with psycopg.connect(config.dsn, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{config.schema}" CASCADE')
+
+
+def test_hostile_numbers_and_shapes_neither_fail_the_batch_nor_count(config: StoreConfig) -> None:
+    """A rating with no verdict, or a 10**30 window, level or waiting count, once failed the whole
+    ingest batch (NOT NULL, INTEGER overflow) and so every other station's events in it."""
+    store = open_store(config)
+    figures.create(store)
+    hostile = [
+        event(1, "rating", {"window": 1}),
+        event(2, "rating", {"verdict": "meh", "window": 1}),
+        event(3, "rating", {"verdict": "good", "window": 10**30, "level": 10**30}),
+        event(4, "rating", {"verdict": "bad", "window": True, "level": -1, "reason": {"name": "慢" * 10_000}}),
+        event(5, "telemetry", {"queue": {"waiting": {"A": 10**30}, "longest_wait_s": {"A": float("inf")}}}),
+        event(6, "telemetry", {"queue": {"waiting": 10**30, "longest_wait_s": 10**30}}),
+    ]
+    model = CountyModel("c", "C")
+    for e in hostile:
+        model.apply_event(e, NOW)
+        figures.record(store, e)
+    store.commit()
+    reader = FiguresReader(config)
+    d = model.detail("st-1", NOW)
+    assert d is not None
+    reader.apply_detail(d, model.today.isoformat(), NOW)
+    assert d["by_window"].get("0") == {"good": 1, "bad": 1, "good_share": 0.5}, d["by_window"]
+    assert (d["queue"]["waiting"], d["queue"]["longest_wait_s"]) == (None, None)
+    store.close()

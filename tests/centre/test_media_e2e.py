@@ -37,6 +37,7 @@ quality = 50
 clip_before_s = 2
 clip_after_s = 1
 snapshot_interval_s = 3600
+clip_format = "mjpeg"   # the frame-by-frame player and upload timing this proof is built on
 """
 
 

@@ -86,3 +86,16 @@ def test_the_range_tracker_agrees_with_a_plain_set(steps: list[tuple[bool, int, 
         gaps = [n for n in range(floor + 1, top + 1) if n not in held]
         assert (t.floor, t.top, t.missing_count(), t.lost) == (floor, top, len(gaps), lost)
         assert [n for a, b in t.missing(limit=10**6) for n in range(a, b + 1)] == gaps
+
+
+def test_the_month_on_the_line_comes_from_telemetry_checked() -> None:
+    model = CountyModel("c", "County")
+    link = {"month": "2026-11", "sent_bytes": 12345, "received_bytes": 789, "budget_bytes": 1 << 20, "stage": "thrift"}
+    model.apply_event(event(1, "telemetry", {"link": link}), NOW)
+    shown = model.detail("st-1", NOW)["link"]
+    assert {k: shown[k] for k in link} == link
+    hostile = {"month": "x" * 10_000, "sent_bytes": -5, "received_bytes": 1e300, "stage": "<script>", "extra": 1}
+    model.apply_event(event(2, "telemetry", {"link": hostile}), NOW)
+    shown = model.detail("st-1", NOW)["link"]
+    assert [shown[k] for k in ("month", "sent_bytes", "received_bytes", "budget_bytes", "stage")] == [None] * 5
+    assert "extra" not in shown

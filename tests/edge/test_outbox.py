@@ -15,7 +15,7 @@ from edge import retention
 from edge.clock import ClockSource
 from edge.config import ClockConfig
 from edge.events import Event, NewEvent, Priority
-from edge.outbox import Outbox, OutboxError, OutboxFull
+from edge.outbox import SEQ_BLOCK, Outbox, OutboxError, OutboxFull
 
 DAY = 86400.0
 
@@ -137,7 +137,7 @@ def test_parked_events_are_not_resent_but_counted(tmp_path: Path) -> None:
 
 
 def test_eviction_order_and_report(tmp_path: Path) -> None:
-    budget = 400 * 1024
+    budget = 250 * 1024  # 170 events of 2 KB offered
     box = make(tmp_path, max_bytes=budget)
     pad = "x" * 2000
     delivered = [box.append(ev("old", Priority.NORMAL, pad=pad)).seq for _ in range(30)]
@@ -246,4 +246,82 @@ def test_status_reads_beside_a_writer(tmp_path: Path) -> None:
     assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 1
     box.append(ev())  # a reader does not block the writer
     conn.close()
+    box.close()
+
+
+def _used_past_a_block(path: Path) -> int:
+    """An outbox that has handed out seqs beyond its first reserved block; returns its last seq."""
+    box = make(path)
+    for _ in range(3):
+        box.append(ev())
+    box.close()
+    return box.last_seq
+
+
+def _resumes_above_the_mark(box: Outbox, used: int, what: str) -> dict:
+    incident = json.loads(next(p.payload for p in box.pending(10) if p.kind == "incident"))
+    assert incident["data"]["what"] == what
+    assert incident["seq"] > used and incident["seq"] == incident["data"]["resumed_at"]
+    assert incident["data"]["possibly_lost"] is not None and incident["data"]["possibly_lost"][0] <= used + 1
+    assert box.append(ev()).seq == incident["seq"] + 1
+    return incident
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated"])
+def test_a_lost_or_emptied_database_continues_above_the_mark(tmp_path: Path, damage: str) -> None:
+    used = _used_past_a_block(tmp_path)
+    db = tmp_path / "outbox.db"
+    for suffix in ("-wal", "-shm"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+    if damage == "deleted":
+        db.unlink()
+    else:
+        db.write_bytes(b"")  # SQLite opens an empty file as an empty database
+    box = make(tmp_path)
+    _resumes_above_the_mark(box, used, "outbox-missing")
+    box.close()
+    again = make(tmp_path)  # the next start is an ordinary one: no second incident
+    assert again.incident is None and again.append(ev()).seq == box.last_seq + 1
+    again.close()
+
+
+def test_an_older_copy_of_the_database_continues_above_the_mark(tmp_path: Path) -> None:
+    box = make(tmp_path)
+    box.append(ev())
+    box.close()
+    old = (tmp_path / "outbox.db").read_bytes()
+    box = make(tmp_path)
+    for _ in range(SEQ_BLOCK + 5):  # past the first block: the mark moves on
+        box.append(ev())
+    box.close()
+    (tmp_path / "outbox.db").write_bytes(old)
+    box = make(tmp_path)
+    _resumes_above_the_mark(box, SEQ_BLOCK + 6, "outbox-behind")
+    box.close()
+
+
+def test_an_unreadable_database_is_renamed_aside_and_continues_above_the_mark(tmp_path: Path) -> None:
+    used = _used_past_a_block(tmp_path)
+    db = tmp_path / "outbox.db"
+    db.unlink()
+    db.mkdir()  # nothing SQLite can open, whoever runs the test (root reads any mode)
+    box = make(tmp_path)
+    _resumes_above_the_mark(box, used, "outbox-corrupt")
+    assert list(tmp_path.glob("outbox.db.corrupt-*"))
+    box.close()
+
+
+def test_another_stations_database_is_renamed_aside(tmp_path: Path) -> None:
+    used = _used_past_a_block(tmp_path)
+    other = Outbox(tmp_path / "other" / "outbox.db", "st-0002", clock=ClockSource(ClockConfig(sync="assume")),
+                   max_bytes=64 << 20)  # fmt: skip
+    other.append(ev())
+    other.close()
+    (tmp_path / "outbox.db").unlink()
+    (tmp_path / "other" / "outbox.db").rename(tmp_path / "outbox.db")
+    box = make(tmp_path)
+    incident = _resumes_above_the_mark(box, used, "outbox-foreign")
+    assert "st-0002" in incident["data"]["reason"]
+    assert all(json.loads(p.payload)["station"] == "st-0001" for p in box.pending(10))
+    assert list(tmp_path.glob("outbox.db.foreign-*"))
     box.close()

@@ -21,10 +21,10 @@ from mqtt.commands import CommandError
 from mqtt.config import MediaConfig
 from mqtt.live import LiveView
 from peripherals.camera import CameraConfig, make_camera
-from peripherals.camera.frames import split_mjpeg
 from peripherals.camera.sim import read_timestamp
 from tests.conftest import COUNTY, STATION, GatewayProcess, station_config, wait_until
 from tests.mqtt.test_commands import Requester
+from tests.support.clips import frame_times
 from tests.support.media_county import MediaCounty
 from tests.support.recording_outbox import RecordingOutbox
 
@@ -109,7 +109,8 @@ def test_live_view_snapshot_and_bad_rating_clip(tmp_path: Path, broker, gateways
         wait_until(evidence, 30, "a bad rating's clip at the county")
         clip, cause = evidence()[0]
         assert (cause.kind, cause.data["verdict"], cause.data["window"]) == ("rating", "bad", 1)
-        times = drawn_times(list(split_mjpeg(county.file(clip["media_id"]))))
+        times = frame_times(county.file(clip["media_id"]))
+        assert clip["content_type"] == "video/mp4"
         rated = datetime.fromisoformat(cause.ts).timestamp()
         assert rated - 2.5 < times[0] < rated - 1 and rated + 0.5 < times[-1] <= rated + 1.5
     finally:

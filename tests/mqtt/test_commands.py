@@ -16,7 +16,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from mqtt import topics
-from mqtt.commands import MAX_REQUEST_BYTES, Arg, Command, CommandError, parse_request
+from mqtt.commands import MAX_REQUEST_BYTES, RUN_ONCE_MAX, Arg, Command, CommandError, RunOnce, parse_request
 from tests.conftest import COUNTY, STATION, GatewayProcess, message_doc, station_config, wait_until
 
 ECHO = Command("echo", lambda a: a, args={"n": Arg("int", required=True, min=1, max=10), "s": Arg("str")})
@@ -62,7 +62,9 @@ class Requester:
             self.client.subscribe(topic, qos=1)
         time.sleep(0.2)
 
-    def request(self, name: str, payload: bytes, *, correlation: bytes | None = b"c-1", v5: bool = True):
+    def request(self, name: str, payload: bytes, *, correlation: bytes | None = b"", v5: bool = True):
+        """One request; by default with Correlation Data of its own (a request id is run once)."""
+        correlation = uuid.uuid4().hex.encode() if correlation == b"" else correlation
         props = None
         if v5:
             props = Properties(PacketTypes.PUBLISH)
@@ -171,3 +173,19 @@ def test_mqtt_311_fallback_reply_topic_and_correlation(tmp_path: Path, broker, g
         assert not reply["ok"] and reply["correlation"] == "req-78"
     finally:
         req.close()
+
+
+@pytest.mark.parametrize("saved", [None, "", "not json", "[1,2]", '{"a": 5}', '{"a": [1]}', '{"a": ["x", "y"]}'])
+def test_run_once_survives_whatever_was_stored(saved) -> None:
+    assert RunOnce(saved).reply_to("a") is None
+
+
+def test_run_once_remembers_replies_until_expiry_and_bounds_its_size() -> None:
+    log = RunOnce(None, now=1000.0)
+    saved = log.ran("first", 2000.0, b'{"ok":true}', now=1000.0)
+    assert RunOnce(saved, now=1500.0).reply_to("first") == b'{"ok":true}'
+    assert RunOnce(saved, now=2500.0).reply_to("first") is None, "kept past its expiry"
+    for i in range(RUN_ONCE_MAX + 50):
+        saved = log.ran(f"id-{i}", 3000.0 + i, b"{}", now=1000.0)
+    assert len(json.loads(saved)) == RUN_ONCE_MAX
+    assert log.reply_to("id-0") is None and log.reply_to(f"id-{RUN_ONCE_MAX + 49}") == b"{}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from mqtt.broker import Mosquitto
 from mqtt.config import BrokerConfig
 from mqtt.uplink import Backoff, Uplink
 from tests.conftest import COUNTY, STATION, GatewayProcess, Subscriber, message_doc, station_config, wait_until
+from tests.support.mqtt_meter import MeteringProxy
 from tests.support.proxy import Proxy
 
 
@@ -137,7 +139,7 @@ def test_unreachable_broker_at_start_buffers_then_delivers(tmp_path, broker, sub
         link.close()
 
 
-def test_bad_credentials_stop_reconnecting_and_say_so(tmp_path, gateways) -> None:
+def test_bad_credentials_slow_reconnecting_down_and_say_so(tmp_path, gateways) -> None:
     passwd = tmp_path / "passwd"
     passwd.write_text("")
     import subprocess
@@ -149,10 +151,32 @@ def test_bad_credentials_stop_reconnecting_and_say_so(tmp_path, gateways) -> Non
         gateways.append(gw)
         wait_until(lambda: gw.status()["broker"]["connection"] == "needs_enrolment", 15, "needs_enrolment")
         assert "credentials" in gw.status()["broker"]["cause"]
-        attempts = (broker.workdir / "mosquitto.log").read_text().count("not authorised")
-        time.sleep(2)  # a station that kept retrying would show more refusals by now
-        assert (broker.workdir / "mosquitto.log").read_text().count("not authorised") == attempts
+        time.sleep(2)  # the next try of the same login is 30 to 60 s away by default
+        assert gw.logs().count("or enrol this station again") == 1
         assert gw.stop() == 0
+
+
+def test_a_refused_login_is_tried_again_until_the_broker_takes_it(tmp_path, gateways) -> None:
+    """A password file rewritten (or a dynamic-security reload) refuses a station for a while;
+    once the broker takes the same login again the station comes back by itself."""
+    passwd = tmp_path / "passwd"
+    passwd.write_text("")
+    import subprocess
+
+    subprocess.run(["mosquitto_passwd", "-b", str(passwd), "county", "not-yet"], check=True)
+    with Mosquitto(tmp_path / "broker", extra=f"allow_anonymous false\npassword_file {passwd}") as broker:
+        broker_extra = 'username = "county"\npassword = "right"\nrefused_retry_s = 0.5\nrefused_retry_max_s = 1.0'
+        gw = GatewayProcess(station_config(tmp_path, broker.port, broker_extra=broker_extra, rate=5)).start()
+        gateways.append(gw)
+        wait_until(lambda: gw.status()["broker"]["connection"] == "needs_enrolment", 15, "needs_enrolment")
+        assert "trying the same login again at" in gw.status()["broker"]["cause"]
+        wait_until(lambda: gw.logs().count("or enrol this station again") >= 3, 15, "the same login tried again")
+        subprocess.run(["mosquitto_passwd", "-b", str(passwd), "county", "right"], check=True)
+        assert broker.proc is not None
+        broker.proc.send_signal(signal.SIGHUP)  # mosquitto reloads its password file
+        wait_until(lambda: gw.status()["broker"]["connection"] == "connected", 15, "the station back online")
+        last = gw.stop_and_drain()["last_seq"]
+        assert last > 0 and gw.status()["undelivered"] == 0
 
 
 def test_window_never_exceeds_the_brokers_receive_maximum(tmp_path) -> None:
@@ -169,6 +193,34 @@ def test_window_never_exceeds_the_brokers_receive_maximum(tmp_path) -> None:
         finally:
             uplink.stop()
             box.close()
+
+
+def test_replays_and_replies_stay_within_the_brokers_receive_maximum(tmp_path) -> None:
+    """A replay of 200 events, a burst of replies and a birth on a broker that takes 3 at a time:
+    counted on the wire, never more than 3 QoS 1 publishes await their PUBACK."""
+    with Mosquitto(tmp_path / "broker", extra="max_inflight_messages 3") as broker:
+        sub = Subscriber(broker.port, tmp_path / "county.jsonl").start()
+        meter = MeteringProxy(broker.port)
+        box = Outbox(tmp_path / "outbox.db", STATION, clock=ClockSource(ClockConfig(sync="assume")), max_bytes=64 << 20)
+        uplink = Uplink(BrokerConfig(port=meter.port, inflight=20), COUNTY, STATION, box)
+        uplink.start()
+        try:
+            for i in range(200):
+                box.append(NewEvent("rating", Priority.CRITICAL, {"n": i}))
+            wait_until(lambda: box.stats()["undelivered"] == 0, 20, "the 200 events to drain")
+            session = uplink.status()["session"]
+            assert uplink.replay(1, 200) == 200
+            for i in range(50):
+                uplink.publish_control(f"yimen/v1/{COUNTY}/{STATION}/reply/r{i}", b"{}")
+            uplink.rebirth()
+            wait_until(lambda: sum(1 for m in sub.messages() if m["replay"]) >= 200, 20, "the 200 replayed events")
+            assert uplink.status()["session"] == session and uplink.status()["state"] == "connected"
+            assert meter.most_outstanding <= 3, f"{meter.most_outstanding} publishes awaited a PUBACK at once"
+        finally:
+            uplink.stop()
+            box.close()
+            sub.stop()
+            meter.close()
 
 
 def test_mqtt_311_is_selectable(tmp_path, broker, subscriber, gateways) -> None:

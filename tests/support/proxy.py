@@ -73,6 +73,13 @@ class Proxy:
         self._pairs[upstream] = client
         self._sel.register(client, selectors.EVENT_READ)
         self._sel.register(upstream, selectors.EVENT_READ)
+        self._opened(client, upstream)
+
+    def _opened(self, client: socket.socket, upstream: socket.socket) -> None:
+        """A connection was made; a subclass that reads the traffic starts its bookkeeping."""
+
+    def _passing(self, sock: socket.socket, data: bytes) -> None:
+        """`data` read from `sock` is about to be passed on; a subclass may read it."""
 
     def _forward(self, sock: socket.socket) -> None:
         try:
@@ -84,6 +91,7 @@ class Proxy:
             return
         if self.mode == self.BLACKHOLE:
             return  # the bytes vanish, as on a link that died without a FIN
+        self._passing(sock, data)
         try:
             self._pairs[sock].sendall(data)
         except OSError:

@@ -2,8 +2,10 @@
 
 Usage: python -m tests.support.subscriber HOST PORT COUNTY OUTFILE
 Writes one JSON line per message (topic, payload as base64, replay flag) and a line
-{"subscribed": n} after each SUBACK, flushing each line, until SIGTERM. It reconnects
-quickly by itself so that a broker restart costs it as little as possible.
+{"subscribed": n} after each SUBACK; an event batch is written as one line per event it
+carries (unpacked with the contract's own reader, mqtt/batch.py), marked `"batch": true`,
+flushing each line, until SIGTERM. It reconnects quickly by itself so that a broker restart
+costs it as little as possible.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import threading
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+
+from mqtt import batch
 
 
 def main() -> None:
@@ -40,14 +44,17 @@ def main() -> None:
     def on_message(_c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
         props = getattr(msg, "properties", None)
         replay = ("replay", "1") in (getattr(props, "UserProperty", None) or [])
-        write(
-            {
-                "topic": msg.topic,
-                "payload": base64.b64encode(msg.payload).decode(),
-                "replay": replay,
-                "retain": bool(msg.retain),
-            }
-        )
+        packed = "/events/" in msg.topic and batch.is_batch(msg.payload)
+        for payload in batch.unpack(msg.payload) if packed else [msg.payload]:
+            write(
+                {
+                    "topic": msg.topic,
+                    "payload": base64.b64encode(payload).decode(),
+                    "replay": replay,
+                    "retain": bool(msg.retain),
+                    "batch": packed,
+                }
+            )
 
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"test-county-{county}", protocol=paho.MQTTv5)
     client.on_connect = on_connect

@@ -19,9 +19,10 @@ from PIL import Image, ImageChops, ImageFilter, ImageStat
 from edge.events import Event, NewEvent
 from edge.media import MediaStore
 from peripherals.camera import CameraConfig, MaskRegion, make_camera
-from peripherals.camera.frames import encode_jpeg, split_mjpeg
+from peripherals.camera.frames import encode_jpeg
 from peripherals.camera.pipeline import CameraStopped, WallClock
 from peripherals.camera.sim import draw_scene, read_timestamp
+from tests.support.clips import clip_images, frame_times
 from tests.support.manual_clock import START, ManualClock
 from tests.support.recording_outbox import RecordingOutbox
 
@@ -34,16 +35,6 @@ def stored(storage: Path, event: Event) -> bytes:
     assert hashlib.sha256(data).hexdigest() == event.data["sha256"]
     assert len(data) == event.data["size"]
     return data
-
-
-def frame_times(data: bytes) -> list[float]:
-    """Capture times (s) drawn into each JPEG of a clip or snapshot."""
-    times = []
-    for jpeg in split_mjpeg(data):
-        ms = read_timestamp(Image.open(io.BytesIO(jpeg)))
-        assert ms is not None, "bar code unreadable"
-        times.append(ms / 1000)
-    return times
 
 
 def media_events(outbox: RecordingOutbox, media_type: str) -> list[Event]:
@@ -70,7 +61,7 @@ def test_unreadable_code_is_reported_not_guessed() -> None:
 def test_snapshots_every_interval_and_under_the_size_limit(
     sim_camera, clock: ManualClock, outbox: RecordingOutbox, tmp_path: Path
 ) -> None:
-    sim_camera()  # defaults: 640x480, every 60 s
+    sim_camera(snapshot_skip_diff=0)  # defaults: 640x480, every 60 s; never skipped as unchanged
     clock.advance(10 * 60)
 
     snaps = media_events(outbox, "snapshot")
@@ -93,6 +84,27 @@ def test_snapshot_size_and_quality_follow_config(
     assert len(small) == 2
     assert all(Image.open(io.BytesIO(data)).size == (320, 240) for data in small)
     assert max(map(len, small)) < 15 * 1024
+
+
+def test_unchanged_scene_is_skipped_and_counted(sim_camera, clock: ManualClock, outbox: RecordingOutbox) -> None:
+    """The ball crosses the counter every 20 s: 60 s apart it is where it was (nothing changed but
+    the clock's digits), so only the first scheduled snapshot is stored."""
+    camera = sim_camera(snapshot_interval_s=60)
+    clock.advance(5 * 60)
+    assert len(media_events(outbox, "snapshot")) == 1
+    assert camera.status()["snapshots_skipped"] == 5
+    future = camera.snapshot()  # a snapshot someone asked for is never skipped
+    clock.advance(0.5)
+    assert future.result(timeout=0).data["type"] == "snapshot"
+
+
+def test_changed_scene_is_stored(sim_camera, clock: ManualClock) -> None:
+    """5 s apart the ball has moved a quarter of the way: the scene changed (but for a few
+    steps where it moves least on its path: the threshold leaves room for the drawn clock)."""
+    camera = sim_camera(snapshot_interval_s=5)
+    clock.advance(60)
+    counts = camera.status()
+    assert counts["snapshots"] + counts["snapshots_skipped"] == 13 and counts["snapshots"] >= 9, counts
 
 
 def test_snapshot_on_demand(sim_camera, clock: ManualClock, outbox: RecordingOutbox, tmp_path: Path) -> None:
@@ -215,6 +227,27 @@ def test_privacy_mask_changes_only_the_masked_region(
         assert after.mean[0] < before.mean[0] / 4
 
 
+def test_h264_clip_every_frame_decodes_with_its_time_and_the_mask(
+    sim_camera, clock: ManualClock, tmp_path: Path
+) -> None:
+    """The clip a county plays: H.264 in MP4, decoded frame by frame (PyAV), each frame at its
+    capture time (checked by clip_images against the drawn bar code), the citizen's side grey."""
+    region = MaskRegion(x=0.0, y=0.6, w=1.0, h=0.4)
+    camera = sim_camera(snapshot_interval_s=0, mask=(region,), mask_style="fill")
+    clock.advance(40)
+    future = camera.clip(caused_by="st1-9")
+    clock.advance(10.5)
+    event = future.result(timeout=0)
+    data = stored(tmp_path, event)
+    assert event.data["ext"] == "mp4" and event.data["path"].endswith(".mp4")
+    images = clip_images(data)
+    assert len(images) == event.data["frames"] == 61
+    inside = region.box(640, 480)
+    for image in images:
+        stats = _region_stats(image, (inside[0] + 8, inside[1] + 8, inside[2] - 8, inside[3] - 8))
+        assert stats.mean[0] == pytest.approx(128, abs=4) and stats.stddev[0] < 4, "the masked side shows"
+
+
 def test_a_store_failure_fails_the_request_not_the_camera(
     tmp_path: Path, clock: ManualClock, outbox: RecordingOutbox
 ) -> None:
@@ -244,7 +277,7 @@ def test_a_store_failure_fails_the_request_not_the_camera(
 
 
 def test_status_reports_the_lifecycle(sim_camera, clock: ManualClock) -> None:
-    camera = sim_camera(snapshot_interval_s=10)
+    camera = sim_camera(snapshot_interval_s=10, snapshot_skip_diff=0)
     clock.advance(60)
     status = camera.status()
     assert (status["state"], status["backend"], status["window"]) == ("running", "sim", 1)

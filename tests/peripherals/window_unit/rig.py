@@ -293,6 +293,24 @@ class Line:
                         os.write(target, data)
 
 
+def one_unit_station(unit_path: str) -> str:
+    """Config for a station whose window 1 has the window unit at `unit_path` and a queue (category A)."""
+    return f"""
+[window_unit]
+ping_s = 1
+
+[[windows]]
+number = 1
+unit = "{unit_path}"
+
+[[categories]]
+code = "A"
+name = "社会保障"
+item = "SB-001"
+windows = [1]
+"""
+
+
 class Recorder(RecordingOutbox):
     """`emit` for window-unit tests: the real outbox; `events` and `keys` read back what is on disk."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from edge.station.service import NotRecorded
 from peripherals.window_unit import WindowConfig
 from tests.peripherals.window_unit.rig import wait_until
 
@@ -93,3 +94,24 @@ def test_unplugging_and_plugging_back_in_recovers_by_itself(make_line, make_unit
     assert online_count(recorder) == 2
     offline = next(e for e in recorder.events("unit") if e["state"] == "offline")
     assert offline["reason"] == "port closed"
+
+
+def test_a_press_not_recorded_is_not_acknowledged_and_comes_again(make_line, make_unit, make_gateway, recorder) -> None:
+    """The station could not record it (stopping, full disk): no ACK, so the unit sends it again."""
+    line = make_line()
+    unit = make_unit(line)
+    taken: list[tuple[str, int]] = []
+    refusals = [NotRecorded("the station is stopping")] * 3
+
+    def on_key(press) -> None:
+        if refusals:
+            raise refusals.pop()
+        taken.append((press.key, press.n))
+
+    gateway = make_gateway(WindowConfig(1, line.path), on_key=on_key)
+    wait_until(lambda: online_count(recorder) == 1, "the unit to come online")
+    unit.press("good")
+    wait_until(lambda: taken, "the press, once the station records it", timeout=30)
+    assert taken == [("good", 1)] and not refusals
+    wait_until(lambda: unit.unacked == 0, "the ACK")
+    assert gateway.status()["units"][0]["emit_failures"] == 3
