@@ -138,7 +138,8 @@ def test_a_unit_is_updated_without_losing_a_press(
     assert fw_online(gw) == "1.1.0"
     for name, data in bundle.files:
         assert (unit.flash / name).read_bytes() == data, name
-    assert not list(unit.flash.glob("*.bak")) and not (unit.flash / "update.json").exists()
+    # The unit keeps the new firmware once its session started (just after the HELLO the gateway saw).
+    wait_until(lambda: not list(unit.flash.glob("*.bak")) and not committed.exists(), "the unit to keep it")
     assert (unit.flash / "settings.py").read_bytes() == (FIRMWARE / "settings.py").read_bytes()
     assert unit.boots == 2, "the unit rebooted once, into the new firmware"
     # The unit rebooted only once every press it had seen was acknowledged: all are recorded, in
