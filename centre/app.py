@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Sequence
 
 import uvicorn
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
 from centre import figures
@@ -37,6 +39,7 @@ def web_app(
     guard: Guard,
     alerts: Alerts,
     reports: WebStore,
+    extra: Sequence[BaseRoute] = (),
 ) -> ASGIApp:
     """The whole web side behind its gate: the live page, media and live view, and the pages of
     the people, reports and alerts. Reports get a connection of their own (`reports`): a month
@@ -47,6 +50,7 @@ def web_app(
         *Admin(guard).routes(),
         *ReportPages(Reports(reports), guard).routes(),
         *AlertPages(alerts, guard).routes(),
+        *extra,  # over-the-air rollouts, where configured
     ]
     return Console(model, ingest, config.media_dir, figures.FiguresReader(config.store), guard).app(routes)
 
@@ -88,10 +92,16 @@ def run(config: CentreConfig) -> int:
     media.start()
     ingest.start()
     live.start()
+    rollouts, rollout_routes = None, []
+    if config.rollout is not None:
+        from centre.rollout import Rollouts, routes
+
+        rollouts = Rollouts(config.broker, config.county, config.rollout.releases, config.rollout.state).start()
+        rollout_routes = routes(rollouts)
     try:
         server = uvicorn.Server(
             uvicorn.Config(
-                web_app(config, model, ingest, live, guard, alerts, reports),
+                web_app(config, model, ingest, live, guard, alerts, reports, rollout_routes),
                 host=config.web.host,
                 port=config.web.port,
                 ssl_certfile=config.web.tls_cert,
@@ -102,6 +112,8 @@ def run(config: CentreConfig) -> int:
         )
         server.run()
     finally:
+        if rollouts is not None:
+            rollouts.stop()
         live.stop()
         ingest.stop()
         media.stop()

@@ -60,7 +60,7 @@ MAX_LOGIN_BODY = 4096
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-AUDITED = ("live-view-start", "live-view-stop", "media", "clip-view")
+AUDITED = ("live-view-start", "live-view-stop", "media", "clip-view", "rollout")
 
 
 @dataclass(frozen=True)
@@ -404,6 +404,9 @@ class Guard:
         with the seconds watched, a media file shown or downloaded (the page's refreshes of one
         picture within MEDIA_SEEN_QUIET_S are one view; a download is always recorded)."""
         sid, ip = str(params.get("sid")), client_ip(conn)
+        if action == "rollout":  # a command to a share of the fleet: what and which, by its path
+            self.audit.record(user.name, "command", "*", ip, command="rollout", path=conn.url.path)
+            return
         if action.startswith("live-view"):
             window = params.get("window")
             if action == "live-view-start":

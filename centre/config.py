@@ -55,11 +55,15 @@ import tomllib
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from centre.alerts import AlertsConfig, parse_alerts
 from edge.config import ID_PATTERN
 from edge.configfile import ConfigError, Section
 from mqtt.config import BrokerConfig, parse_broker
+
+if TYPE_CHECKING:
+    from centre.rollout import RolloutConfig
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,7 @@ class CentreConfig:
     console: str = "console"  # this console's name among those sharing a broker: a stable client id
     townships: dict[str, str] = field(default_factory=dict)  # station -> township
     alerts: AlertsConfig = field(default_factory=lambda: parse_alerts(Section("alerts", {})))
+    rollout: RolloutConfig | None = None  # over-the-air rollouts (centre/rollout.py), when configured
 
 
 def parse(doc: dict, source: str) -> CentreConfig:
@@ -176,13 +181,18 @@ def parse(doc: dict, source: str) -> CentreConfig:
     console = centre.get_str("console", re.sub(r"[^a-z0-9-]", "-", default_name.lower()), pattern=r"[a-z0-9-]{1,40}")
 
     centre.done()
+    rollout = None
+    if top.has("rollout"):
+        from centre.rollout import parse_rollout
+
+        rollout = parse_rollout(top.section("rollout"))
     unknown = top.unread()
     if unknown:
         raise ConfigError(f"{source}: [{unknown[0]}]: unknown section (check the spelling; see README)")
     return CentreConfig(
         Path(source), county, name, broker, ingest, store, web, media_dir,
         media_max_bytes=media_max_mb * 2**20, media_session_expiry_s=expiry, live_view_s=live_view_s, console=console,
-        townships=townships, alerts=alerts,
+        townships=townships, alerts=alerts, rollout=rollout,
     )  # fmt: skip
 
 
