@@ -76,8 +76,11 @@ class Ingest:
         self.subscribed = threading.Event()
         self._limit = bounds.RateLimit(config.ingest.station_rate, config.ingest.station_burst)
         self._limit_logged: dict[str, float] = {}
-        # Called on the ingest thread with each newly stored event (media announce their files).
+        # Called on the ingest thread with each newly stored event (media announce their files,
+        # alerts take theirs), and with each loss the county records (station, seqs): each
+        # must only hand over, never block.
         self.on_new_event: list[Callable[[Event], None]] = []
+        self.on_loss: list[Callable[[str, int], None]] = []
         self.counters = {
             "messages": 0,
             "stored": 0,
@@ -403,6 +406,8 @@ class Ingest:
         for sid, ranges in self.model.exhausted(ing.replay_tries, ing.replay_retry_s, now):
             for first, last in ranges:
                 self.store.record_loss(sid, first, last, "not held by the station after replay requests", now)
+                for hook in self.on_loss:
+                    hook(sid, last - first + 1)
                 log.warning("%s: seqs %d..%d recorded as lost: replays did not bring them", sid, first, last)
             self._save_floors({sid})
         for sid, ranges in self.model.gapped(now, ing.gap_grace_s, MAX_STORE_CHECKS_PER_TICK):
