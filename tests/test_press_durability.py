@@ -82,6 +82,7 @@ class MicroPythonUnit:
         self.proc.wait()
 
 
+@pytest.mark.timeout(600)
 def test_every_acknowledged_press_reaches_the_county(tmp_path: Path, broker, subscriber) -> None:
     rng = random.Random(14)
     with small_disk(tmp_path / "disk") as disk:
@@ -97,8 +98,10 @@ def test_every_acknowledged_press_reaches_the_county(tmp_path: Path, broker, sub
                     sessions = gw.logs().count("online for window")
                     wait_until(lambda g=gw, n=sessions: g.logs().count("online for window") > n, 15, "a unit session")
                     filler = fill(disk)
-                    # Presses meet the full disk once SQLite needs a new page (a WAL reuses its own first).
-                    wait_until(lambda g=gw: "nothing was recorded" in g.logs(), 60, "a press the full disk refused")
+                    # Presses meet the full disk once SQLite needs a new page: a WAL reuses its own file
+                    # first, and the checkpoint that cannot grow the database fails quietly until the WAL
+                    # outgrows its file (about a thousand pages of presses: slow on a loaded machine).
+                    wait_until(lambda g=gw: "nothing was recorded" in g.logs(), 240, "a press the full disk refused")
                     time.sleep(2)
                     assert gw.proc.poll() is None, "the gateway died of a full disk:\n" + gw.logs()[-3000:]
                     filler.unlink()
