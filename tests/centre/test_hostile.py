@@ -209,3 +209,14 @@ def test_live_view_streams_are_bounded(broker, console_factory, fleet_factory) -
         for sock in streams:
             sock.close()
     assert fleet.call(lambda: fleet.station("st-l").live_requests) == 1
+
+
+def test_lose_missing_closes_only_the_gaps_in_a_range() -> None:
+    t = SeqTracker()
+    for seq in (1, 2, 5, 9, 10**9):
+        t.add(seq, 0.0)
+    assert t.lose_missing(2, 8, 0.0) == [(3, 4), (6, 8)]
+    assert t.lost == 5 and t.floor == 9
+    # One call over a huge span costs the held ranges in it, not the span.
+    assert t.lose_missing(1, 10**10, 0.0) == [(10, 10**9 - 1), (10**9 + 1, 10**10)]
+    assert t.held == [] and t.floor == 10**10
