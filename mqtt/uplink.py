@@ -623,8 +623,10 @@ class Uplink:
             deadline = time.monotonic() + 2.0
             while not info.is_published() and time.monotonic() < deadline and client.is_connected():
                 time.sleep(0.01)
-            client.disconnect()
         if client is not None:
+            # Also when the CONNACK is still on its way: a clean DISCONNECT after that CONNECT, or
+            # the broker publishes the will and the county reads a clean stop as a lost link.
+            client.disconnect()
             client.loop_stop()
         self._client = None
         self._outbox.outage_started("gateway stopped")
