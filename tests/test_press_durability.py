@@ -41,10 +41,11 @@ def small_disk(where: Path, size_mb: int = 8):
 def fill(disk: Path) -> Path:
     """Write until the file system says ENOSPC."""
     filler = disk / "filler"
-    with open(filler, "wb") as fh, contextlib.suppress(OSError):
+    # Unbuffered, and the suppress outside the file: its close has nothing left to flush into a
+    # full disk (a buffered close raised ENOSPC past the suppress).
+    with contextlib.suppress(OSError), open(filler, "wb", buffering=0) as fh:
         while True:
             fh.write(b"\0" * 65536)
-            fh.flush()
     return filler
 
 
