@@ -209,6 +209,8 @@ if [ -z "$r" ] && [ -d /run/systemd/system ]; then
     udevadm trigger --action=change --subsystem-match=tty --subsystem-match=input --subsystem-match=usbmisc
   fi
   systemctl enable --quiet yimen.service yimen-update.service yimen-update.path  # ota: the two update units
+  # The path unit watches for a downloaded release from now on, not only from the next boot.
+  systemctl start yimen-update.path
   if [ "$fresh" = 1 ]; then
     say "installed; not started: fill in $config first"
   elif [ "$start" = 1 ]; then

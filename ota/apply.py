@@ -191,7 +191,7 @@ def _install(layout: Layout, manifest: release.Manifest, files: Path) -> None:
         str(target),
     ]
     pip = [str(target / "bin/python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-           "--no-cache-dir", "--no-index", "--find-links", str(files), manifest.requires]  # fmt: skip
+           "--no-cache-dir", "--no-index", "--find-links", str(files), _with_extras(manifest.requires)]  # fmt: skip
     smoke = [str(target / "bin/yimen"), "--version"]
     for cmd in (venv, pip, smoke):
         try:
@@ -204,6 +204,13 @@ def _install(layout: Layout, manifest: release.Manifest, files: Path) -> None:
         raise InstallError(f"the new venv says {result.stdout.strip()!r}, not 'yimen {manifest.version}'")
     (target / ".complete").touch()  # as install.sh marks a venv it finished building
     sync_dir(target)
+
+
+def _with_extras(requires: str) -> str:
+    """`yimen==1.2` -> `yimen[pi,qr]==1.2`: the new venv gets the extras install.sh gave the first
+    one (evdev is compiled here from the sdist the release carries, with install.sh's gcc)."""
+    name, _, pin = requires.partition("==")
+    return f"{name}[{','.join(release.STATION_EXTRAS)}]=={pin}"
 
 
 def _trial(layout: Layout, crumb: dict[str, Any], restart: bool) -> int:

@@ -3,9 +3,11 @@
 A release directory holds `files/` (the yimen wheel and every wheel it depends on, for the
 stations' platform: aarch64, CPython 3.11 by default), `manifest.json` and `manifest.sig`.
 pip does the resolving: `pip download --platform ... --only-binary :all:` fetches exactly what
-`pip install --no-index` on a station will need. The release carries yimen's own dependencies,
-not the `[pi]`/`[qr]` extras: evdev has no aarch64 wheel on PyPI and would have to be compiled on
-every station at every update; see README, "Over-the-air updates", for how a station keeps them.
+`pip install --no-index` on a station will need. The release also carries the extras every
+station installs (`release.STATION_EXTRAS`, as deploy/install.sh does): without them a station
+updated over the air would lose its GPIO buttons, keypads, card readers and QR enrolment.
+evdev has no wheel on PyPI for any platform, so its sdist travels with the build backend's wheel
+and the station compiles it (install.sh installed gcc and python3-dev for exactly that).
 `--platform host` builds for this machine instead (tests, a county that mirrors its stations).
 """
 
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import zipfile
 from pathlib import Path
 
 from ota import release
@@ -25,6 +28,10 @@ STATION_PLATFORM = "manylinux2014_aarch64"
 STATION_PYTHON = "3.11"
 DEFAULT_CHUNK = 16 * 1024
 _WHEEL = re.compile(r"^yimen-([^-]+)-py3-none-any\.whl$")
+# Requirements with no wheel on PyPI: their sdist travels, built on the station from BUILD_BACKEND.
+SOURCE_ONLY = frozenset({"evdev"})
+BUILD_BACKEND = "setuptools>=61"
+_EXTRA_REQ = re.compile(r'^Requires-Dist: *([A-Za-z0-9._-]+)([^;]*); *extra *== *"([a-z0-9-]+)" *$')
 
 
 class BuildError(RuntimeError):
@@ -85,7 +92,11 @@ def build(
                 ":all:",
             ]
             platform_name = platform
-        _pip("download", "-d", str(files), *where, *index, str(wheel))
+        binary, source = extra_requirements(wheel, release.STATION_EXTRAS)
+        _pip("download", "-d", str(files), *where, *index, str(wheel), *binary)
+        if source:
+            _pip("download", "-d", str(files), "--no-deps", "--no-binary", ",".join(SOURCE_ONLY), *index, *source)
+            _pip("download", "-d", str(files), "--only-binary", ":all:", *index, BUILD_BACKEND)
         paths = sorted(p for p in files.iterdir() if p.is_file())
         raw = release.make_manifest(version, platform_name, python, paths, chunk_size)
         target.mkdir(parents=True)
@@ -93,6 +104,25 @@ def build(
     (target / release.MANIFEST).write_bytes(raw)
     (target / release.SIGNATURE).write_text(release.sign(raw, signer) + "\n")
     return target
+
+
+def extra_requirements(wheel: Path, extras: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """What the wheel's `extras` require, from its own metadata (pyproject.toml stays the one place
+    they are named): (those fetched as wheels for the platform, those that travel as sdists)."""
+    with zipfile.ZipFile(wheel) as whl:
+        name = next(n for n in whl.namelist() if n.endswith(".dist-info/METADATA"))
+        lines = whl.read(name).decode().splitlines()
+    binary: list[str] = []
+    source: list[str] = []
+    for line in lines:
+        m = _EXTRA_REQ.match(line.strip())
+        if m and m.group(3) in extras:
+            spec = m.group(1) + m.group(2).strip()
+            (source if m.group(1).lower() in SOURCE_ONLY else binary).append(spec)
+    missing = set(extras) - {m.group(3) for line in lines if (m := _EXTRA_REQ.match(line.strip()))}
+    if missing:
+        raise BuildError(f"{wheel.name} has no extra {', '.join(sorted(missing))}: is it a yimen wheel of this tree?")
+    return binary, source
 
 
 def open_release(directory: Path) -> tuple[release.Manifest, str]:

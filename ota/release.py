@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 # memory, and a gateway needs it only while an update is offered.
 
 FORMAT = 1
+# The extras every release carries and every station installs, the same as deploy/install.sh's
+# default: a config may turn on GPIO buttons, keypads or QR enrolment at any time.
+STATION_EXTRAS = ("pi", "qr")
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 # Bounds on what a manifest may ask of a station (the manifest comes from outside).

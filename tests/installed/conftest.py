@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.provisioning.conftest import County, county  # noqa: F401 - the county broker and registrar
+from tests.support import debroot
 
 NEEDED = ("debootstrap", "systemd-nspawn", "nsenter", "qemu-aarch64-static", "update-binfmts")
 
@@ -27,3 +30,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(
                 pytest.mark.skip(reason=f"{', '.join(missing)} missing: run ./dev test, which installs them")
             )
+
+
+@pytest.fixture
+def station(tmp_path: Path) -> Iterator[debroot.Booted]:
+    """A booted bookworm (systemd PID 1) on an overlay of the cached root, with this checkout at /usr/src/yimen."""
+    lower = debroot.root(debroot.host_arch())
+    pip_cache = debroot.CACHE / f"pip-{debroot.host_arch()}"
+    pip_cache.mkdir(parents=True, exist_ok=True)
+    with debroot.overlay(lower, tmp_path / "container") as merged:
+        options = debroot.give_host_settings(merged)
+        debroot.copy_checkout(merged / "usr/src/yimen")
+        options.append(f"--bind={pip_cache}:/root/.cache/pip")
+        booted = debroot.Booted(merged, tmp_path / "nspawn.log", options)
+        try:
+            booted.wait_booted()
+            yield booted
+        finally:
+            booted.stop()

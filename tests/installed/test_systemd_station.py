@@ -16,7 +16,6 @@ import queue
 import re
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -99,23 +98,6 @@ class Console:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-
-
-@pytest.fixture
-def station(tmp_path: Path) -> Iterator[debroot.Booted]:
-    lower = debroot.root(debroot.host_arch())
-    pip_cache = debroot.CACHE / f"pip-{debroot.host_arch()}"
-    pip_cache.mkdir(parents=True, exist_ok=True)
-    with debroot.overlay(lower, tmp_path / "container") as merged:
-        options = debroot.give_host_settings(merged)
-        debroot.copy_checkout(merged / "usr/src/yimen")
-        options.append(f"--bind={pip_cache}:/root/.cache/pip")
-        booted = debroot.Booted(merged, tmp_path / "nspawn.log", options)
-        try:
-            booted.wait_booted()
-            yield booted
-        finally:
-            booted.stop()
 
 
 def on_boot_partition(issued: Path, claim: Path) -> None:

@@ -64,12 +64,12 @@ def _platform(base: Path) -> tuple[str, str]:
 
 
 def install_version(root: Path, rel: Path, version: str) -> None:
-    """What install.sh does for the first version (the installer's part, not the updater's)."""
+    """What install.sh does for the first version, extras included (the installer's part, not the updater's)."""
     venv = root / "versions" / version
     subprocess.run(["/usr/bin/python3", "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
     subprocess.run(
         [venv / "bin/python", "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-index",
-         "--find-links", str(rel / "files"), f"yimen=={version}"],
+         "--find-links", str(rel / "files"), f"yimen[pi,qr]=={version}"],
         check=True, timeout=600, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
     )  # fmt: skip
     os.symlink(f"versions/{version}", root / "current")
