@@ -5,6 +5,7 @@ pushed to the browser as server-sent events, with the session's deadline on both
                                                   for one (`live-view`); answers its `until`
     GET  /api/station/{sid}/live/{window}/stream  text/event-stream: `frame` events (the JPEG,
                                                   base64) and one `end` event at the deadline
+                                                  (at once, with `error`, past MAX_STREAMS)
     POST /api/station/{sid}/live/{window}/stop    this viewer leaves; the last one to leave
                                                   stops the station's session (`stop: true`)
 
@@ -41,6 +42,9 @@ log = logging.getLogger("yimen.centre.live")
 
 MAX_FRAME_BYTES = 1024 * 1024
 POLL_S = 0.2  # how often a stream looks for a new frame
+# Streams open at once in this console process, all windows together: each is a connection and
+# a loop on the event loop. Past it, a stream ends at once with `error`.
+MAX_STREAMS = 32
 
 
 @dataclass
@@ -52,6 +56,7 @@ class Session:
     frame: bytes | None = None
     frames: int = 0  # frames received in this session: the stream's cursor
     error: str | None = None
+    event: tuple[int, str] | None = None  # the latest frame as an SSE event, made once for every viewer
 
 
 class LiveHub:
@@ -67,6 +72,7 @@ class LiveHub:
         self.client.on_connect = lambda c, *_: c.subscribe(topics.county_live_filter(config.county), qos=0)
         self.client.on_message = self._on_message
         self.dropped = 0  # frames nobody asked for, or too large
+        self._streams = 0  # open streams (MAX_STREAMS); only the event loop changes it
 
     def start(self) -> None:
         cfg = self.config.broker
@@ -139,20 +145,27 @@ class LiveHub:
 
     async def frames(self, station: str, window: int) -> AsyncIterator[str]:
         """Server-sent events for one viewer: each new frame, then `end` at the deadline."""
-        seen = 0
-        while True:
-            with self._lock:
-                session = self._sessions.get((station, window))
-                frame, count = (session.frame, session.frames) if session else (None, 0)
-                until = session.until if session else 0.0
-            if session is None or time.time() >= until:
-                yield f"event: end\ndata: {json.dumps({'until': until})}\n\n"
-                return
-            if frame is not None and count != seen:
-                seen = count
-                doc = {"n": count, "until": until, "jpeg": base64.b64encode(frame).decode()}
-                yield f"event: frame\ndata: {json.dumps(doc)}\n\n"
-            await asyncio.sleep(POLL_S)
+        if self._streams >= MAX_STREAMS:
+            error = f"too many viewers on this console ({MAX_STREAMS}): close another live view"
+            yield f"event: end\ndata: {json.dumps({'until': 0, 'error': error})}\n\n"
+            return
+        self._streams += 1
+        try:
+            seen = 0
+            while True:
+                with self._lock:
+                    session = self._sessions.get((station, window))
+                    frame, count = (session.frame, session.frames) if session else (None, 0)
+                    until = session.until if session else 0.0
+                if session is None or time.time() >= until:
+                    yield f"event: end\ndata: {json.dumps({'until': until})}\n\n"
+                    return
+                if frame is not None and count != seen:
+                    seen = count
+                    yield _frame_event(session, frame, count, until)
+                await asyncio.sleep(POLL_S)
+        finally:
+            self._streams -= 1
 
     # ----- routes --------------------------------------------------------------------------------
 
@@ -192,3 +205,13 @@ class LiveHub:
             Route(f"{base}/stop", self.stop_route, methods=["POST"]),
             Route(f"{base}/stream", self.stream_route),
         ]
+
+
+def _frame_event(session: Session, frame: bytes, count: int, until: float) -> str:
+    """Frame `count` as an SSE event, encoded once however many viewers the session has (a frame
+    is up to MAX_FRAME_BYTES, and encoding it is work on the event loop)."""
+    cached = session.event
+    if cached is None or cached[0] != count:
+        doc = {"n": count, "until": until, "jpeg": base64.b64encode(frame).decode()}
+        cached = session.event = (count, f"event: frame\ndata: {json.dumps(doc)}\n\n")
+    return cached[1]

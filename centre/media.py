@@ -50,6 +50,10 @@ DEFAULT_EXT = {"snapshot": "jpg", "clip": "mjpeg"}
 PARTIAL = ".partial"
 OPEN_FILES = 64  # partial files kept open between chunks
 ASSEMBLY_S = 60.0  # an assembly claimed longer ago than this was abandoned (its process stopped)
+# An upload still partial this long after its manifest will not complete (a broker restarted
+# without persistence lost chunks the station saw acknowledged): when a station's open uploads
+# reach MAX_OPEN, these are given up as lost, so they cannot block its new ones for good.
+STALE_S = 30 * 86_400.0
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS media (
@@ -102,7 +106,10 @@ def _ext(doc: dict[str, Any], media_type: str) -> str:
 
 
 def parse_manifest(station: str, media_id: str, payload: bytes) -> Manifest:
-    """A manifest from `station` on `media_id`'s topic, with every number bounded."""
+    """A manifest from `station` on `media_id`'s topic, with every number bounded. The topic's
+    media id names the upload's files, so it is checked first (a station makes only MEDIA_ID)."""
+    if not MEDIA_ID.match(media_id):
+        raise Refused("bad-media-id", f"media id {media_id[:70]!r} is not {MEDIA_ID.pattern}", hostile=True)
     if len(payload) > 4096:
         raise Refused("bad-manifest", f"{len(payload)} bytes, at most 4096", hostile=True)
     try:
@@ -190,16 +197,14 @@ class MediaStore:
 
     def never_coming(self, station: str, media_ids: Any, now: float) -> None:
         """An `eviction` event's `media`: files the station deleted before uploading them all. They
-        are `lost`, no longer awaited (media completeness); at most MAX_LOSS_RANGES of them."""
+        are `lost`, no longer awaited (media completeness); at most MAX_LOSS_RANGES of them. What
+        was held of them (partial file, chunk rows) is deleted: no budget counts it, and a station
+        could otherwise fill the county's disk by half sending uploads and then listing them."""
         if not isinstance(media_ids, list):
             return
         for media_id in media_ids[:MAX_LOSS_RANGES]:
             if isinstance(media_id, str) and MEDIA_ID.match(media_id):
-                self.store._exec(
-                    f"""UPDATE media SET state = 'lost', deleted_at = ? WHERE station = ? AND media_id = ?
-                        AND state IN ({", ".join(f"'{s}'" for s in OPEN_STATES)})""",
-                    (now, station, media_id),
-                )
+                self._lose(station, media_id, now)  # not one being assembled: it has every chunk
                 self.count(station, "lost-at-station")
         self.store.commit()
 
@@ -211,9 +216,9 @@ class MediaStore:
             if known != m:
                 raise Refused("manifest-changed", f"{media_id}: a second, different manifest", hostile=True)
             return
-        open_now = self.store._exec(
-            "SELECT COUNT(*) FROM media WHERE station = ? AND state IN ('partial', 'assembling')", (station,)
-        ).fetchone()[0]
+        open_now = self._open_uploads(station)
+        if open_now >= MAX_OPEN:
+            open_now -= self._give_up_stale(station, now)
         if open_now >= MAX_OPEN:
             raise Refused("too-many-uploads", f"{open_now} uploads open at once, at most {MAX_OPEN}", hostile=True)
         self.store._exec(
@@ -244,6 +249,43 @@ class MediaStore:
         if m.chunks == 0:
             self._maybe_complete(station, m, now)
 
+    def _open_uploads(self, station: str) -> int:
+        return self.store._exec(
+            "SELECT COUNT(*) FROM media WHERE station = ? AND state IN ('partial', 'assembling')", (station,)
+        ).fetchone()[0]
+
+    def _give_up_stale(self, station: str, now: float) -> int:
+        """The station's uploads partial for over STALE_S become lost, what was held of them
+        deleted; how many."""
+        stale = [
+            row[0]
+            for row in self.store._exec(
+                "SELECT media_id FROM media WHERE station = ? AND state = 'partial' AND manifest_at < ?",
+                (station, now - STALE_S),
+            ).fetchall()
+        ]
+        for media_id in stale:
+            self._lose(station, media_id, now)
+        if stale:
+            self.count(station, "lost-stale", len(stale))
+            self.store.commit()
+            log.warning("%s: %d uploads partial for over %.0f days given up", station, len(stale), STALE_S / 86400)
+        return len(stale)
+
+    def _lose(self, station: str, media_id: str, now: float) -> bool:
+        """An upload not yet complete (nor being assembled) becomes `lost`; what was held of it
+        (partial file, chunk rows) is deleted. False if it was in no such state."""
+        cur = self.store._exec(
+            """UPDATE media SET state = 'lost', deleted_at = ? WHERE station = ? AND media_id = ?
+               AND state IN ('announced', 'partial')""",
+            (now, station, media_id),
+        )
+        if cur.rowcount != 1:
+            return False
+        self.store._exec("DELETE FROM media_chunks WHERE station = ? AND media_id = ?", (station, media_id))
+        self._drop_partial(station, media_id)
+        return True
+
     def known(self, station: str, media_id: str) -> Manifest | None:
         """The manifest the store holds for this upload (from this process or another), if any."""
         key = (station, media_id)
@@ -262,7 +304,10 @@ class MediaStore:
 
     def chunk(self, station: str, media_id: str, part: str | None, payload: bytes, now: float) -> str:
         """Hold one chunk; returns `stored`, `duplicate` or `no-manifest` (not yet known: the
-        caller may try again shortly). Raises Refused for a chunk that does not fit."""
+        caller may try again shortly). Raises Refused for a chunk that does not fit, or that no
+        manifest could allow (before the caller holds it while waiting for its manifest)."""
+        if len(payload) > MAX_CHUNK:
+            raise Refused("chunk-size", f"chunk of {media_id[:70]!r} has {len(payload)} bytes, at most {MAX_CHUNK}")
         m = self.known(station, media_id)
         if m is None:
             return "no-manifest"
@@ -336,6 +381,13 @@ class MediaStore:
 
     def _partial(self, station: str, media_id: str) -> Path:
         return self.dir / PARTIAL / station / media_id
+
+    def _drop_partial(self, station: str, media_id: str) -> None:
+        partial = self._partial(station, media_id)
+        fd = self._fds.pop(partial, None)
+        if fd is not None:
+            os.close(fd)
+        partial.unlink(missing_ok=True)
 
     def _partial_fd(self, station: str, media_id: str) -> int:
         """The upload's partial file, open for writing at offsets (kept open: creating a file per

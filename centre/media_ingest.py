@@ -39,6 +39,7 @@ log = logging.getLogger("yimen.centre.media")
 
 EARLY_WAIT_S = 10.0  # how long a chunk may wait for its manifest
 MAX_EARLY = 256  # chunks waiting for manifests, all stations together; beyond, refused
+MAX_EARLY_BYTES = 32 * 2**20  # ... and their bytes (a chunk may be 1 MiB)
 
 Item = tuple[str, Any, Any, float]  # (what, station or topic, payload, received)
 
@@ -49,6 +50,7 @@ class MediaIngest:
         self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="centre-media", daemon=True)
         self._early: deque[tuple[str, bytes, float]] = deque()
+        self._early_bytes = 0
         self._limit = bounds.RateLimit(config.ingest.station_rate, config.ingest.station_burst)
         self.counters = {"messages": 0, "chunks": 0, "duplicates": 0, "refused": 0, "rate_limited": 0, "errors": 0}
         self.subscribed = threading.Event()
@@ -151,10 +153,11 @@ class MediaIngest:
             self._refused(sid, topic_text, exc)
             return
         if outcome == "no-manifest":
-            if early or len(self._early) >= MAX_EARLY:
+            full = len(self._early) >= MAX_EARLY or self._early_bytes + len(payload) > MAX_EARLY_BYTES
+            if early or full:
                 self._refused(sid, topic_text, bounds.Refused("no-manifest", "a chunk whose manifest never came"))
             else:
-                self._early.append((topic_text, payload, received))
+                self._hold(topic_text, payload, received)
         elif outcome == "duplicate":
             self.counters["duplicates"] += 1
         else:
@@ -164,11 +167,16 @@ class MediaIngest:
         """Chunks that came before their manifest: try again; refuse them once EARLY_WAIT_S is up."""
         for _ in range(len(self._early)):
             topic_text, payload, received = self._early.popleft()
+            self._early_bytes -= len(payload)
             arrived = self.media is not None and self.media.known(*_station_media(topic_text)) is not None
             if arrived or now - received > EARLY_WAIT_S:
                 self._message(topic_text, payload, received, early=True)
             else:
-                self._early.append((topic_text, payload, received))
+                self._hold(topic_text, payload, received)
+
+    def _hold(self, topic_text: str, payload: bytes, received: float) -> None:
+        self._early.append((topic_text, payload, received))
+        self._early_bytes += len(payload)
 
     def _refused(self, sid: str, topic_text: str, exc: bounds.Refused) -> None:
         assert self.media is not None
@@ -180,7 +188,8 @@ class MediaIngest:
         log.warning("%s: refused %s: %s", sid, topic_text, exc)
 
     def metrics(self) -> dict[str, Any]:
-        return {**self.counters, "queued": self._queue.qsize(), "early": len(self._early)}
+        early = {"early": len(self._early), "early_bytes": self._early_bytes}
+        return {**self.counters, "queued": self._queue.qsize(), **early}
 
 
 def _station_media(topic_text: str) -> tuple[str, str]:

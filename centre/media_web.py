@@ -6,11 +6,15 @@ one store and media directory shows the same), and a clip's frames for the brows
     GET /media/{sid}/{media_id}/frames     an MJPEG clip: how many frames (the player shows
     GET /media/{sid}/{media_id}/frame/{n}  them as an image sequence), and frame n as a JPEG
 The files themselves are served by web.py's /media/{sid}/{name}: a file exists there only once
-it is complete and its sha256 checked (centre/media.py).
+it is complete and its sha256 checked (centre/media.py). A complete clip is still the station's
+word: one that is no MJPEG, or has more than MAX_FRAMES frames, is 404 on the frame routes, and
+a clip is indexed through a memory map, never read whole.
 """
 
 from __future__ import annotations
 
+import logging
+import mmap
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -25,8 +29,13 @@ from centre.store import open_store
 from mqtt import topics
 from peripherals.camera.frames import split_mjpeg
 
+log = logging.getLogger("yimen.centre.media")
+
 MAX_LISTED = 200  # incomplete uploads listed per station; the count is exact
 _FRAME_CACHE = 8  # clips whose frame offsets are kept
+# Frames indexed per clip: a station's longest clip is 120 s at 15 fps (peripherals/camera). A
+# hostile one of 6-byte JPEGs would otherwise make a list of 40 million offsets.
+MAX_FRAMES = 10_000
 
 
 def _station_ok(sid: str) -> bool:
@@ -120,9 +129,17 @@ class MediaWeb:
         if not _station_ok(sid) or not MEDIA_ID.match(media_id) or not path.is_file():
             return None
         offsets, pos = [], 0
-        for frame in split_mjpeg(path.read_bytes()):
-            offsets.append((pos, len(frame)))
-            pos += len(frame)
+        try:
+            # Mapped, not read: a station's clip may be MAX_MEDIA_BYTES, and several viewers at once.
+            with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                for frame in split_mjpeg(data):  # type: ignore[arg-type]
+                    if len(offsets) == MAX_FRAMES:
+                        raise ValueError(f"over {MAX_FRAMES} frames")
+                    offsets.append((pos, len(frame)))
+                    pos += len(frame)
+        except ValueError as exc:  # a complete file that is no MJPEG (or empty): nothing to play
+            log.warning("%s/%s.mjpeg is not a playable clip: %s", sid, media_id, exc)
+            return None
         with self._lock:
             self._frames[key] = offsets
             while len(self._frames) > _FRAME_CACHE:

@@ -7,7 +7,8 @@ access is the socket file's mode (0660: the gateway's user and group, e.g. an in
 "connection refused", not a file that is never read.
 
 One request per connection: a JSON object `{"command": name, "args": {...}}`, at most
-MAX_REQUEST_BYTES, then EOF (the client shuts down its writing side). The answer is the MQTT
+MAX_REQUEST_BYTES, then EOF (the client shuts down its writing side), all within READ_S of
+connecting (one thread serves the socket: a stuck client must not hold it). The answer is the MQTT
 reply payload (`mqtt.commands.response`). Each request is checked against the command's schema
 with the very code the MQTT downlink uses. One named thread serves connections one at a time.
 """
@@ -20,6 +21,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,8 @@ from mqtt.commands import MAX_REQUEST_BYTES, Command, CommandError, parse_reques
 log = logging.getLogger("yimen.control")
 
 NAME = "control.sock"
-TIMEOUT_S = 30.0  # a client that sends nothing for this long is dropped; also the client's wait
+TIMEOUT_S = 30.0  # the client's wait for the answer (a command may wait for the printer)
+READ_S = 5.0  # a request must come whole within this of connecting, or the client is dropped
 
 
 class ControlSocket:
@@ -79,8 +82,9 @@ class ControlSocket:
                 return
             with conn:
                 try:
+                    raw = _read(conn, time.monotonic() + READ_S)
                     conn.settimeout(TIMEOUT_S)
-                    conn.sendall(self.answer(_read(conn)))
+                    conn.sendall(self.answer(raw))
                 except OSError as exc:
                     log.warning("control socket: a client went away: %s", exc)
 
@@ -110,10 +114,15 @@ class ControlSocket:
         return response(result)
 
 
-def _read(conn: socket.socket) -> bytes:
-    """Up to one byte over the limit (so that a larger request is refused, not cut short)."""
+def _read(conn: socket.socket, deadline: float) -> bytes:
+    """Up to one byte over the limit (so that a larger request is refused, not cut short), by
+    `deadline` (time.monotonic) or TimeoutError."""
     data = b""
     while len(data) <= MAX_REQUEST_BYTES:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"no whole request within {READ_S:.0f} s")
+        conn.settimeout(remaining)
         part = conn.recv(65536)
         if not part:
             break

@@ -11,20 +11,28 @@ Served by the standard library's ThreadingHTTPServer (no Starlette on a station)
 each time the station's owner thread changes it (a call reaches the screen within a tick), and
 a comment every few seconds to keep the connection awake and notice a screen that has gone. At
 most MAX_CONNECTIONS connections and MAX_STREAMS streams at once, a client idle for IDLE_S is
-dropped; everything else is a 404, every method but GET and HEAD a 405.
+dropped, a request's line and headers must come whole within HEAD_S and MAX_HEAD bytes (else 431,
+or the connection closed); everything else is a 404, every method but GET and HEAD a 405.
+
+It listens on the Pi alone (127.0.0.1) unless `bind` says otherwise: a screen on another machine
+needs `bind` set to the address the hall's network reaches (or "0.0.0.0"). What it serves is only
+what the screen shows (no clerk ids, no day's totals): anyone on that network may read it.
 
 ```toml
 [screen]
 port = 8090            # http://<the Pi>:8090/ on the hall screen's browser
-bind = "0.0.0.0"       # "127.0.0.1" when the browser runs on the Pi itself (HDMI, kiosk mode)
+bind = "192.168.1.20"  # the Pi's address on the hall's network; default "127.0.0.1" (kiosk on the Pi's HDMI)
 ```
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,12 +48,14 @@ MAX_CONNECTIONS = 32  # connections served at once (one thread each); more are c
 IDLE_S = 10.0  # a client that sends nothing (or takes nothing) this long is dropped
 RETRY_S = 10.0  # a port that was taken is tried again this often
 KEEPALIVE_S = 5.0  # a stream sends at least this often: a dead screen is noticed within IDLE_S after
+MAX_HEAD = 8 * 1024  # a request's line and headers (a browser's are under 2 KiB)
+HEAD_S = 10.0  # ... all within this: a byte every IDLE_S does not keep a slot
 
 
 @dataclass(frozen=True)
 class ScreenConfig:
     port: int = 8090
-    bind: str = "0.0.0.0"
+    bind: str = "127.0.0.1"
 
 
 def parse_screen(section: Section) -> ScreenConfig:
@@ -133,13 +143,66 @@ class Screen:
             self._changed.notify_all()
 
     def state(self) -> bytes:
-        return json.dumps({"station": self._name, **self._view()}, ensure_ascii=False).encode()
+        return json.dumps(_shown(self._name, self._view()), ensure_ascii=False).encode()
 
     def wait(self, seen: int, timeout: float) -> int:
         """The version after `seen`, or `seen` again after `timeout` or when stopping."""
         with self._changed:
             self._changed.wait_for(lambda: self._version != seen or self._stopping.is_set(), timeout)
             return self._version
+
+
+def _shown(station: str, view: dict[str, Any]) -> dict[str, Any]:
+    """Of the station's hall view, what the page shows (static/screen.html): the screen is on
+    the hall's network, so who is signed in at a window and the day's totals stay off it."""
+    queue = view.get("queue", {})
+    limits = queue.get("limits", {})
+    return {
+        "station": station,
+        "calls": view.get("calls", []),
+        "categories": view.get("categories", {}),
+        "queue": {
+            "waiting": queue.get("waiting", {}),
+            "windows": {
+                n: {"state": w.get("state"), "ticket": w.get("ticket")} for n, w in queue.get("windows", {}).items()
+            },
+            "limits": {
+                "categories": {c: {"light": v.get("light")} for c, v in limits.get("categories", {}).items()},
+                "windows": limits.get("windows", {}),
+            },
+        },
+    }
+
+
+class _Head(io.RawIOBase):
+    """The connection's reading side as http.server reads it (one request per connection, GET
+    only, so every byte read is the request's head): at most MAX_HEAD bytes, all within HEAD_S of
+    the connection's start. Past MAX_HEAD it reads as closed and `cut` is set; past HEAD_S it
+    raises TimeoutError, which http.server answers by closing the connection."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._deadline = time.monotonic() + HEAD_S
+        self._left = MAX_HEAD
+        self.cut = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._left <= 0:
+            self.cut = True
+            return 0
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"request head not whole within {HEAD_S:.0f} s")
+        self._sock.settimeout(min(IDLE_S, remaining))
+        try:
+            n = self._sock.recv_into(memoryview(buffer)[: self._left])
+        finally:
+            self._sock.settimeout(IDLE_S)  # the stream's writes keep the idle limit
+        self._left -= n
+        return n
 
 
 class _BoundedServer(ThreadingHTTPServer):
@@ -172,6 +235,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # http.server's own reader, replaced by the bounded one
+        self._head = _Head(self.connection)
+        self.rfile = io.BufferedReader(self._head)
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        if self._head.cut:
+            self.send_error(431, f"request line and headers over {MAX_HEAD} bytes")
+            return False
+        return True
 
     def do_HEAD(self) -> None:
         self.do_GET()

@@ -37,7 +37,7 @@ class CommandError(Exception):
 
 @dataclass(frozen=True)
 class Arg:
-    """One argument of a command's schema."""
+    """One argument of a command's schema; for a string, `min` and `max` bound its length."""
 
     type: str
     required: bool = False
@@ -49,9 +49,14 @@ class Arg:
         kinds = _TYPES[self.type]
         if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
             raise CommandError("bad-request", f"argument {name!r} must be of type {self.type}, got {value!r}")
-        if self.min is not None and value < self.min:
+        if isinstance(value, str):  # a string's bounds are on its length
+            low, high = self.min or 0, self.max if self.max is not None else len(value)
+            if not low <= len(value) <= high:
+                size = len(value)
+                raise CommandError("bad-request", f"argument {name!r} must be {low}..{high} characters, got {size}")
+        elif self.min is not None and value < self.min:
             raise CommandError("bad-request", f"argument {name!r} is {value}, below the minimum {self.min}")
-        if self.max is not None and value > self.max:
+        elif self.max is not None and value > self.max:
             raise CommandError("bad-request", f"argument {name!r} is {value}, above the maximum {self.max}")
         if self.choices and value not in self.choices:
             raise CommandError("bad-request", f"argument {name!r} must be one of {list(self.choices)}")

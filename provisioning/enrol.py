@@ -27,6 +27,7 @@ import re
 import secrets
 import socket
 import ssl
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -47,6 +48,8 @@ from provisioning import inventory, protocol, qr, tlspin
 from provisioning.config import ProvisioningConfig
 
 log = logging.getLogger("yimen.enrol")
+
+MAX_CLAIM_BYTES = 16 * 1024  # a claim file: a claim is a few hundred bytes (a QR code holds under 3 KB)
 
 # Stand-ins that let a config without [station] be checked by the one config parser.
 _UNENROLLED = {"id": "unenrolled", "county": "unenrolled"}
@@ -147,9 +150,24 @@ def _files(prov: ProvisioningConfig) -> Iterator[tuple[bytes, str]]:
     for pattern in prov.search:
         for name in sorted(glob.glob(pattern)):
             try:
-                yield Path(name).read_bytes(), name
+                yield _read_claim(name), name
             except OSError as exc:
-                log.warning("cannot read %s: %s", name, exc)
+                log.warning("ignoring %s: %s", name, exc)
+
+
+def _read_claim(name: str) -> bytes:
+    """A claim file as a stick or a boot partition holds it, read only if it is one: a regular
+    file, not a link (to /dev/zero, or to a file elsewhere on the Pi), not a FIFO (a read that
+    never ends), at most MAX_CLAIM_BYTES. Raises OSError saying which it is not."""
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(f"not a regular file (mode {stat.filemode(info.st_mode)})")
+        data = fh.read(MAX_CLAIM_BYTES + 1)
+    if len(data) > MAX_CLAIM_BYTES:
+        raise OSError(f"over {MAX_CLAIM_BYTES} bytes: no claim is this large")
+    return data
 
 
 Frames = Callable[[], list[bytes]]

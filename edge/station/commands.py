@@ -17,7 +17,8 @@ from mqtt.commands import Arg, Command, CommandError
 
 PREFIX = "hall-"  # hall-call, hall-issue, ...: the station's other commands are about the gateway
 WINDOW = Arg("int", required=True, min=1, max=999)
-CATEGORY = Arg("str", required=True)
+CATEGORY = Arg("str", required=True, min=1, max=8)  # a category code is one letter
+TICKET = Arg("str", required=True, min=1, max=16)  # a ticket number, e.g. A012
 # Window keys a command may press: the clerk's keys; ratings and codes are the citizen's and
 # the clerk's own, at the window, never remote.
 KEYS = {"call": "next", "recall": "recall", "start": "start", "done": "done", "skip": "skip", "put-back": "put-back"}
@@ -63,7 +64,7 @@ def hall_commands(station: Station, source: str) -> list[Command]:
         Command(
             PREFIX + "put-back-ticket",
             _action(station, "put-back", source, "ticket"),
-            {"ticket": Arg("str", required=True)},
+            {"ticket": TICKET},
             doc="put a skipped ticket (by number, e.g. A012) back into its queue",
         ),
     ]

@@ -64,6 +64,14 @@ class Widener:
         return self.value
 
 
+def _wire(payload: dict[str, Any], key: str) -> int | None:
+    """A counter as the unit sends it: an integer in 0..WIRE_PERIOD-1 (it wraps there), else None."""
+    value = payload.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < link.WIRE_PERIOD:
+        return None
+    return value
+
+
 @dataclass
 class Session:
     """What a HELLO told us, and the widened counters since."""
@@ -349,8 +357,8 @@ class UnitConnection:
             )
 
     def _key(self, session: Session, payload: dict[str, Any]) -> None:
-        key, n, ms = payload.get("key"), payload.get("n"), payload.get("ms")
-        if not isinstance(n, int) or not isinstance(ms, int):
+        key, n, ms = payload.get("key"), _wire(payload, "n"), _wire(payload, "ms")
+        if n is None or ms is None:
             raise BadFrame(f"KEY payload {payload!r}")
         extra = {key: payload.get(key)} if key in CODED else {}
         if not link.is_key(key) or not all(link.is_code(value) for value in extra.values()):
@@ -367,10 +375,9 @@ class UnitConnection:
         self.counts["presses"] += 1
 
     def _pong(self, session: Session, payload: dict[str, Any]) -> None:
-        values = [payload.get(k) for k in ("up_ms", "n", "dropped")]
-        if not all(isinstance(v, int) for v in values):
+        up_ms, n, dropped = (_wire(payload, k) for k in ("up_ms", "n", "dropped"))
+        if up_ms is None or n is None or dropped is None:
             raise BadFrame(f"PONG payload {payload!r}")
-        up_ms, n, dropped = values
         self.pong = {"up_ms": session.uptime.widen(up_ms), "n": session.presses.widen(n), "dropped": dropped}
 
     def _went_offline(self, reason: str) -> None:

@@ -8,8 +8,10 @@ stored, and the bad station is marked with what it sent."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
+import urllib.request
 from datetime import datetime
 
 import paho.mqtt.client as paho
@@ -17,6 +19,7 @@ import psutil
 from paho.mqtt.enums import CallbackAPIVersion
 
 from centre import bounds
+from centre.live import MAX_STREAMS
 from centre.tracker import MAX_RANGES, SeqTracker, TooFragmented
 from edge.events import Event, Priority, format_ts
 from mqtt import topics
@@ -170,3 +173,41 @@ def test_a_status_is_bounded_too() -> None:
             assert exc.reason == reason, (payload[:60], exc)
         else:
             raise AssertionError(f"{payload[:60]!r} was accepted")
+
+
+def test_live_view_streams_are_bounded(broker, console_factory, fleet_factory) -> None:
+    """Viewers of live view at once are bounded per console process (each holds a connection
+    and a loop on the console's event loop): past MAX_STREAMS, a stream ends at once, saying
+    why, and the ones open go on receiving frames."""
+    console = console_factory(broker.port, extra="live_view_s = 20").start()
+    fleet = fleet_factory(broker.port, ["st-l"], rate=1.0, telemetry_s=5.0)
+    request = urllib.request.Request(f"{console.url}/api/station/st-l/live/1/start", method="POST")
+    with urllib.request.urlopen(request, timeout=15) as res:
+        assert json.load(res)["error"] is None
+    streams = []
+
+    def open_stream() -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", console.web_port), timeout=10)
+        sock.sendall(b"GET /api/station/st-l/live/1/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        return sock
+
+    def read_until(sock: socket.socket, marker: bytes) -> bytes:
+        data = b""
+        while marker not in data:
+            part = sock.recv(65536)
+            assert part, f"closed before {marker!r}: {data[:200]!r}"
+            data += part
+        return data
+
+    try:
+        for _ in range(MAX_STREAMS):
+            streams.append(open_stream())
+            read_until(streams[-1], b"event: frame")
+        extra = open_stream()
+        assert b'"error": "too many viewers' in read_until(extra, b"event: end")
+        extra.close()
+        assert b"event: frame" in read_until(streams[0], b"event: frame")
+    finally:
+        for sock in streams:
+            sock.close()
+    assert fleet.call(lambda: fleet.station("st-l").live_requests) == 1

@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from edge.station.commands import hall_commands
+from mqtt.commands import CommandError, parse_request
 from tests.conftest import ROOT, GatewayProcess, station_config, wait_until
 from tests.hall import categories
 from tests.mqtt.test_commands import Requester
@@ -56,3 +60,20 @@ def test_county_commands_and_the_cli_reach_the_station(tmp_path: Path, broker, s
     assert gw.stop() == 0
     gone = yimen_hall(config, "call", "--window", "1")
     assert gone.returncode == 1 and "is `yimen run` running?" in gone.stderr
+
+
+def test_a_hall_commands_text_arguments_are_bounded() -> None:
+    """A category is one letter and a ticket number a few characters: a request carrying
+    64 KiB of either is refused by its schema, before the station echoes it in a refusal (a
+    reply too large for the county to take) and in its log."""
+    schemas = {c.name: c for c in hall_commands(None, "county")}  # type: ignore[arg-type]
+    for name, args in [
+        ("hall-issue", {"category": "A" * 60_000}),
+        ("hall-issue", {"category": ""}),
+        ("hall-transfer", {"window": 1, "category": "B" * 9}),
+        ("hall-put-back-ticket", {"ticket": "A" + "0" * 60_000}),
+    ]:
+        with pytest.raises(CommandError) as info:
+            parse_request(schemas[name], name, json.dumps(args).encode())
+        assert info.value.code == "bad-request" and "characters" in info.value.message, info.value.message
+    assert parse_request(schemas["hall-put-back-ticket"], "hall-put-back-ticket", b'{"ticket": "A1000"}')

@@ -4,6 +4,7 @@ what the test called. And the server's answers to what a browser should not send
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -164,3 +165,63 @@ def test_a_taken_port_fails_the_screen_alone(hall, caplog, monkeypatch) -> None:
             time.sleep(0.05)
     assert request(second, "GET", "/state")[0] == 200
     second.stop()
+
+
+def test_the_screen_tells_the_hall_only_what_it_shows(hall) -> None:
+    """The page is on the hall's network: its state carries what the screen shows (calls,
+    waiting per category, each window's ticket and lights), not who is signed in at a window
+    nor the day's totals."""
+    harness, screen = hall
+    assert harness.station.swipe(1, "0001000001", source="card-reader") == "idle"  # c01 at window 1
+    status, body = request(screen, "GET", "/state")
+    doc = json.loads(body)
+    assert status == 200 and b"c01" not in body
+    assert set(doc) == {"station", "queue", "calls", "categories"}
+    assert set(doc["queue"]) == {"waiting", "windows", "limits"}
+    assert doc["queue"]["windows"]["1"] == {"state": "open", "ticket": None}
+
+
+def test_the_screen_listens_on_the_pi_alone_unless_told() -> None:
+    """The narrowest reach by default: a screen on another machine needs `bind` set to the
+    address the hall's network reaches (docs/hall.md)."""
+    assert ScreenConfig().bind == "127.0.0.1"
+
+
+def test_a_request_head_is_bounded_in_size(hall) -> None:
+    """A header flood (http.server alone allows 100 lines of 64 KiB each, per connection) is
+    answered 431 after MAX_HEAD bytes."""
+    _harness, screen = hall
+    with socket.create_connection(("127.0.0.1", screen.port), timeout=5) as sock:
+        sock.sendall(b"GET /state HTTP/1.1\r\nHost: x\r\n")
+        with contextlib.suppress(OSError):  # the server may close while this is still sending
+            for n in range(64):
+                sock.sendall(f"X-Flood-{n}: ".encode() + b"a" * 1000 + b"\r\n")
+            sock.sendall(b"\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.0 431")
+
+
+def test_a_request_head_that_trickles_in_is_dropped(hall, monkeypatch) -> None:
+    """A slowloris sending a byte just inside the idle time keeps no slot for longer than
+    HEAD_S: the whole head must come within it."""
+    monkeypatch.setattr("edge.screen.HEAD_S", 1.0, raising=False)
+    _harness, screen = hall
+    with socket.create_connection(("127.0.0.1", screen.port), timeout=5) as sock:
+        sock.sendall(b"GET /state HTTP/1.1\r\n")
+        closed_after = None
+        for n in range(40):  # 8 s of trickle, a byte every 0.2 s
+            try:
+                sock.sendall(b"X-%d: 1\r\n" % n)
+            except OSError:
+                closed_after = n
+                break
+            time.sleep(0.2)
+            sock.setblocking(False)
+            try:
+                if sock.recv(4096) == b"":
+                    closed_after = n
+                    break
+            except BlockingIOError:
+                pass
+            finally:
+                sock.setblocking(True)
+        assert closed_after is not None and closed_after < 30, "the trickle was served for 8 s"

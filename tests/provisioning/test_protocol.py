@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -152,3 +154,32 @@ def test_an_oversized_request_is_refused_before_it_is_parsed() -> None:
     huge = b'{"v":1,"inventory":{"x":"' + b"a" * protocol.MAX_REQUEST_BYTES + b'"}}'
     with pytest.raises(protocol.ProtocolError, match="at most"):
         protocol.Request.from_bytes(huge)
+
+
+def test_a_hostile_stick_cannot_stall_or_swamp_the_claim_search(tmp_path: Path) -> None:
+    """What a stick may hold under the claim's name: a FIFO (a read never ends), a link to a
+    device or to a file elsewhere on the Pi, a file far larger than any claim. Each is passed
+    over, logged, unread; a good claim further on is still found."""
+    identity = tmp_path / "identity"
+    identity.mkdir()
+    sticks = [tmp_path / f"usb{n}" for n in range(5)]
+    for stick in sticks:
+        stick.mkdir()
+    os.mkfifo(sticks[0] / "yimen-provision.json")
+    (sticks[1] / "yimen-provision.json").symlink_to("/dev/zero")
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_bytes(CLAIM.to_bytes())
+    (sticks[2] / "yimen-provision.json").symlink_to(elsewhere)
+    (sticks[3] / "yimen-provision.json").write_bytes(b" " * 64 * 1024 + CLAIM.to_bytes())
+    other = protocol.ProvisioningFile(**{**CLAIM.__dict__, "token": "tok-" + "z" * 20})
+    (sticks[4] / "yimen-provision.json").write_bytes(other.to_bytes())
+    prov = ProvisioningConfig(search=(str(tmp_path / "usb*" / "yimen-provision.json"),))
+    found: list = []
+    search = threading.Thread(target=lambda: found.append(enrol.find_claim(prov, identity)), daemon=True)
+    search.start()
+    search.join(10)
+    if search.is_alive():  # let it go: open the FIFO's other end
+        os.close(os.open(sticks[0] / "yimen-provision.json", os.O_WRONLY | os.O_NONBLOCK))
+        search.join(10)
+        pytest.fail("the claim search hung on a FIFO")
+    assert found[0] is not None and found[0].claim == other

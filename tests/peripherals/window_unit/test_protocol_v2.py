@@ -188,3 +188,19 @@ def test_hostile_frames_are_refused_and_the_unit_goes_on(make_line, make_gateway
     wait_until(lambda: unit.pump() is not None and {"flash": "error"} in unit.sets, "the refusal shown")
     unit.exchange(link.KEY, {"key": "code", "code": "2222", "n": 5, "ms": 5})
     assert [(k["key"], k.get("code")) for k in recorder.events("key")] == [("code", "****")]
+
+
+def test_a_units_counters_are_bounded_to_the_wire(make_line, make_gateway, recorder) -> None:
+    """A press's number and uptime wrap at 2**29 on the wire: a unit sending a negative or
+    huge one (which would travel in the `key` event to the county) is refused, not widened."""
+    line = make_line()
+    unit = ScriptedUnit(line.unit_fd)
+    gateway = make_gateway(WindowConfig(5, line.path))
+    status = lambda: gateway.status()["units"][0]  # noqa: E731
+    unit.exchange(link.HELLO, {**HELLO2, "nkeys": 1})
+    for n, ms in [(10**60, 1), (-1, 1), (1, link.WIRE_PERIOD), (True, 1)]:
+        unit.exchange(link.KEY, {"key": "good", "n": n, "ms": ms})
+    unit.exchange(link.PONG, {"up_ms": 5, "n": 0, "dropped": -7})
+    assert status()["bad_frames"] == 5 and recorder.keys() == []
+    unit.exchange(link.KEY, {"key": "good", "n": 1, "ms": 2})
+    assert recorder.keys() == [("good", 1)]
