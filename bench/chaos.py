@@ -19,7 +19,8 @@ Faults, drawn from random.Random(seed) every 4..20 s: `kill-gateway` (SIGKILL, r
 At the end every fault is undone, the units stop pressing and drain, each gateway is restarted
 without its simulator until its outbox is empty, and the console is given time to ask for
 replays. Then, from the console's store: every seq 1..last_seq of every real station is stored
-or inside a loss the station reported (`eviction`, `incident`); no event id is stored twice;
+or inside a loss the station reported (`eviction`, `incident`; a seq of an `eviction`'s
+`delivered` ranges only if the console recorded it lost); no event id is stored twice;
 every press a unit saw acknowledged is there (as in tests/test_press_durability.py: tickets
 from that unit, counted; plus the seqs its station reported evicted, since a ticket's `queue`
 event is normal priority and a spent disk budget evicts those). Printed: faults injected,
@@ -50,6 +51,7 @@ from typing import Any
 
 from _common import REPO, report
 
+from centre.ingest import DELIVERED_EVICTED
 from edge import config as config_mod
 from edge import status as status_mod
 from mqtt.broker import Mosquitto, free_port
@@ -427,6 +429,12 @@ class Chaos:
                 for span in group:
                     if span:
                         lost.update(range(span[0], span[1] + 1))
+        # Delivered (PUBACKed) seqs an `eviction` listed under `delivered` that the console lacked:
+        # recorded by the console as losses, and only those (centre/ingest.py).
+        for first, end in db.execute(
+            "SELECT first_seq, last_seq FROM losses WHERE station = ? AND reason = ?", (station, DELIVERED_EVICTED)
+        ):
+            lost.update(range(first, end + 1))
         return lost
 
     def missing(self, last: dict[str, int]) -> dict[str, list[int]]:

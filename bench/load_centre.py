@@ -25,13 +25,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from _common import REPO, percentile, report, stop_fleets
 
+from centre.client import ConsoleClient
 from mqtt.broker import Mosquitto, free_port
 
 COUNTY = "load"
@@ -42,8 +42,12 @@ set_tcp_nodelay true
 """
 
 
+ADMIN = ("bench", "bench-password-1")
+CLIENT = ConsoleClient("http://127.0.0.1")  # logged in by _up; its cookie jar holds the session
+
+
 def get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as res:
+    with CLIENT.opener.open(url, timeout=10) as res:
         return json.load(res)
 
 
@@ -131,8 +135,13 @@ def main() -> None:
         root = Path(tmp)
         broker = Mosquitto(root / "broker", extra=BROKER_LIMITS).start()
         web = free_port()
+        config = console_config(root, broker.port, web, args)
+        centre = [sys.executable, "-m", "edge.cli", "centre", "--config", str(config)]
+        add = [*centre, "user", "add", ADMIN[0], "--role", "admin", "--password-stdin"]
+        subprocess.run(add, input=ADMIN[1], text=True, cwd=REPO, check=True, capture_output=True)
+        CLIENT.url = f"http://127.0.0.1:{web}"
         console = subprocess.Popen(
-            [sys.executable, "-m", "edge.cli", "centre", "--config", str(console_config(root, broker.port, web, args))],
+            centre,
             cwd=REPO,
             stderr=open(root / "centre.log", "wb"),  # noqa: SIM115 - for the process's life
         )
@@ -243,6 +252,8 @@ def main() -> None:
 
 def _up(base: str) -> bool:
     try:
+        if not CLIENT.csrf:
+            CLIENT.login(*ADMIN)
         return get(base + "/api/metrics")["ingest"]["subscribed"]
     except OSError:
         return False

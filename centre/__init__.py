@@ -8,5 +8,8 @@ asks for a replay when a gap stays open, checking every number a station sends f
 files are reassembled and kept by media.py on their own connection and thread (media_ingest.py)
 and shown by media_web.py; live view reaches the page through live.py. app.py builds and starts
 them; web.py serves the page; fleet.py simulates stations for the demo, the tests and the load
-test; demo.py and cli.py are the `yimen demo` and `yimen centre` commands.
+test; demo.py and cli.py are the `yimen demo` and `yimen centre` commands. The people at the
+county: accounts.py (logins, roles, townships), auth.py (the one gate every request passes),
+audit.py (who did what, append-only), reports.py (the appraisal, from the store), alerts.py
+(rules, the page and a chat webhook); their pages in admin.py, report_pages.py and alert_pages.py.
 """

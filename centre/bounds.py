@@ -95,6 +95,17 @@ def loss_ranges(event: Event) -> tuple[list[tuple[int, int]], str | None]:
         raw = [data["possibly_lost"]]
     else:
         return [], None
+    return _bounded_ranges(event, raw)
+
+
+def delivered_ranges(event: Event) -> tuple[list[tuple[int, int]], str | None]:
+    """The seq ranges an `eviction` lists under `delivered` (PUBACKed, then evicted: lost only
+    where the county lacks them), bounded as loss_ranges bounds its ranges."""
+    raw = event.data.get("delivered") if event.kind == "eviction" else None
+    return _bounded_ranges(event, raw) if isinstance(raw, list) else ([], None)
+
+
+def _bounded_ranges(event: Event, raw: list[Any]) -> tuple[list[tuple[int, int]], str | None]:
     problem = None
     if len(raw) > MAX_LOSS_RANGES:
         problem = f"{len(raw)} loss ranges, at most {MAX_LOSS_RANGES} used"

@@ -26,6 +26,19 @@ path = "centre.db"             # SQLite (default), relative to this file
 [web]
 host = "127.0.0.1"
 port = 8080
+# tls_cert = "console.crt"     # with tls_key: the console serves HTTPS itself (else see README:
+# tls_key = "console.key"      #   a reverse proxy in front, and cookie_secure = true)
+session_s = 28800              # a login lasts this long (8 h), then the page asks again
+# cookie_secure = false        # default: true when tls_cert is set
+
+[townships]                    # which stations each township sees: township accounts' scope
+# xinqiao = ["hy-0001", "hy-0002"]
+
+[alerts]                       # see centre/alerts.py for every rule and its meaning
+# webhook = "https://..."      # a group-chat robot's URL; format = "wecom", "dingtalk" or "feishu"
+[alerts.offline]               # one table per rule: threshold, escalate, holdoff_s, enabled
+threshold = 10                 # minutes offline before the alert opens
+escalate = 60                  # ... and when it is sent again, escalated
 
 [media]
 dir = "media"                  # uploaded media files: <dir>/<station>/<media id>.<ext>
@@ -40,12 +53,17 @@ import re
 import socket
 import tomllib
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from centre.alerts import AlertsConfig, parse_alerts
 from edge.config import ID_PATTERN
 from edge.configfile import ConfigError, Section
 from mqtt.config import BrokerConfig, parse_broker
+
+if TYPE_CHECKING:
+    from centre.rollout import RolloutConfig
 
 
 @dataclass(frozen=True)
@@ -79,6 +97,10 @@ class StoreConfig:
 class WebConfig:
     host: str = "127.0.0.1"
     port: int = 8080
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    session_s: int = 8 * 3600
+    cookie_secure: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,6 +117,9 @@ class CentreConfig:
     media_session_expiry_s: float = 86_400.0
     live_view_s: int = 120  # how long an operator's live view runs unless stopped
     console: str = "console"  # this console's name among those sharing a broker: a stable client id
+    townships: dict[str, str] = field(default_factory=dict)  # station -> township
+    alerts: AlertsConfig = field(default_factory=lambda: parse_alerts(Section("alerts", {})))
+    rollout: RolloutConfig | None = None  # over-the-air rollouts (centre/rollout.py), when configured
 
 
 def parse(doc: dict, source: str) -> CentreConfig:
@@ -129,10 +154,20 @@ def parse(doc: dict, source: str) -> CentreConfig:
     st.done()
 
     wb = top.section("web")
+    tls_cert, tls_key = wb.get_path("tls_cert", None), wb.get_path("tls_key", None)
+    if (tls_cert is None) != (tls_key is None):
+        raise wb.error("tls_key" if tls_key is None else "tls_cert", "set both tls_cert and tls_key, or neither")
     web = WebConfig(
-        host=wb.get_str("host", WebConfig.host), port=wb.get_int("port", WebConfig.port, minval=0, maxval=65535)
+        host=wb.get_str("host", WebConfig.host),
+        port=wb.get_int("port", WebConfig.port, minval=0, maxval=65535),
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        session_s=wb.get_int("session_s", WebConfig.session_s, minval=1, maxval=30 * 86400),
+        cookie_secure=wb.get_bool("cookie_secure", tls_cert is not None),
     )
     wb.done()
+    townships = _townships(top.section("townships"))
+    alerts = parse_alerts(top.section("alerts"))
 
     md = top.section("media")
     media_dir = md.get_path("dir", "media")
@@ -146,13 +181,35 @@ def parse(doc: dict, source: str) -> CentreConfig:
     console = centre.get_str("console", re.sub(r"[^a-z0-9-]", "-", default_name.lower()), pattern=r"[a-z0-9-]{1,40}")
 
     centre.done()
+    rollout = None
+    if top.has("rollout"):
+        from centre.rollout import parse_rollout
+
+        rollout = parse_rollout(top.section("rollout"))
     unknown = top.unread()
     if unknown:
         raise ConfigError(f"{source}: [{unknown[0]}]: unknown section (check the spelling; see README)")
     return CentreConfig(
         Path(source), county, name, broker, ingest, store, web, media_dir,
         media_max_bytes=media_max_mb * 2**20, media_session_expiry_s=expiry, live_view_s=live_view_s, console=console,
+        townships=townships, alerts=alerts, rollout=rollout,
     )  # fmt: skip
+
+
+def _townships(section: Section) -> dict[str, str]:
+    """`name = ["station", ...]` per township, turned round: each station's one township."""
+    township_of: dict[str, str] = {}
+    for township in section.unread():
+        if not re.fullmatch(r"[\w-]{1,64}", township):
+            raise section.error(township, "a township name is 1 to 64 letters, digits, _ or -")
+        stations = section.get_list(township)
+        for sid in stations:
+            if not isinstance(sid, str) or not re.fullmatch(ID_PATTERN, sid):
+                raise section.error(township, f"{sid!r} is not a station id")
+            if sid in township_of:
+                raise section.error(township, f"{sid} is in township {township_of[sid]} already")
+            township_of[sid] = township
+    return township_of
 
 
 def load(path: str | Path) -> CentreConfig:

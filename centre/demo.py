@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
+from centre.client import ConsoleClient
 from centre.fleet import Fleet
 from edge import status
 from edge.config import load
@@ -91,39 +92,50 @@ dir = "console-media"
     return path
 
 
-def start_console(root: Path, broker_port: int) -> tuple[subprocess.Popen, str]:
+DEMO_ADMIN = "demo-admin"
+
+
+def start_console(root: Path, broker_port: int) -> tuple[subprocess.Popen, str, str]:
+    """The console, with a demo admin made by `yimen centre user add`; returns its password."""
     web_port = free_port()
     config = write_console_config(root, broker_port, web_port)
-    log = open(root / "centre.log", "ab")  # noqa: SIM115 - kept open for the process
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "centre", "--config", str(config)], stdout=log, stderr=log, env=env
+    password = secrets.token_urlsafe(12)
+    centre = [sys.executable, "-m", "edge.cli", "centre", "--config", str(config)]
+    subprocess.run(
+        [*centre, "user", "add", DEMO_ADMIN, "--role", "admin", "--password-stdin"],
+        input=password,
+        text=True,
+        env=env,
+        check=True,
+        capture_output=True,
     )
-    return proc, f"http://127.0.0.1:{web_port}/"
+    log = open(root / "centre.log", "ab")  # noqa: SIM115 - kept open for the process
+    proc = subprocess.Popen(centre, stdout=log, stderr=log, env=env)
+    return proc, f"http://127.0.0.1:{web_port}/", password
 
 
-def wait_for_console(url: str, proc: subprocess.Popen, timeout: float = 15.0) -> None:
+def wait_for_console(client: ConsoleClient, proc: subprocess.Popen, password: str, timeout: float = 15.0) -> None:
     """Until the console has subscribed: stations started before it would only be a gap to replay."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            with urllib.request.urlopen(f"{url}api/metrics", timeout=1) as res:
-                if json.load(res)["ingest"]["subscribed"]:
-                    return
+            if not client.csrf:
+                client.login(DEMO_ADMIN, password)
+            if client.get("/api/metrics")["ingest"]["subscribed"]:
+                return
         except OSError:
             pass
         time.sleep(0.1)
     print(f"the console did not come up within {timeout} s; see its log centre.log", file=sys.stderr)
 
 
-def console_view(url: str) -> dict:
+def console_view(client: ConsoleClient) -> dict:
     """What the console holds of the gateway's station, for the reconciliation."""
     try:
-        with urllib.request.urlopen(f"{url}api/station/{STATION}", timeout=5) as res:
-            seq = json.load(res)["seq"]
+        seq = client.get(f"/api/station/{STATION}")["seq"]
         # The gateway's snapshots and clips, as they reached the console over MQTT.
-        with urllib.request.urlopen(f"{url}api/station/{STATION}/media", timeout=5) as res:
-            media = json.load(res)["states"]
+        media = client.get(f"/api/station/{STATION}/media")["states"]
         return {"console_seq_floor": seq["floor"], "console_missing": seq["missing_count"], "console_media": media}
     except OSError as exc:
         return {"console": f"unreachable: {exc}"}
@@ -137,8 +149,9 @@ def run_demo(seconds: float, rate: float, workdir: str | None) -> int:
         config_path = root / "station.toml"
         write_config(config_path, broker.port, rate)
         print(f"broker: private mosquitto on 127.0.0.1:{broker.port}; station config {config_path}")
-        console, url = start_console(root, broker.port)
-        wait_for_console(url, console)
+        console, url, password = start_console(root, broker.port)
+        client = ConsoleClient(url)
+        wait_for_console(client, console, password)
         watch = CountyWatch(
             "127.0.0.1",
             broker.port,
@@ -150,7 +163,8 @@ def run_demo(seconds: float, rate: float, workdir: str | None) -> int:
         fleet = Fleet("127.0.0.1", broker.port, COUNTY, FLEET, rate=0.5, telemetry_s=10, snapshot_s=30).start()
         for station in fleet.stations.values():
             station.clips = True
-        print(f"\ncounty console: {url}   (the gateway {STATION} and {len(FLEET)} simulated stations)\n")
+        print(f"\ncounty console: {url}   (the gateway {STATION} and {len(FLEET)} simulated stations)")
+        print(f"console login: {DEMO_ADMIN} / {password}   (made for this demo by `yimen centre user add`)\n")
         try:
             deadline = time.monotonic() + seconds if seconds > 0 else float("inf")
             while time.monotonic() < deadline and gateway.poll() is None:
@@ -162,7 +176,7 @@ def run_demo(seconds: float, rate: float, workdir: str | None) -> int:
             gateway.terminate()
             gateway.wait(15)
         time.sleep(0.5)
-        seen = console_view(url)
+        seen = console_view(client)
         console.terminate()
         console.wait(15)
         watch.stop()

@@ -42,7 +42,7 @@ import zlib
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -220,9 +220,9 @@ class FleetStation:
 
     # ----- events --------------------------------------------------------------------------------
 
-    def emit(self, kind: str, priority: Priority, data: dict[str, Any]) -> Event:
+    def emit(self, kind: str, priority: Priority, data: dict[str, Any], at: datetime | None = None) -> Event:
         self.seq += 1
-        now = format_ts(datetime.now().astimezone())
+        now = format_ts(at or datetime.now().astimezone())
         event = Event(self.id, self.seq, kind, now, "synced", priority, {**data, "simulated": True})
         payload = event.to_bytes()
         self.history[event.seq] = (kind, payload)
@@ -269,6 +269,45 @@ class FleetStation:
         ]
         rating = {"verdict": "good" if level >= 3 else "bad", "level": level, "window": window, "ticket": ticket}
         return [*steps, ("rating", Priority.CRITICAL, rating)]
+
+    def backfill(self, first: datetime, days: int, per_day: int) -> list[Event]:
+        """A past stretch of service, sent now with its own times, as a station sends its
+        outbox after a long outage: per day `per_day` citizens between 09:00 and 17:00, each an
+        issue, a call, an end (wait and service times, sometimes a time-limit overrun) and a
+        rating (sometimes none, sometimes bad with a reason). Returns every event sent."""
+        sent: list[Event] = []
+        reasons = {"r1": "态度不好", "r2": "等待太久", "r3": "没有办成"}
+        for day in range(days):
+            opening = (first + timedelta(days=day)).replace(hour=9, minute=0, second=0, microsecond=0)
+            for n in range(per_day):
+                window = self.rng.randint(1, self.windows)
+                clerk = self.clerks[window]
+                number = f"A{n + 1:03d}"
+                ticket = {"ticket": number, "ticket_id": f"{self.id}-{opening:%Y%m%d}-{number}", "category": "A"}
+                queued = opening + timedelta(seconds=self.rng.uniform(0, 8 * 3600 - 3600))
+                wait, service = round(self.rng.uniform(10, 1800), 1), round(self.rng.uniform(60, 1200), 1)
+                ended = queued + timedelta(seconds=wait + service)
+                served = {**ticket, "window": window, "clerk": clerk, "wait_s": wait, "service_s": service}
+                limit = self.rng.choices((None, "yellow", "red"), weights=(85, 10, 5))[0]
+                sent.append(self.emit("queue", Priority.NORMAL, {"action": "issue", **ticket}, at=queued))
+                called = queued + timedelta(seconds=wait)
+                sent.append(self.emit("queue", Priority.NORMAL, {"action": "call", **served}, at=called))
+                end = {"action": "end", **served, "time_limit": limit}
+                sent.append(self.emit("queue", Priority.NORMAL, end, at=ended))
+                level = self.rng.choices((5, 4, 3, 2, 1, 0), weights=(50, 20, 8, 6, 4, 12))[0]
+                if level:  # 0: the citizen left without rating
+                    key = self.rng.choice([None, *reasons]) if level <= 2 else None
+                    rating = {
+                        **served,
+                        "verdict": "good" if level >= 3 else "bad",
+                        "level": level,
+                        "reason": {"key": key, "name": reasons[key]} if key else None,
+                        "item": {"code": "A", "name": "社保"},
+                        "linked": True,
+                        "channel": "simulator",
+                    }
+                    sent.append(self.emit("rating", Priority.CRITICAL, rating, at=ended + timedelta(seconds=5)))
+        return sent
 
     def rating(self, verdict: str, window: int, *, level: int | None = None, ticket: str | None = None) -> Event:
         """A rating; a bad one gets its evidence clip (a media event with caused_by) when clips are on."""

@@ -10,7 +10,10 @@ messages to a shared subscription, every console must see every station's state,
 must not wait behind a backlog of events. Events come in on `workers` more connections: one
 plain subscription, or with `workers > 1` the shared subscription `$share/<group>/.../events/+`,
 so the broker splits the events between them (and between console processes sharing a
-PostgreSQL store).
+PostgreSQL store). With MQTT 5 each event connection keeps a broker session (`clean_start` false,
+`[broker] session_expiry_s`) under an id stable across restarts (`yimen-centre-<county>-
+<console>-<n>`), so events published while the console restarts wait at the broker for it;
+what the broker loses anyway comes back by replay or is reported by the station's `eviction`.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from centre.store import Incoming, Store
 from edge.events import Event
 from mqtt import batch as event_batch
 from mqtt import topics
-from mqtt.client import make_client
+from mqtt.client import make_client, session_args
 
 log = logging.getLogger("yimen.centre.ingest")
 
@@ -51,6 +54,8 @@ MAX_STORE_CHECKS_PER_TICK = 200  # stations whose gaps are looked up in the shar
 MAX_REPLAYS_PER_TICK = 50  # replay requests per second, county-wide: a restart must not storm
 
 Message = tuple[str, bytes, Any, float]
+# Why a seq an `eviction` lists as delivered is a loss when it is not here (edge/eviction.py).
+DELIVERED_EVICTED = "acknowledged by the broker, never received here, then evicted at the station"
 
 
 class Ingest:
@@ -71,8 +76,11 @@ class Ingest:
         self.subscribed = threading.Event()
         self._limit = bounds.RateLimit(config.ingest.station_rate, config.ingest.station_burst)
         self._limit_logged: dict[str, float] = {}
-        # Called on the ingest thread with each newly stored event (media announce their files).
+        # Called on the ingest thread with each newly stored event (media announce their files,
+        # alerts take theirs), and with each loss the county records (station, seqs): each
+        # must only hand over, never block.
         self.on_new_event: list[Callable[[Event], None]] = []
+        self.on_loss: list[Callable[[str, int], None]] = []
         self.counters = {
             "messages": 0,
             "stored": 0,
@@ -97,9 +105,10 @@ class Ingest:
     def _client(self, index: int) -> paho.Client:
         cfg = self.config.broker
         # The console reconnects by paho's own loop; its subscriptions are made again in on_connect.
-        client = make_client(
-            cfg, f"yimen-centre-{self.config.county}-{self._client_tag}-{index}", reconnect_on_failure=True
-        )
+        # An event connection's id is the same each time this console starts (`[centre] console`):
+        # its broker session (MQTT 5) holds the events published while the console is down.
+        tag = self._client_tag if index == 0 else self.config.console
+        client = make_client(cfg, f"yimen-centre-{self.config.county}-{tag}-{index}", reconnect_on_failure=True)
         client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
         client.on_connect = lambda c, _u, _f, rc, _p: self._on_connect(c, index, rc)
         client.on_subscribe = lambda *_: self._on_subscribe(index)
@@ -136,8 +145,9 @@ class Ingest:
         self._restore()
         self._thread.start()
         cfg = self.config.broker
-        for client in self.clients:
-            client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
+        for index, client in enumerate(self.clients):
+            session = session_args(cfg.session_expiry_s) if self._v5 and index > 0 else {}
+            client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s, **session)
             client.loop_start()
         if not self.subscribed.wait(timeout):
             log.warning("not yet subscribed at %s:%d; retrying in the background", cfg.host, cfg.port)
@@ -269,7 +279,9 @@ class Ingest:
             for row, event in incoming:
                 if row.id in new:
                     new.discard(row.id)  # a batch may hold the same id twice
-                    self.model.apply_event(event, now, replayed=row.replayed)
+                    for first, last in self.model.apply_event(event, now, replayed=row.replayed):
+                        self.store.record_loss(event.station, first, last, DELIVERED_EVICTED, now)
+                        log.warning("%s: seqs %d..%d lost: %s", event.station, first, last, DELIVERED_EVICTED)
                     for hook in self.on_new_event:
                         hook(event)
                     touched.add(event.station)
@@ -394,6 +406,8 @@ class Ingest:
         for sid, ranges in self.model.exhausted(ing.replay_tries, ing.replay_retry_s, now):
             for first, last in ranges:
                 self.store.record_loss(sid, first, last, "not held by the station after replay requests", now)
+                for hook in self.on_loss:
+                    hook(sid, last - first + 1)
                 log.warning("%s: seqs %d..%d recorded as lost: replays did not bring them", sid, first, last)
             self._save_floors({sid})
         for sid, ranges in self.model.gapped(now, ing.gap_grace_s, MAX_STORE_CHECKS_PER_TICK):

@@ -33,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from centre.auth import access
 from centre.config import CentreConfig
 from centre.ingest import Ingest
 from mqtt import topics
@@ -178,18 +179,21 @@ class LiveHub:
             return None
         return (sid, window) if 1 <= window <= 999 else None
 
+    @access("video", station="sid", audit="live-view-start")
     async def start_route(self, request: Request) -> Response:
         key = self._key(request)
         if key is None:
             return JSONResponse({"error": "give a station id and a window 1..999"}, status_code=404)
         return JSONResponse(await self.join(*key, self.config.live_view_s))
 
+    @access("video", station="sid", audit="live-view-stop")
     async def stop_route(self, request: Request) -> Response:
         key = self._key(request)
         if key is None:
             return JSONResponse({"error": "give a station id and a window 1..999"}, status_code=404)
         return JSONResponse(await self.leave(*key))
 
+    @access("video", station="sid")
     async def stream_route(self, request: Request) -> Response:
         key = self._key(request)
         if key is None:

@@ -24,8 +24,6 @@ from collections import deque
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from centre import bounds
 from centre.config import CentreConfig
@@ -33,7 +31,7 @@ from centre.media import MediaStore
 from centre.store import open_store
 from edge.events import Event
 from mqtt import topics
-from mqtt.client import make_client
+from mqtt.client import make_client, session_args
 
 log = logging.getLogger("yimen.centre.media")
 
@@ -68,11 +66,7 @@ class MediaIngest:
         self.media = MediaStore(open_store(self.config.store), self.config.media_dir, self.config.media_max_bytes)
         self._thread.start()
         cfg = self.config.broker
-        session: dict[str, Any] = {}
-        if self._v5:
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = int(self.config.media_session_expiry_s)
-            session = {"clean_start": False, "properties": props}
+        session = session_args(int(self.config.media_session_expiry_s)) if self._v5 else {}
         self.client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s, **session)
         self.client.loop_start()
 

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from centre.auth import access
 from centre.config import CentreConfig
 from centre.media import MEDIA_ID, OPEN_STATES
 from centre.store import open_store
@@ -114,6 +115,7 @@ class MediaWeb:
 
     # ----- routes ------------------------------------------------------------------------------
 
+    @access("video", station="sid")
     def media(self, request: Request) -> Response:
         sid = request.path_params["sid"]
         if not _station_ok(sid):
@@ -146,12 +148,14 @@ class MediaWeb:
                 self._frames.popitem(last=False)
         return offsets
 
+    @access("video", station="sid", audit="clip-view")
     def frames(self, request: Request) -> Response:
         offsets = self._offsets(request.path_params["sid"], request.path_params["media_id"])
         if offsets is None:
             return JSONResponse({"error": "no such complete clip"}, status_code=404)
         return JSONResponse({"frames": len(offsets)})
 
+    @access("video", station="sid", audit="clip-view")
     def frame(self, request: Request) -> Response:
         sid, media_id = request.path_params["sid"], request.path_params["media_id"]
         offsets = self._offsets(sid, media_id)

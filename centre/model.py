@@ -178,17 +178,23 @@ class CountyModel:
 
     # ----- events -----------------------------------------------------------------------------
 
-    def apply_event(self, event: Event, now: float, *, replayed: bool = False) -> None:
-        """A newly stored event (each id once): seqs, and the day's figures if it is today's."""
+    def apply_event(self, event: Event, now: float, *, replayed: bool = False) -> list[tuple[int, int]]:
+        """A newly stored event (each id once): seqs, and the day's figures if it is today's.
+        Returns the seq ranges an eviction's `delivered` list closed as lost: those not held here."""
+        closed: list[tuple[int, int]] = []
         with self.lock:
             view = self.station(event.station)
             view.tracker.add(event.seq, now)
             view.last_event = now
             view.replayed += replayed
             ranges, problem = bounds.loss_ranges(event)
+            delivered, delivered_problem = bounds.delivered_ranges(event)
+            problem = problem or delivered_problem
             try:
                 for first, last in ranges:
                     view.tracker.lose(first, last, now)
+                for first, last in delivered:
+                    closed += view.tracker.lose_missing(first, last, now)
             except TooFragmented as exc:
                 problem = f"{event.id}: {exc}"
             if problem:
@@ -198,6 +204,7 @@ class CountyModel:
             if event.ts[:10] == self.today.isoformat():
                 self._apply_day(view, event)
             self._touch()
+        return closed
 
     def _apply_day(self, view: StationView, event: Event) -> None:
         """Today's media events, for the page's "not uploaded yet" until the county holds the file.

@@ -58,6 +58,7 @@ class Store:
     """The shared SQL; subclasses connect and insert in bulk the way their engine does best."""
 
     mark = "?"
+    engine = "sqlite"
     greatest = "MAX"  # the larger of two values (SQLite's scalar MAX; PostgreSQL's GREATEST)
 
     def __init__(self, conn: Any) -> None:
@@ -176,6 +177,7 @@ class SqliteStore(Store):
 
 class PostgresStore(Store):
     mark = "%s"
+    engine = "postgresql"
     greatest = "GREATEST"
 
     def __init__(self, dsn: str, schema: str) -> None:

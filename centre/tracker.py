@@ -40,6 +40,24 @@ class SeqTracker:
         self.lost += closed
         return closed
 
+    def lose_missing(self, first: int, last: int, now: float) -> list[tuple[int, int]]:
+        """Close as known losses only the seqs of first..last not held, as ranges; returns them.
+        Bounded by the number of held ranges, whatever the span."""
+        first = max(first, self.floor + 1)
+        gaps: list[tuple[int, int]] = []
+        expected = first
+        for a, b in self.held[bisect_left(self.held, first, key=lambda r: r[1]) :]:
+            if a > last:
+                break
+            if a > expected:
+                gaps.append((expected, a - 1))
+            expected = max(expected, b + 1)
+        if expected <= last:
+            gaps.append((expected, last))
+        for a, b in gaps:
+            self.lose(a, b, now)
+        return gaps
+
     def account(self, first: int, last: int, now: float) -> None:
         """first..last are accounted for elsewhere (a shared store), neither received here nor lost."""
         self._cover(first, last, now)

@@ -196,6 +196,11 @@ fi
 # ----- systemd unit and udev rules: ours, replaced on every upgrade ------------------------
 install -m 0644 "$here/yimen.service" "$r/etc/systemd/system/yimen.service"
 install -m 0644 "$here/70-yimen.rules" "$r/etc/udev/rules.d/70-yimen.rules"
+# --- over-the-air updates (ota/apply.py): the root-side updater, its unit and the path unit that
+# starts it when the gateway has a checked release ready. Enabled, not started: it runs at boot.
+install -m 0755 "$here/yimen-update" "$r/opt/yimen/yimen-update"
+install -m 0644 "$here/yimen-update.service" "$here/yimen-update.path" "$r/etc/systemd/system/"
+# --- end over-the-air updates
 
 if [ -z "$r" ] && [ -d /run/systemd/system ]; then
   systemctl daemon-reload
@@ -203,7 +208,7 @@ if [ -z "$r" ] && [ -d /run/systemd/system ]; then
     udevadm control --reload-rules
     udevadm trigger --action=change --subsystem-match=tty --subsystem-match=input --subsystem-match=usbmisc
   fi
-  systemctl enable --quiet yimen.service
+  systemctl enable --quiet yimen.service yimen-update.service yimen-update.path  # ota: the two update units
   if [ "$fresh" = 1 ]; then
     say "installed; not started: fill in $config first"
   elif [ "$start" = 1 ]; then
@@ -213,7 +218,7 @@ if [ -z "$r" ] && [ -d /run/systemd/system ]; then
   fi
 else
   # No running systemd (a chroot, an image, --root): enabling is only a symlink.
-  systemctl --root="$root" enable --quiet yimen.service
+  systemctl --root="$root" enable --quiet yimen.service yimen-update.service yimen-update.path  # ota
   say "installed into $root; systemd is not running there, so nothing was started or reloaded"
 fi
 

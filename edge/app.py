@@ -80,6 +80,7 @@ class Gateway:
             load=lambda: self.outbox.get_meta("commands-run"),
             save=partial(self.outbox.set_meta, "commands-run"),
         )
+        self.fetcher = self._fetcher() if config.update.enabled else None
         self.printer = printer.build(
             config.printer,
             station_name=config.station.name or config.station.id,
@@ -114,8 +115,8 @@ class Gateway:
             config.station.id,
             self.outbox,
             status_fields=self.health.status_fields,
-            subscriptions=self.downlink.subscriptions(),
-            on_message=self.downlink.on_message,
+            subscriptions=self.downlink.subscriptions() + (self.fetcher.subscriptions() if self.fetcher else []),
+            on_message=self._on_message,
             media=self.uploader,
             link=config.link,
             meter=self.budget.count,
@@ -124,7 +125,8 @@ class Gateway:
         self.stopping = stopping or threading.Event()  # set: `run` stops the gateway
         self.exit_code = 0
         self.changes = ConfigChanges(config, self.outbox.append, lambda: self.request_exit(EXIT_RESTART))
-        for command in [*self.uplink.commands(), config_commands(config), *self.changes.commands()]:
+        ota_commands = self.fetcher.commands() if self.fetcher else []
+        for command in [*self.uplink.commands(), config_commands(config), *self.changes.commands(), *ota_commands]:
             self.downlink.register(command)
         self._was_synced = self.clock.synced()
         self._clock_saved = -CLOCK_SAVE_S  # saved at start, then every CLOCK_SAVE_S and at stop
@@ -141,6 +143,9 @@ class Gateway:
             Periodic("yimen-inventory", 30.0, self._report_inventory),
             Periodic("yimen-config-watch", 1.0, self._watch_config),
         ]
+        self.units: Any = None  # the window units, once _key_sources made them
+        if self.fetcher is not None:
+            self.parts += [self.fetcher, Periodic("yimen-update-trial", 1.0, self._trial().tick)]
         if config.provisioning is not None:
             self.parts.append(Periodic("yimen-enrol-watch", config.provisioning.retry_s, self._watch_enrolment))
         if config.cameras:
@@ -183,8 +188,13 @@ class Gateway:
         on_key = None if station is None else partial(_press, station)
         sources: list[Part] = []
         if windows.with_units:
+            from peripherals.window_unit.fwupdate import Bundle, Updates
+
             known = station.knows if station is not None else None
-            units = window_units(windows, self.outbox.append, on_key=on_key, known_key=known)
+            firmware = Updates(Bundle.from_directory())  # units are brought to the firmware this release carries
+            units = self.units = window_units(
+                windows, self.outbox.append, on_key=on_key, known_key=known, firmware=firmware
+            )
             if station is not None:
                 station.on_led(lambda window, feedback: units.set_led(window, feedback.value))
                 station.on_window(lambda window, shown: _show(units, window, shown))
@@ -198,6 +208,44 @@ class Gateway:
 
             sources.append(evdev_inputs(windows, self.outbox.append, on_key=on_key))
         return sources
+
+    def _on_message(self, topic: str, payload: bytes, properties: Any) -> None:
+        """paho's thread: release chunks to the fetcher, everything else is a command."""
+        to_fetcher = self.fetcher is not None and topic.split("/", 5)[4:5] == ["ota"]
+        (self.fetcher.on_message if to_fetcher else self.downlink.on_message)(topic, payload, properties)  # type: ignore[union-attr]
+
+    def _fetcher(self) -> Any:
+        """Over-the-air releases: fetched only while the link is up and no event waits (ota/)."""
+        from ota.fetch import Fetcher
+        from ota.release import load_trusted
+
+        config = self.config
+        keys = (config.update.keys, config.storage.path / "identity" / "release-keys")
+        return Fetcher(
+            config.storage.path,
+            config.station.county,
+            config.station.id,
+            trusted=lambda: load_trusted(*keys),
+            emit=self.outbox.append,
+            publish=lambda topic, payload: self.uplink.publish_control(topic, payload),
+            may_send=lambda: self.uplink.status()["state"] == "connected"
+            and not any(self.outbox.stats()["backlog"].values()),
+            kbps=config.update.kbps,
+        )
+
+    def _trial(self) -> Any:
+        """After an update: the checks the new version must pass before the updater keeps it."""
+        from ota.trial import Trial
+
+        def units_answer() -> bool:
+            return self.units is None or all(u["state"] == "online" for u in self.units.status()["units"])
+
+        checks = {
+            "birth": lambda: self.uplink.status()["state"] == "connected",
+            "puback": lambda: self.uplink.status()["delivered"] > 0,
+            "window-units": units_answer,
+        }
+        return Trial(self.config.storage.path, self.outbox.append, checks)
 
     def _hall(self, station: Station) -> list[Part]:
         """The hall's functions as county commands and on the control socket for `yimen hall`,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from edge import __version__, systemd
 from edge.configfile import ConfigError
+from ota import cli as ota_cli
 
 _log_listeners: list[logging.handlers.QueueListener] = []
 
@@ -130,6 +131,9 @@ def _cmd_registrar(args: argparse.Namespace) -> int:
             print(f"claim for {issued.station}, valid until {time_text(issued.expires)}:")
             print(f"  {issued.file}   copy to the Pi's boot partition or a USB stick")
             print(f"  {issued.png}   print it; hold it up to the station's camera")
+        elif args.action == "release-key":
+            reg.trust_release_key(Path(args.file).read_text())
+            print(f"stations enrolled from now on trust the release key in {args.file}")
         elif args.action == "revoke":
             reg.revoke(args.station)
             print(f"station {args.station} revoked: its login is deleted and its claims are void")
@@ -281,11 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "issue-token":
             act.add_argument("--name", default="", help="the station's name, e.g. 新桥村便民服务站")
     acts.add_parser("revoke", help="delete a station's login; it can no longer connect").add_argument("station")
+    acts.add_parser("release-key", help="enrolment replies carry this release key").add_argument("file")
     acts.add_parser("list", help="stations, their state and last status").add_argument("--json", action="store_true")
     acts.add_parser("serve", help="answer enrolment requests and record station status (foreground)")
     for name, (_module, text) in COUNTY_COMMANDS.items():
         # Its own parser reads the rest (main() hands it over), so `yimen centre --help` is its help.
         sub.add_parser(name, help=text, add_help=False).set_defaults(func=_cmd_county)
+    ota_cli.add_commands(sub)  # yimen release keygen|build, yimen update apply
     return parser
 
 

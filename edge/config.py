@@ -23,6 +23,7 @@ from edge.station.config import StationSettings, parse_station
 from mqtt.commands import Command
 from mqtt.config import BrokerConfig, MediaConfig, parse_broker, parse_media
 from mqtt.link import LinkConfig, parse_link
+from ota.config import UpdateConfig, parse_update
 from peripherals.camera import CameraConfig, parse_cameras
 from peripherals.printer import PrinterConfig, parse_printer
 from peripherals.simulator import SimulateConfig, default_station, parse_simulate
@@ -91,6 +92,7 @@ class Config:
     windows: WindowsConfig = field(default_factory=WindowsConfig)
     provisioning: ProvisioningConfig | None = None
     media: MediaConfig = field(default_factory=MediaConfig)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
     link: LinkConfig = field(default_factory=LinkConfig)
     screen: ScreenConfig | None = None  # the hall's calling screen (edge/screen.py)
     # The installer's file and the station's own laid over it, and which set what; None when
@@ -172,6 +174,7 @@ def parse(doc: dict, source: str) -> Config:
         windows=units,
         provisioning=parse_provisioning(sec("provisioning")) if top.has("provisioning") else None,
         media=parse_media(sec("media")),
+        update=parse_update(sec("update")),
         link=parse_link(sec("link")),
         screen=parse_screen(sec("screen")) if top.has("screen") else None,
     )

@@ -5,7 +5,12 @@ acts only under pressure, in a fixed order: delivered events first (the county h
 then media files (the `reclaim` hook: uploaded ones, then the rest by edge.media's deletion
 order), then undelivered bulk, then undelivered normal, never critical. Every undelivered event
 and never-uploaded media item given up is listed in an `eviction` event so the county can tell
-a loss from a gap.
+a loss from a gap. Delivered events given up are listed too, apart (`delivered`): a PUBACK says
+the broker took an event, not that the county has it (a broker with no console subscribed
+answers 0x10 and drops it), and once it is evicted no replay can bring it back, so the county
+records as lost whichever of those seqs it lacks. Delivered events go a slice of the budget
+at a time (DELIVERED_SLACK), so a station living at its budget reports that once per slice,
+not once per commit.
 It runs inside the outbox's commit transaction, on the outbox's connection.
 """
 
@@ -21,6 +26,7 @@ from edge.events import NewEvent, Priority
 log = logging.getLogger("yimen.eviction")
 
 _CHUNK = 64
+DELIVERED_SLACK = 8  # delivered events are evicted down to 1/8 of the budget below it
 
 # (what, WHERE clause) in eviction order.
 _ORDER: tuple[tuple[str, str], ...] = (
@@ -52,19 +58,23 @@ def nothing_to_reclaim(_nbytes: int) -> list[str]:
 @dataclass
 class EvictionResult:
     still_over: bool = False
-    delivered_removed: int = 0
+    delivered: list[int] = field(default_factory=list)
     lost: dict[str, list[int]] = field(default_factory=dict)
     media_lost: list[str] = field(default_factory=list)
 
     def report(self) -> NewEvent | None:
-        """The `eviction` event for what was given up undelivered, or None if nothing was."""
-        if not self.lost and not self.media_lost:
+        """The `eviction` event for what was given up, or None if nothing was. `evicted` and
+        `count` are the undelivered events (lost); `delivered` the delivered ones, which are lost
+        only if the county lacks them."""
+        if not self.lost and not self.media_lost and not self.delivered:
             return None
-        data = {
+        data: dict = {
             "reason": "disk budget ([storage] max_mb) exceeded",
             "evicted": {prio: ranges(seqs) for prio, seqs in self.lost.items()},
             "count": sum(len(s) for s in self.lost.values()),
         }
+        if self.delivered:
+            data["delivered"] = ranges(self.delivered)
         if self.media_lost:
             data["media"] = self.media_lost
         return NewEvent("eviction", Priority.CRITICAL, data)
@@ -85,13 +95,14 @@ def make_room(
     for what, where in _ORDER:
         if what == "bulk" and used_bytes() + incoming > max_bytes:
             result.media_lost = reclaim(used_bytes() + incoming - max_bytes)
-        while used_bytes() + incoming > max_bytes:
+        limit = max_bytes - (max_bytes // DELIVERED_SLACK if what == "delivered" else 0)
+        while used_bytes() + incoming > limit:
             seqs = [r[0] for r in conn.execute(f"SELECT seq FROM events WHERE {where} ORDER BY seq LIMIT {_CHUNK}")]
             if not seqs:
                 break
             conn.execute(f"DELETE FROM events WHERE seq IN ({','.join('?' * len(seqs))})", seqs)
             if what == "delivered":
-                result.delivered_removed += len(seqs)
+                result.delivered.extend(seqs)
             else:
                 result.lost.setdefault(what, []).extend(seqs)
         if used_bytes() + incoming <= max_bytes:

@@ -7,6 +7,7 @@ import cardreader
 import hw
 import link
 import settings
+import version
 from unit import Unit
 
 LOOP_MS = 5
@@ -15,7 +16,8 @@ LOOP_MS = 5
 class App:
     """One window unit: scans keys, talks to the gateway, drives the LEDs, one step at a time."""
 
-    def __init__(self, stream, uid, model, key_names, fw, now, seq=0, reasons=(), display=None, card_stream=None):
+    def __init__(self, stream, uid, model, key_names, fw, now, seq=0, reasons=(), display=None, card_stream=None,
+                 files=None):
         pins = boards.BOARDS[model]
         self.key_names = key_names
         self.keys = hw.keys([boards.pin_for(pins, key, reasons) for key in key_names])
@@ -26,7 +28,8 @@ class App:
         self.card_stream = card_stream  # a card reader's UART, or None
         self.cards = cardreader.Rdm6300()
         self.stream = stream
-        self.unit = Unit(uid, fw, model, key_names, now, seq)
+        self.unit = Unit(uid, fw, model, key_names, now, seq, on_file=files.handle if files else None)
+        self._confirmed = files is None
 
     def step(self, now):
         for index in self.keys.presses(now):
@@ -40,6 +43,13 @@ class App:
         out = self.unit.poll(now)
         if out:
             self.stream.write(out)
+        if not self._confirmed and self.unit.session:
+            self._confirmed = True
+            import fwfiles
+
+            fwfiles.confirm()  # this firmware reached the gateway: keep it
+        if self.unit.may_reboot():
+            hw.reset()
         green, red, yellow = self.unit.leds(now)
         self.green(green)
         self.red(red)
@@ -82,6 +92,8 @@ def _claim_console(first_key_pin):
 
 def main():
     """Entry point on the board (main.py / code.py)."""
+    import fwfiles
+
     model = settings.MODEL or boards.model_for(hw.board_name())
     if not model:
         raise RuntimeError("unknown board " + hw.board_name() + ": set MODEL in settings.py")
@@ -98,6 +110,7 @@ def main():
         screen = display.Screen(hw.ssd1306(pins["i2c_sda"], pins["i2c_scl"]))
     cards = hw.uart_rx(pins["card_rx"]) if settings.CARD_READER else None
     app = App(
-        hw.open_stream(), hw.unique_id(), model, keys, settings.FW, link.ticks_ms(), _seq0(), reasons, screen, cards
+        hw.open_stream(), hw.unique_id(), model, keys, version.FW, link.ticks_ms(), _seq0(), reasons, screen, cards,
+        fwfiles.Staging(),
     )
     app.run()

@@ -1,5 +1,15 @@
-"""CircuitPython runs code.py at boot."""
+"""CircuitPython runs code.py at boot: undo a firmware update that did not come back, then run."""
 
-import app
+import fwfiles
 
-app.main()
+fwfiles.boot_check()
+try:
+    import app
+
+    app.main()
+except Exception:
+    if not fwfiles.restore():
+        raise
+    import microcontroller
+
+    microcontroller.reset()

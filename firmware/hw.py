@@ -174,6 +174,24 @@ class FdStream:
                 return
 
 
+def reset():
+    """Restart the board (a committed firmware update); under CPython or the unix port, exit and
+    let whatever runs the firmware start it again."""
+    try:
+        import machine
+
+        machine.reset()
+    except (ImportError, AttributeError):
+        pass
+    try:
+        import microcontroller
+
+        microcontroller.reset()
+    except (ImportError, AttributeError):
+        pass
+    raise SystemExit(0)
+
+
 def ssd1306(sda, scl):
     """The SSD1306 display on I2C (MicroPython's machine.I2C; pins named as in boards.py)."""
     import ssd1306 as driver

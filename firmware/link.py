@@ -38,8 +38,9 @@ ACK = 0x03
 SET = 0x04
 PING = 0x05
 PONG = 0x06
+FILE = 0x07  # gateway -> unit: a firmware file transfer step (fwfiles.py)
 KEYS = 0x08  # version 2: the rest of a HELLO's key list, for units with more keys than one frame holds
-NAMES = {HELLO: "HELLO", KEY: "KEY", ACK: "ACK", SET: "SET", PING: "PING", PONG: "PONG", KEYS: "KEYS"}
+NAMES = {HELLO: "HELLO", KEY: "KEY", ACK: "ACK", SET: "SET", PING: "PING", PONG: "PONG", FILE: "FILE", KEYS: "KEYS"}
 
 LEDS = ("idle", "ready", "thanks", "error", "off")
 LIMITS = ("ok", "warn", "over")  # version 2: the window's time-limit light (SET "lim")
@@ -108,10 +109,13 @@ def is_code(text):
     return isinstance(text, str) and 0 < len(text) <= MAX_CODE_LEN and _chars_in(text, DIGITS)
 
 
-def announce(uid, fw, model, keys):
+def announce(uid, fw, model, keys, extra=None):
     """The payloads a version 2 unit says HELLO with: the HELLO (`nkeys`, and as many keys as fit),
-    then KEYS payloads (`at`: index of the first key in it) for the rest, each under MAX_PAYLOAD."""
+    then KEYS payloads (`at`: index of the first key in it) for the rest, each under MAX_PAYLOAD.
+    `extra`: more HELLO fields (`files`: the unit takes firmware updates)."""
     hello = {"proto": PROTO, "uid": uid, "fw": fw, "model": model, "nkeys": len(keys), "keys": []}
+    if extra:
+        hello.update(extra)
     payloads = []
     current = hello
     at = 0

@@ -6,7 +6,6 @@ The three layouts (README.md shows their wiring):
 - the clerk's keypad: LAYOUT = "keypad", CLERK = True (sign-in code, start, done, put-back, ...)
 """
 
-FW = "2.0.0"
 MODEL = ""  # a key of boards.BOARDS; "" detects the board
 LAYOUT = "2"  # "2": good/bad; "5": the five levels of the national scale; "keypad": the clerk's keypad
 REASONS = []  # with "5": up to 4 reason keys, named as the station's [ratings] reasons

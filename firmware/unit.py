@@ -34,11 +34,14 @@ class Unit:
     has gone or forgotten us: the session ends and HELLO starts over, presses kept.
     """
 
-    def __init__(self, uid, fw, model, keys, now, seq=0, queue_size=32):
+    def __init__(self, uid, fw, model, keys, now, seq=0, queue_size=32, on_file=None):
         self.keys = keys
         # HELLO, then KEYS frames with the keys that did not fit in it, acknowledged one by one.
-        self.announce = link.announce(uid, fw, model, keys)
+        # `files`: this unit takes firmware updates over the link (FILE frames, fwfiles.py).
+        self.announce = link.announce(uid, fw, model, keys, {"files": 1} if on_file is not None else None)
         self._announced = 0  # announce payloads acknowledged this session
+        self._on_file = on_file
+        self.reboot_wanted = False  # a firmware update was committed
         self.queue = PressQueue(queue_size)
         self.link = link.Link(seq)
         self.decoder = link.Decoder()
@@ -83,7 +86,7 @@ class Unit:
         for ftype, seq, payload in self.decoder.feed(data):
             if ftype == link.ACK:
                 self._acked(seq)
-            elif ftype in (link.SET, link.PING):
+            elif ftype in (link.SET, link.PING) or (ftype == link.FILE and self._on_file is not None):
                 self._out.append(link.ack(seq))
                 if not self.link.is_dup(seq):
                     self.link.accept(seq)
@@ -155,8 +158,15 @@ class Unit:
         elif kind == link.KEY:
             self.queue.acked()
 
+    def may_reboot(self):
+        """A committed update may restart the unit: no press is waiting for its ACK."""
+        return self.reboot_wanted and len(self.queue) == 0 and not self.link.busy()
+
     def _act(self, ftype, payload, now):
-        if ftype == link.PING:
+        if ftype == link.FILE:
+            if self._on_file(payload):
+                self.reboot_wanted = True
+        elif ftype == link.PING:
             self._pong_due = True
             return
         used = False

@@ -6,8 +6,12 @@ this is the one place that says how.
 
 from __future__ import annotations
 
+from typing import Any
+
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from mqtt.config import BrokerConfig
 
@@ -32,3 +36,14 @@ def make_client(broker: BrokerConfig, client_id: str, *, reconnect_on_failure: b
             keyfile=str(broker.key_file) if broker.key_file else None,
         )
     return client
+
+
+def session_args(expiry_s: int) -> dict[str, Any]:
+    """MQTT 5 CONNECT arguments that resume the session the broker kept for this client id and
+    ask it to keep the session `expiry_s` after we go (its subscriptions, and the QoS 1 messages
+    that matched them meanwhile); 0 means no session. For `connect`/`connect_async`."""
+    if expiry_s == 0:
+        return {"clean_start": True}
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = expiry_s
+    return {"clean_start": False, "properties": props}

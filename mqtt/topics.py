@@ -9,6 +9,8 @@
     yimen/v1/<county>/<station>/media/<media-id>/manifest   what a media file's chunks add up to
     yimen/v1/<county>/<station>/media/<media-id>/<n>        chunk n (from 0) of a media file, raw bytes
     yimen/v1/<county>/<station>/live/<window>     live view: one JPEG per message, QoS 0
+    yimen/v1/<county>/<station>/ota-want          the station asks for chunks of a release
+    yimen/v1/<county>/<station>/ota/<release>/<file>/<n>   chunk n of file number <file>, county to station
 See mqtt/TOPICS.md for the payloads.
 """
 
@@ -25,7 +27,7 @@ MANIFEST = "manifest"
 
 
 # channel -> how many segments follow it
-CHANNELS = {"status": 0, "events": 1, "cmd": 1, "cmd-reply": 1, "media": 2, "live": 1}
+CHANNELS = {"status": 0, "events": 1, "cmd": 1, "cmd-reply": 1, "media": 2, "live": 1, "ota-want": 0, "ota": 3}
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,32 @@ def media_topic(county: str, station: str, media_id: str, part: int | str) -> st
 
 def live_topic(county: str, station: str, window: int) -> str:
     return f"{station_root(county, station)}/live/{window}"
+
+
+def ota_want_topic(county: str, station: str) -> str:
+    return f"{station_root(county, station)}/ota-want"
+
+
+def ota_chunk_topic(county: str, station: str, release: str, file: int, chunk: int) -> str:
+    """Chunk `chunk` of file number `file` (its place in the manifest) of a release, to one station."""
+    if not _SEGMENT.match(release) or file < 0 or chunk < 0:
+        raise ValueError(f"release chunk {release!r}/{file}/{chunk}: not a valid release id, file or chunk")
+    return f"{station_root(county, station)}/ota/{release}/{file}/{chunk}"
+
+
+def ota_chunk_filter(county: str, station: str) -> str:
+    """What a station subscribes to for release chunks: its own, and no other station's (`+`, not
+    `#`: the dynamic-security plugin grants a subscription's wildcards only level by level)."""
+    return f"{station_root(county, station)}/ota/+/+/+"
+
+
+def county_ota_want_filter(county: str) -> str:
+    return f"{ROOT}/{_check('county', county)}/+/ota-want"
+
+
+def county_ota_chunk_filter(county: str) -> str:
+    """Every station's release chunks: what the console's rollout service publishes."""
+    return f"{ROOT}/{_check('county', county)}/+/ota/#"
 
 
 def county_filter(county: str) -> str:

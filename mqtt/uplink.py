@@ -36,8 +36,6 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge import __version__
@@ -46,7 +44,7 @@ from edge.outbox import Outbox, Pending
 from mqtt import codec, topics
 from mqtt.aliases import TopicAliases
 from mqtt.batch import groups, pack
-from mqtt.client import make_client
+from mqtt.client import make_client, session_args
 from mqtt.commands import Arg, Command, CommandError
 from mqtt.config import BrokerConfig
 from mqtt.link import LinkConfig
@@ -98,17 +96,6 @@ class Backoff:
 
     def reset(self) -> None:
         self._attempt = 0
-
-
-def _session_args(expiry_s: int) -> dict[str, Any]:
-    """MQTT 5 CONNECT: resume the session the broker kept for us (our command subscription and
-    the commands sent while we were away) and ask it to keep it `expiry_s` after we go. Only
-    commands live in it: events are resent from the outbox, never from the session."""
-    if expiry_s == 0:
-        return {"clean_start": True}
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = expiry_s
-    return {"clean_start": False, "properties": props}
 
 
 class Uplink:
@@ -402,7 +389,7 @@ class Uplink:
                 cfg.host,
                 cfg.port,
                 keepalive=max(1, cfg.keepalive_s // 2),
-                **(_session_args(cfg.session_expiry_s) if v5 else {}),
+                **(session_args(cfg.session_expiry_s) if v5 else {}),
             )
         except OSError as exc:
             self._retry_later(f"cannot reach {cfg.host}:{cfg.port}: {exc}")
@@ -636,8 +623,10 @@ class Uplink:
             deadline = time.monotonic() + 2.0
             while not info.is_published() and time.monotonic() < deadline and client.is_connected():
                 time.sleep(0.01)
-            client.disconnect()
         if client is not None:
+            # Also when the CONNACK is still on its way: a clean DISCONNECT after that CONNECT, or
+            # the broker publishes the will and the county reads a clean stop as a lost link.
+            client.disconnect()
             client.loop_stop()
         self._client = None
         self._outbox.outage_started("gateway stopped")

@@ -44,6 +44,7 @@ from edge import __version__, configlayers
 from edge import config as config_mod
 from edge.configfile import ConfigError
 from mqtt import topics
+from ota.release import store_release_keys
 from provisioning import inventory, protocol, qr, tlspin
 from provisioning.config import ProvisioningConfig
 
@@ -329,6 +330,7 @@ def write_identity(path: Path, cfg: config_mod.Config, secret: dict[str, Any], t
     station, broker = secret["station"], secret["broker"]
     password_file = identity / "broker-password"
     _write_private(password_file, broker["password"].encode())
+    store_release_keys(identity / "release-keys", secret.get("release_keys", []))  # ota/: what the county signs
     local = cfg.storage.path / configlayers.LOCAL_NAME
     before = local.read_text(encoding="utf-8") if local.exists() else ""
     base = _without_tables(before, {"station", "broker"}).rstrip()

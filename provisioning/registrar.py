@@ -64,13 +64,18 @@ def station_role(county: str, station: str) -> str:
 
 
 def station_acls(county: str, station: str) -> list[dict[str, Any]]:
-    """Publish anywhere in its own subtree except its command topics; subscribe to its own commands."""
+    """Publish anywhere in its own subtree except its command and release-chunk topics; subscribe to
+    its own commands and release chunks."""
     root = topics.station_root(county, station)
     return [
         acl("publishClientSend", f"{root}/cmd/#", allow=False, priority=10),
+        acl("publishClientSend", f"{root}/ota/#", allow=False, priority=10),  # only the county sends chunks
         acl("publishClientSend", f"{root}/#"),
         acl("subscribePattern", f"{root}/cmd/#"),
         acl("publishClientReceive", f"{root}/cmd/#"),
+        # release chunks from the county, to this station alone (mqtt/TOPICS.md, Over-the-air updates)
+        acl("subscribePattern", f"{root}/ota/#"),
+        acl("publishClientReceive", f"{root}/ota/#"),
     ]
 
 
@@ -94,13 +99,15 @@ def admin_acls() -> list[dict[str, Any]]:
 
 
 def console_acls(county: str) -> list[dict[str, Any]]:
-    """Read the county's tree (events, statuses, command replies), publish commands; nothing else."""
+    """Read the county's tree (events, statuses, command replies), publish commands and release
+    chunks (over-the-air rollouts); nothing else."""
     tree = topics.county_filter(county)
     return [
         acl("subscribePattern", tree),
         acl("subscribePattern", topics.shared("+", tree)),  # workers > 1; the broker checks the $share form
         acl("publishClientReceive", tree),
         acl("publishClientSend", topics.county_command_filter(county)),
+        acl("publishClientSend", topics.county_ota_chunk_filter(county)),  # centre/rollout.py serves releases
     ]
 
 
@@ -297,6 +304,15 @@ class Registrar:
             self.registry.revoked(station)
             retire_logins(dyn, self.registry, self.county)
 
+    def trust_release_key(self, text: str) -> None:
+        """Add a release public key (`yimen release keygen`) to what every enrolment reply carries."""
+        from ota.release import parse_public
+
+        parse_public(text)  # ValueError names what is wrong
+        keys = self.registry.settings().get("release_keys", [])
+        if text.strip() not in keys:
+            self.registry.set_settings({"release_keys": [*keys, text.strip()]})
+
     def list(self) -> list[dict[str, Any]]:
         rows = self.registry.stations()
         for row in rows:
@@ -462,6 +478,8 @@ class Service:
                 "username": username,
                 "password": password,
             },
+            # what signs its updates; read afresh: `yimen registrar release-key` runs beside `serve`
+            "release_keys": self.registrar.registry.settings().get("release_keys", []),
         }
         self._reply(topic_claim, protocol.reply_ok(req.request, req.public_key, secret))
         self.enrolled += 1

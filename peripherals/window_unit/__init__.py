@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from edge.configfile import ConfigError, Section
 from edge.events import Emit
@@ -202,6 +202,7 @@ def window_units(
     on_key: OnKey | None = None,
     known_key: Callable[[str], bool] | None = None,
     simulate: bool = False,
+    firmware: Any = None,
 ) -> WindowUnitDriver:
     """The driver for the configured windows; `emit` must return only once the event is on disk."""
     if simulate:
@@ -210,4 +211,4 @@ def window_units(
         return SimWindowUnits(config, emit, on_key=on_key)
     from peripherals.window_unit.driver import WindowUnits
 
-    return WindowUnits(config, emit, on_key=on_key, known_key=known_key)
+    return WindowUnits(config, emit, on_key=on_key, known_key=known_key, firmware=firmware)  # fwupdate.Updates

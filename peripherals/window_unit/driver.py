@@ -14,14 +14,14 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from edge.events import Emit
 from firmware import link
 from peripherals.keyevents import KeyPress, OnKey, record_keys, unit_event
-from peripherals.window_unit import AUTO, WindowsConfig
+from peripherals.window_unit import AUTO, WindowsConfig, fwupdate
 from peripherals.window_unit.port import PortError, SerialPort, find_units
 
 FLASH_S = 1.5  # as the firmware's FLASH_MS
@@ -155,6 +155,9 @@ class UnitConnection:
         self._set: dict[str, Any] = {}  # SET fields to send once the link is free
         self._unflash_at = 0.0  # a version 1 unit shows a flash as its LED state until then
         self._last_ping = 0.0
+        # A firmware update (fwupdate.py): FILE payloads still to send, then (target, from, deadline).
+        self._fw_frames: Iterator[dict[str, Any]] | None = None
+        self._fw_awaiting: tuple[str, str, float] | None = None
         self._thread = threading.Thread(target=self._run, name=f"window-unit:{path}", daemon=True)
 
     def start(self) -> None:
@@ -234,6 +237,10 @@ class UnitConnection:
             self._went_offline("silent")
         if self.link.busy():
             return
+        if self._fw_awaiting is not None and time.monotonic() > self._fw_awaiting[2]:
+            self._firmware_result(
+                "no-return", "no HELLO in time; the unit restores its previous firmware at its next start"
+            )
         update = self._next_set()
         if update:
             try:
@@ -242,6 +249,15 @@ class UnitConnection:
                 self.log.error("SET %r does not fit a frame: sent without the display fields", update)
                 payload = link.dumps({k: v for k, v in update.items() if k != "show"})
             port.write(self.link.send(link.SET, payload, now))
+        elif self._fw_frames is not None and self.session is not None:
+            step = next(self._fw_frames, None)
+            if step is not None:
+                port.write(self.link.send(link.FILE, link.dumps(step), now))
+            else:  # the commit was acknowledged: the unit reboots once its presses are acknowledged
+                self._fw_frames = None
+                updates = self.owner.firmware
+                assert updates is not None
+                self._fw_awaiting = (updates.bundle.version, self.session.fw, time.monotonic() + updates.return_s)
         elif time.monotonic() - self._last_ping >= self.owner.config.options.ping_s:
             # Also without a session: an unanswered PONG is what makes a unit say HELLO again.
             self._last_ping = time.monotonic()
@@ -331,6 +347,7 @@ class UnitConnection:
         self._set = self.owner.shown_for(window)
         self.log.info("unit %s (fw %s, %s, protocol %d) online for window %d", uid, fw, model, proto, window)
         self._check_keys(self.session)
+        self._firmware_hello(uid, fw, payload)
 
     def _keys(self, session: Session, payload: dict[str, Any]) -> None:
         """The rest of a HELLO's key list; `at` must continue where the list stands."""
@@ -355,6 +372,35 @@ class UnitConnection:
                 session.window,
                 ", ".join(unknown),
             )
+
+    def _firmware_hello(self, uid: str, fw: str, hello: dict[str, Any]) -> None:
+        """A unit back after an update says how it went; one on another version is updated."""
+        updates = self.owner.firmware
+        if self._fw_awaiting is not None:
+            target, _before, _deadline = self._fw_awaiting
+            if fw == target:
+                self._firmware_result("updated", None)
+            else:
+                why = f"the unit came back with {fw}, not {target}: that did not start; the unit put back its files"
+                self._firmware_result("rolled-back", why)
+        if updates is not None and self._fw_frames is None and updates.wanted(uid, fw, hello):
+            self.log.info("updating unit %s from firmware %s to %s", uid, fw, updates.bundle.version)
+            self._fw_frames = updates.bundle.frames()
+            self._fw_awaiting = None
+
+    def _firmware_result(self, result: str, reason: str | None) -> None:
+        assert self._fw_awaiting is not None
+        target, before, _deadline = self._fw_awaiting
+        self._fw_awaiting = None
+        session = self.session
+        window = session.window if session else self.fixed_window
+        uid = session.uid if session else (self.reported_uid or "?")
+        log = self.log.info if result == "updated" else self.log.error
+        log("unit %s firmware update %s -> %s: %s%s", uid, before, target, result, f" ({reason})" if reason else "")
+        if result != "updated" and self.owner.firmware is not None:
+            self.owner.firmware.gave_up(uid)  # not offered again: the county decides what comes next
+        self.owner.report_unit("firmware", window, uid, self.path, result=result, fw_from=before, fw_to=target,
+                               reason=reason)  # fmt: skip
 
     def _key(self, session: Session, payload: dict[str, Any]) -> None:
         key, n, ms = payload.get("key"), _wire(payload, "n"), _wire(payload, "ms")
@@ -404,8 +450,10 @@ class WindowUnits:
         known_key: Callable[[str], bool] | None = None,
         open_port: OpenPort = SerialPort,
         find_ports: FindPorts | None = None,
+        firmware: fwupdate.Updates | None = None,
     ) -> None:
         self.config = config
+        self.firmware = firmware  # units on another firmware version are updated to this one
         self.emit = emit
         self.on_key = on_key or record_keys(emit)
         self.known_key = known_key or link.is_builtin  # the station's keys: reason keys are configured

@@ -1,21 +1,30 @@
-"""The console as a real process (`yimen centre`), and a fleet of simulated stations beside it."""
+"""The console as a real process (`yimen centre`), and a fleet of simulated stations beside it.
+
+The console lets nobody in without a login: each console here gets an admin made with the
+real command (`yimen centre user add`) and the test's HTTP client logs in as it, as a person would.
+"""
 
 from __future__ import annotations
 
-import json
+import shutil
 import subprocess
 import sys
 import urllib.error
-import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from centre.client import ConsoleClient
+from centre.config import StoreConfig
 from centre.fleet import Fleet
+from centre.webstore import WebStore
 from mqtt.broker import free_port
 from tests.conftest import COUNTY, ROOT, wait_until
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 class ConsoleProcess:
@@ -51,6 +60,20 @@ dir = "media"
         self.media = directory / "media"
         self.log = directory / "centre.log"
         self.proc: subprocess.Popen | None = None
+        self.admin = ("admin", "admin-password-1")
+        self.http = ConsoleClient(self.url)
+        # The admin the test logs in as (consoles sharing one store share it too). Made here, not
+        # in start(), so that start() binds the port soon after free_port() chose it.
+        self.user("add", self.admin[0], "--role", "admin", password=self.admin[1], exists_ok=True)
+
+    def user(self, *args: str, password: str | None = None, exists_ok: bool = False) -> subprocess.CompletedProcess:
+        """`yimen centre user ...` on this console's store; a password goes in on stdin."""
+        command = [sys.executable, "-m", "edge.cli", "centre", "--config", str(self.config), "user", *args]
+        if password is not None:
+            command.append("--password-stdin")
+        done = subprocess.run(command, input=password, capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert done.returncode == 0 or (exists_ok and "exists already" in done.stderr), done.stderr
+        return done
 
     @property
     def url(self) -> str:
@@ -64,19 +87,23 @@ dir = "media"
                 stderr=log,
                 cwd=ROOT,
             )
-        wait_until(self._subscribed, 15, f"the console to serve and subscribe; log: {self.log}")
+        wait_until(self._logged_in, 15, f"the console to serve; log: {self.log}")
+        wait_until(lambda: self.get("/api/metrics")["ingest"]["subscribed"], 15, "the console to subscribe")
         return self
 
-    def _subscribed(self) -> bool:
+    def _logged_in(self) -> bool:
         assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
         try:
-            return self.get("/api/metrics")["ingest"]["subscribed"]
+            self.http.login(*self.admin)
         except (urllib.error.URLError, ConnectionError):
             return False
+        return True
 
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url + path, timeout=5) as res:
-            return json.load(res)
+        return self.http.get(path)
+
+    def post(self, path: str, doc: dict[str, Any] | None = None) -> Any:
+        return self.http.post(path, doc)
 
     def station(self, sid: str) -> dict[str, Any] | None:
         try:
@@ -123,3 +150,28 @@ def fleet_factory() -> Iterator[Any]:
     yield make
     for fleet in fleets:
         fleet.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WebStore]:
+    """The web side's store connection, on each engine (PostgreSQL: a schema of its own)."""
+    if request.param == "sqlite":
+        store = WebStore.open(StoreConfig(tmp_path / "centre.db"))
+    else:
+        dsn = request.getfixturevalue("postgres_dsn")
+        store = WebStore.open(StoreConfig(tmp_path / "x.db", dsn=dsn, schema=f"yimen_test_{uuid.uuid4().hex[:12]}"))
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium, driven by Playwright (never a downloaded browser build)."""
+    if not shutil.which("chromium"):
+        pytest.skip("Debian's chromium is not installed (./dev test installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield chromium
+        chromium.close()

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.centre.test_browser import CHROMIUM
+from tests.centre.conftest import CHROMIUM
+from tests.centre.test_browser import log_in
 from tests.centre.test_media_e2e import CAMERA as MEDIA_CAMERA
 from tests.centre.test_media_e2e import first_clip
 from tests.conftest import STATION, GatewayProcess, station_config, wait_until
@@ -35,6 +36,7 @@ def test_the_stations_h264_clip_plays_at_the_county(tmp_path: Path, broker, cons
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page()
         page.set_default_timeout(15_000)
+        log_in(page, console.url, *console.admin)
         page.goto(f"{console.url}/#{STATION}")
         row = page.locator(f'tr[data-rating="{clip["caused_by"]}"]')
         row.locator("button.play").click()

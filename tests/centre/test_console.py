@@ -12,7 +12,10 @@ from tests.conftest import STATION, GatewayProcess, station_config, wait_until
 def test_a_gateway_reaches_the_console_and_a_gap_is_filled_by_replay(
     tmp_path: Path, broker, gateways, console_factory
 ) -> None:
-    console = console_factory(broker.port).start()
+    # Without a broker session (tests/centre/test_unheard.py has one), a restart leaves a gap.
+    console = console_factory(broker.port)
+    console.config.write_text(console.config.read_text().replace("[broker]", "[broker]\nsession_expiry_s = 0"))
+    console.start()
     gw = GatewayProcess(station_config(tmp_path, broker.port, rate=20)).start()
     gateways.append(gw)
     wait_until(lambda: (console.station(STATION) or {}).get("state") == "online", 15, "the station online")

@@ -11,7 +11,6 @@ import json
 import socket
 import threading
 import time
-import urllib.request
 from datetime import datetime
 
 import paho.mqtt.client as paho
@@ -181,14 +180,13 @@ def test_live_view_streams_are_bounded(broker, console_factory, fleet_factory) -
     why, and the ones open go on receiving frames."""
     console = console_factory(broker.port, extra="live_view_s = 20").start()
     fleet = fleet_factory(broker.port, ["st-l"], rate=1.0, telemetry_s=5.0)
-    request = urllib.request.Request(f"{console.url}/api/station/st-l/live/1/start", method="POST")
-    with urllib.request.urlopen(request, timeout=15) as res:
-        assert json.load(res)["error"] is None
+    assert console.post("/api/station/st-l/live/1/start")["error"] is None  # logged in as the page is
+    cookie = "; ".join(f"{c.name}={c.value}" for c in console.http.cookies).encode()
     streams = []
 
     def open_stream() -> socket.socket:
         sock = socket.create_connection(("127.0.0.1", console.web_port), timeout=10)
-        sock.sendall(b"GET /api/station/st-l/live/1/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /api/station/st-l/live/1/stream HTTP/1.1\r\nHost: x\r\nCookie: " + cookie + b"\r\n\r\n")
         return sock
 
     def read_until(sock: socket.socket, marker: bytes) -> bytes:
@@ -211,3 +209,14 @@ def test_live_view_streams_are_bounded(broker, console_factory, fleet_factory) -
         for sock in streams:
             sock.close()
     assert fleet.call(lambda: fleet.station("st-l").live_requests) == 1
+
+
+def test_lose_missing_closes_only_the_gaps_in_a_range() -> None:
+    t = SeqTracker()
+    for seq in (1, 2, 5, 9, 10**9):
+        t.add(seq, 0.0)
+    assert t.lose_missing(2, 8, 0.0) == [(3, 4), (6, 8)]
+    assert t.lost == 5 and t.floor == 9
+    # One call over a huge span costs the held ranges in it, not the span.
+    assert t.lose_missing(1, 10**10, 0.0) == [(10, 10**9 - 1), (10**9 + 1, 10**10)]
+    assert t.held == [] and t.floor == 10**10

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.centre.test_browser import CHROMIUM
+from tests.centre.conftest import CHROMIUM
+from tests.centre.test_browser import log_in
 from tests.conftest import STATION, GatewayProcess, station_config, wait_until
 from tests.support.proxy import Proxy
 
@@ -73,6 +74,7 @@ def run(tmp_path: Path, broker, console, link: Proxy, config: Path, gateways: li
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(locale="zh-CN")
         page.set_default_timeout(15_000)
+        log_in(page, console.url, *console.admin)
         wait_until(lambda: (first_clip(console) or {}).get("held", 0) >= 2, 60, "an evidence clip half uploaded")
         clip = first_clip(console)
         assert clip["state"] == "partial" and clip["chunks"] >= 10, clip

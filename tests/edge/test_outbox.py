@@ -156,6 +156,8 @@ def test_eviction_order_and_report(tmp_path: Path) -> None:
     reported = {s for r in reports for lo, hi in r["data"]["evicted"].get("bulk", []) for s in range(lo, hi + 1)}
     lost_bulk = set(bulk) - held
     assert lost_bulk <= reported
+    gone = {s for r in reports for lo, hi in r["data"].get("delivered", []) for s in range(lo, hi + 1)}
+    assert gone == set(delivered), "delivered events evicted are reported apart, all of them, only them"
     assert box.used_bytes() <= budget * 1.05
     box.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -243,3 +244,41 @@ def test_backoff_is_jittered_and_capped() -> None:
     series = [backoff.next_delay() for _ in range(12)]
     assert all(d <= 5.0 for d in series) and series[-1] >= 2.5
     assert series[0] <= 0.5
+
+
+class HoldConnack(Proxy):
+    """Passes the station's bytes to the broker but none back: its CONNECT arrives, its CONNACK never does."""
+
+    def __init__(self, target_port: int) -> None:
+        self.upstreams: set = set()
+        self.connect_seen = threading.Event()
+        super().__init__(target_port)
+
+    def _opened(self, client, upstream) -> None:
+        self.upstreams.add(upstream)
+
+    def _forward(self, sock) -> None:
+        if sock not in self.upstreams:
+            self.connect_seen.set()
+            super()._forward(sock)
+            return
+        try:
+            data = sock.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            self._close(sock)
+
+
+def test_a_gateway_stopped_before_its_connack_leaves_no_will(tmp_path, broker, subscriber, gateways) -> None:
+    """A clean stop while the CONNACK is still on its way is a clean stop: the broker, which took
+    the CONNECT and its will, must not tell the county the link was lost."""
+    link = HoldConnack(broker.port)
+    gw = GatewayProcess(station_config(tmp_path, link.port)).start()
+    gateways.append(gw)
+    wait_until(link.connect_seen.is_set, 20, "the station's CONNECT on its way to the broker")
+    time.sleep(0.5)  # the broker has taken it, will and all
+    assert gw.stop() == 0
+    time.sleep(2.0)  # a will would be out by now (the connection is gone)
+    assert not [s for s in subscriber.docs("status") if s.get("cause") == "lost"], subscriber.docs("status")
+    link.close()

@@ -6,13 +6,11 @@ or PUBACK reason code from the broker, or a station that refuses to talk."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import socket
 import ssl
 import stat
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -247,9 +245,7 @@ def test_the_console_on_its_own_login_sees_a_station_and_gets_its_answers(
     try:
         console.start()
         wait_until(lambda: console.station(STATION) is not None, 20, "the station on the console's page")
-        ask_page = urllib.request.Request(f"{console.url}/api/station/{STATION}/live/1/start", method="POST")
-        with urllib.request.urlopen(ask_page, timeout=15) as res:
-            reply = json.load(res)
+        reply = console.post(f"/api/station/{STATION}/live/1/start")  # logged in, as the page is
         assert "no reply" not in str(reply.get("error")), reply
     finally:
         assert console.stop() == 0
