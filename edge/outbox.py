@@ -574,9 +574,15 @@ class Outbox:
             self._conn.execute(*statement)
 
     def _write_marks(self) -> None:
-        """Write the held marks now, in a relaxed commit of their own (under _lock)."""
-        if self._marks:
+        """Write the held marks now, in a relaxed commit of their own (under _lock). A failure
+        (a full disk) is logged, not raised: it must not stop the commit thread or a reader, and
+        a lost mark only costs a re-send."""
+        if not self._marks:
+            return
+        try:
             self._write_relaxed(*self._mark_statements())
+        except sqlite3.Error as exc:
+            log.warning("outbox %s: delivery marks not written (%s); those events will be sent again", self.path, exc)
 
     def _mark_statements(self) -> list[tuple[str, tuple]]:
         by_time: dict[float, list[int]] = {}
