@@ -47,9 +47,7 @@ FROM (
            WHEN 0 THEN json_build_object('action', 'issue', 'ticket', 'A' || c, 'category', 'A')
            WHEN 1 THEN json_build_object('action', 'call', 'ticket', 'A' || c, 'window', w, 'clerk', clerk)
            WHEN 2 THEN json_build_object('action', 'end', 'ticket', 'A' || c, 'category', 'A', 'window', w,
-                                         'clerk', clerk, 'wait_s', r %% 1800, 'service_s', 60 + r %% 1200,
-                                         'time_limit',
-                                         CASE WHEN r %% 20 = 0 THEN 'red' WHEN r %% 10 = 0 THEN 'yellow' END)
+                                         'clerk', clerk, 'wait_s', r %% 1800, 'service_s', 60 + r %% 1200)
            ELSE json_build_object('verdict', CASE WHEN r %% 10 < 8 THEN 'good' ELSE 'bad' END,
                                   'level', CASE WHEN r %% 10 < 8 THEN 3 + r %% 3 ELSE 1 + r %% 2 END,
                                   'window', w, 'clerk', clerk, 'category', 'A', 'ticket_id', 'A' || c,

@@ -317,9 +317,12 @@ class Alerts:
         elif event.kind == "queue" and action == "resume" and window is not None:
             self._paused.pop((sid, window), None)
             self._close(("paused", sid, window), now)
-        elif event.kind == "queue" and action == "end" and data.get("time_limit") in ("yellow", "red"):
-            red = data["time_limit"] == "red"
-            self._count("overrun", sid, None, 1, now, f"窗口 {window} 办理超时 ({data['time_limit']})", escalate=red)
+        elif event.kind == "limit" and action in ("warn", "over"):
+            red = action == "over"  # the red light escalates; the yellow one warns
+            what = "办理" if data.get("what") == "service" else "等候"
+            where = f"窗口 {window} " if window is not None else ""
+            light = "红灯" if red else "黄灯"
+            self._count("overrun", sid, None, 1, now, f"{where}{what}超时 ({light})", escalate=red)
         elif event.kind == "printer":
             bad = [c for c in data.get("conditions") or [] if c in ("paper_out", "cover_open")]
             self._printer[sid] = bad

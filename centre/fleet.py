@@ -288,11 +288,16 @@ class FleetStation:
                 wait, service = round(self.rng.uniform(10, 1800), 1), round(self.rng.uniform(60, 1200), 1)
                 ended = queued + timedelta(seconds=wait + service)
                 served = {**ticket, "window": window, "clerk": clerk, "wait_s": wait, "service_s": service}
-                limit = self.rng.choices((None, "yellow", "red"), weights=(85, 10, 5))[0]
+                # The service's time-limit light, as a station with limits reports it (`limit` events).
+                limit = self.rng.choices(((), ("warn",), ("warn", "over")), weights=(85, 10, 5))[0]
                 sent.append(self.emit("queue", Priority.NORMAL, {"action": "issue", **ticket}, at=queued))
                 called = queued + timedelta(seconds=wait)
                 sent.append(self.emit("queue", Priority.NORMAL, {"action": "call", **served}, at=called))
-                end = {"action": "end", **served, "time_limit": limit}
+                for n, level in enumerate(limit, 1):
+                    at = called + timedelta(seconds=service * n / (len(limit) + 1))
+                    light = {"action": level, "what": "service", **served}
+                    sent.append(self.emit("limit", Priority.NORMAL, light, at=at))
+                end = {"action": "end", **served}
                 sent.append(self.emit("queue", Priority.NORMAL, end, at=ended))
                 level = self.rng.choices((5, 4, 3, 2, 1, 0), weights=(50, 20, 8, 6, 4, 12))[0]
                 if level:  # 0: the citizen left without rating

@@ -1,7 +1,7 @@
 """Reports over any date range, computed by the store from the events it holds (never from the
 page's memory): the monthly appraisal of clerks and stations, rankings, a station's trend.
 
-One pass over the `rating` and `queue` events of the range, grouped by what the caller asks
+One pass over the `rating`, `queue` and `limit` events of the range, grouped by what the caller asks
 (`station`, `window`, `clerk`, `item`, `day`, `month`, in combinations), gives per group:
 
 - ratings: good, bad, good share, the five-level distribution (5 非常满意 .. 1 非常不满意; a
@@ -11,8 +11,9 @@ One pass over the `rating` and `queue` events of the range, grouped by what the 
 - median and 90th percentile of `wait_s` and `service_s` of the services served (linear
   interpolation, as PostgreSQL's percentile_cont; SQLite has no such aggregate, so there the
   values are sorted by SQL and interpolated here);
-- time-limit overruns: services whose `end` event says `time_limit` = `yellow` or `red`
-  (stations that report the window's time limit; others count none);
+- time-limit overruns: the stations' `limit` events with action `over` (the red light of a
+  wait or a service: mqtt/TOPICS.md, one per level reached, never repeated; a station with no
+  limits configured reports none);
 - per station (when grouped by station, or station and day or month): outages begun in the range and the offline seconds
   inside it, and known losses (seqs closed as lost by the county, and seqs a station reported
   evicted) recorded in it.
@@ -55,7 +56,6 @@ FIELDS = {  # column: JSON path in the envelope
     "ticket_id": "data.ticket_id",
     "wait_s": "data.wait_s",
     "service_s": "data.service_s",
-    "time_limit": "data.time_limit",
     "reason": "data.reason.name",
 }
 NUMERIC = {"level", "wait_s", "service_s"}
@@ -101,10 +101,10 @@ def _extract(engine: str, column: str) -> str:
 
 
 def _source(engine: str, stations: Sequence[str] | None, mark: str) -> tuple[str, list[Any]]:
-    """The range's rating and queue events, one column per figure."""
+    """The range's rating, queue and limit events, one column per figure."""
     cols = ", ".join(f"{_extract(engine, c)} AS {c}" for c in FIELDS)
     payload = "payload::jsonb AS j" if engine == "postgresql" else "payload"
-    where = f"kind IN ('rating', 'queue') AND ts >= {mark} AND ts < {mark}"
+    where = f"kind IN ('rating', 'queue', 'limit') AND ts >= {mark} AND ts < {mark}"
     params: list[Any] = []
     if stations is not None:
         where += f" AND station IN ({', '.join([mark] * len(stations))})" if stations else " AND 1 = 0"
@@ -142,7 +142,7 @@ def build_sql(engine: str, query: Query) -> tuple[str, list[Any]]:
         SUM(CASE WHEN {rating} AND verdict = 'bad' AND reason IS NOT NULL THEN 1 ELSE 0 END) AS bad_with_reason,
         SUM(CASE WHEN {rating} AND ticket_id IS NOT NULL THEN 1 ELSE 0 END) AS rated,
         SUM(CASE WHEN {served} THEN 1 ELSE 0 END) AS served,
-        SUM(CASE WHEN {served} AND time_limit IN ('yellow', 'red') THEN 1 ELSE 0 END) AS overruns"""
+        SUM(CASE WHEN kind = 'limit' AND action = 'over' THEN 1 ELSE 0 END) AS overruns"""
     if engine == "postgresql":
         for col in ("wait_s", "service_s"):
             for name, q in (("p50", 0.5), ("p90", 0.9)):

@@ -30,7 +30,7 @@ def _p(values: list[float], q: int) -> float | None:
 def expected(events: list[Event], by: tuple[str, ...]) -> dict[tuple, dict[str, Any]]:
     groups: dict[tuple, list[Event]] = defaultdict(list)
     for e in events:
-        if e.kind in ("rating", "queue"):
+        if e.kind in ("rating", "queue", "limit"):
             groups[tuple(KEY_OF[k](e) for k in by)].append(e)
     out = {}
     station_level = set(by) <= {"station", "day", "month"}
@@ -52,7 +52,7 @@ def expected(events: list[Event], by: tuple[str, ...]) -> dict[tuple, dict[str, 
             "bad_with_reason": sum(r["verdict"] == "bad" and r["reason"] is not None for r in ratings),
             "served": len(ends),
             "unrated": len(ends) - sum(r.get("ticket_id") is not None for r in ratings),
-            "overruns": sum(d.get("time_limit") in ("yellow", "red") for d in ends),
+            "overruns": sum(e.kind == "limit" and e.data["action"] == "over" for e in group),
             "wait_p50": round(statistics.median(waits), 1) if waits else None,
             "wait_p90": _p(waits, 9),
             "service_p50": round(statistics.median(services), 1) if services else None,

@@ -119,3 +119,13 @@ def test_state_rules_open_and_close(alerts: Alerts, receiver: FlakyReceiver) -> 
     alerts.offer(event("queue", {"action": "resume", "window": 3}, station="st-c"))
     wait_until(lambda: alerts.list() == [], 5, "both cleared")
     wait_until(lambda: len(receiver.accepted) == 2, 10, "one post each")
+
+
+def test_a_stations_time_limit_lights_raise_and_escalate_the_overrun_alert(alerts: Alerts) -> None:
+    """The overrun rule reads what stations send: `limit` events (mqtt/TOPICS.md), the yellow
+    light raising the alert and the red one escalating it."""
+    alerts.offer(event("limit", {"action": "warn", "what": "service", "window": 3, "ticket": "A007"}))
+    wait_until(lambda: rules(alerts) == [("overrun", "st-a", 1, False)], 5, "an overrun alert on the yellow light")
+    alerts.offer(event("limit", {"action": "over", "what": "service", "window": 3, "ticket": "A007"}))
+    wait_until(lambda: rules(alerts)[0][2] == 2, 5, "the red light escalating it")
+    assert "窗口 3 办理超时 (红灯)" in alerts.list()[0]["text"]

@@ -124,6 +124,11 @@ def on_boot_partition(issued: Path, claim: Path) -> None:
     claim.chmod(0o755)
 
 
+def files_under(directory: Path) -> dict[str, bytes]:
+    """Every file below `directory` (the identity holds a folder of release keys), by its path."""
+    return {p.relative_to(directory).as_posix(): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+
+
 def unit(booted: debroot.Booted, prop: str) -> str:
     return booted.run("systemctl", "show", "yimen", "-p", prop, "--value").strip()
 
@@ -240,7 +245,7 @@ def test_installed_station_under_systemd(tmp_path: Path, county: County, station
         wait_until(lambda: connected(station), 60, "the gateway back after the watchdog")
 
         # The upgrade: a new version with install.sh; identity, station file and outbox stay.
-        identity = {p.name: p.read_bytes() for p in (station.merged / "var/lib/yimen/identity").iterdir()}
+        identity = files_under(station.merged / "var/lib/yimen/identity")
         local_before = local.read_bytes()
         seq_before = status(station)["last_seq"]
         init = station.merged / "usr/src/yimen/edge/__init__.py"
@@ -251,7 +256,7 @@ def test_installed_station_under_systemd(tmp_path: Path, county: County, station
         assert run("ls", "/opt/yimen/versions").split() == ["0.1.0", "0.1.1"], "the previous version is kept"
         wait_until(lambda: connected(station), 60, "the upgraded gateway to reconnect")
         assert "yimen 0.1.1 starting" in run("journalctl", "-u", "yimen", "--no-pager", "-o", "cat")
-        assert {p.name: p.read_bytes() for p in (station.merged / "var/lib/yimen/identity").iterdir()} == identity
+        assert files_under(station.merged / "var/lib/yimen/identity") == identity
         assert local.read_bytes() == local_before
         wait_until(lambda: status(station)["last_seq"] > seq_before, 30, "the outbox to go on numbering")
     except BaseException:
