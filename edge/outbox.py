@@ -3,11 +3,8 @@
 One SQLite database in WAL mode. Appends are group-committed by one named thread with
 `synchronous=FULL`: producers that arrive together share one fsync, and `append` returns only
 after that fsync, so an acknowledged button press survives `kill -9` or a power cut.
-Delivery marks are held in memory and written inside the next group commit (or, when no
-append comes for `MARK_DELAY_S`, by a commit of their own with `synchronous=NORMAL`): a lost
-mark costs one byte-identical re-send, while an fsync per PUBACK would cost milliseconds on an
-SD card, and a transaction of their own per PUBACK rewrote the very pages (the newest events'
-leaf and index pages) the next append writes again: 1 KiB WAL frames an SD card is spared.
+Delivery marks are committed with `synchronous=NORMAL`: a lost mark costs one byte-identical
+re-send, while an fsync per PUBACK would cost milliseconds on an SD card.
 
 Seqs are never reused. Besides the rows, a high-water mark file outside the database
 reserves seqs in blocks (one extra fsync per block), and every commit writes the mark it ran
@@ -42,7 +39,6 @@ _BATCH_MAX = 512
 # The database file and the high-water mark file sit side by side in the storage path.
 HWM_NAME = "seq.hwm"
 PAGE_SIZE = 1024
-MARK_DELAY_S = 1.0  # the longest a delivery mark waits in memory for an append to ride with
 
 
 class OutboxError(RuntimeError):
@@ -198,7 +194,6 @@ class Outbox:
         self._lock = threading.Lock()
         self._requests: queue.SimpleQueue[_Append | None] = queue.SimpleQueue()
         self._listeners: list[Callable[[], None]] = []
-        self._marks: dict[int, float] = {}  # delivered seq -> PUBACK time, not yet written (under _lock)
         self._event_listeners: list[Callable[[list[Event]], None]] = []
         self.commits = 0  # group commits made: fewer than appends when producers arrive together
         self.incident: Incident | None = None
@@ -379,12 +374,7 @@ class Outbox:
 
     def _commit_loop(self) -> None:
         while True:
-            try:
-                first = self._requests.get(timeout=MARK_DELAY_S)  # idle: wakes to write held marks
-            except queue.Empty:
-                with self._lock:
-                    self._write_marks()
-                continue
+            first = self._requests.get()
             if first is None:
                 return
             batch = [first]
@@ -434,7 +424,6 @@ class Outbox:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._take_marks()
                 accepted, report = self._make_room(batch)
                 rows = []
                 seq = self._last_seq
@@ -520,7 +509,6 @@ class Outbox:
     def pending(self, limit: int, exclude: Collection[int] = ()) -> list[Pending]:
         """Undelivered, unparked events in send order: priority first, then seq."""
         with self._lock:
-            exclude = [*exclude, *self._marks]
             if exclude:
                 marks = ",".join("?" * len(exclude))
                 cur = self._conn.execute(
@@ -560,40 +548,14 @@ class Outbox:
             self._conn.execute("PRAGMA synchronous = FULL")
 
     def mark_delivered(self, seqs: Collection[int]) -> None:
-        """Held until the next group commit writes it (see the module's docstring); `pending`
-        leaves the seqs out meanwhile, and whatever reads the table writes the marks first."""
         if not seqs:
             return
         now = self._now()
         with self._lock:
-            self._marks.update(dict.fromkeys(seqs, now))
-
-    def _take_marks(self) -> None:
-        """Write the held marks in the transaction under way (under _lock)."""
-        for statement in self._mark_statements():
-            self._conn.execute(*statement)
-
-    def _write_marks(self) -> None:
-        """Write the held marks now, in a relaxed commit of their own (under _lock). A failure
-        (a full disk) is logged, not raised: it must not stop the commit thread or a reader, and
-        a lost mark only costs a re-send."""
-        if not self._marks:
-            return
-        try:
-            self._write_relaxed(*self._mark_statements())
-        except sqlite3.Error as exc:
-            log.warning("outbox %s: delivery marks not written (%s); those events will be sent again", self.path, exc)
-
-    def _mark_statements(self) -> list[tuple[str, tuple]]:
-        by_time: dict[float, list[int]] = {}
-        for seq, moment in self._marks.items():
-            by_time.setdefault(moment, []).append(seq)
-        self._marks = {}
-        # The last delivery is max(delivered), read through its index: no meta row to rewrite.
-        return [
-            (f"UPDATE events SET delivered = ? WHERE seq IN ({','.join('?' * len(seqs))})", (moment, *seqs))
-            for moment, seqs in by_time.items()
-        ]
+            # The last delivery is max(delivered), read through its index: no meta row to rewrite.
+            self._write_relaxed(
+                (f"UPDATE events SET delivered = ? WHERE seq IN ({','.join('?' * len(seqs))})", (now, *seqs)),
+            )
 
     def park(self, seq: int, reason: str) -> None:
         """The broker refused this event: keep it, stop sending it, remember why."""
@@ -603,7 +565,6 @@ class Outbox:
     def replay(self, first: int, last: int) -> list[Pending]:
         """Events still held with first <= seq <= last, delivered or not, in seq order."""
         with self._lock:
-            self._write_marks()
             rows = self._conn.execute(
                 "SELECT seq, kind, priority, payload FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq",
                 (first, last),
@@ -679,7 +640,6 @@ class Outbox:
     def delete_delivered_before(self, cutoff: float) -> int:
         """Forget events delivered before `cutoff` (unix time); returns how many."""
         with self._lock:
-            self._write_marks()
             cur = self._conn.execute("DELETE FROM events WHERE delivered IS NOT NULL AND delivered < ?", (cutoff,))
         return cur.rowcount
 
@@ -691,7 +651,6 @@ class Outbox:
 
     def stats(self) -> dict:
         with self._lock:
-            self._write_marks()
             return read_stats(self._conn, self._now())
 
     def close(self) -> None:
@@ -699,7 +658,6 @@ class Outbox:
             self._requests.put(None)
             self._thread.join()
         with self._lock:
-            self._write_marks()
             self._conn.close()
 
 

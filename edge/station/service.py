@@ -136,7 +136,6 @@ class Station:
         self._after: list[Callable[[], None]] = []  # what to do once the current change is committed
         self._current: _Request | None = None  # the request being handled
         self._unflushed: list[Journaled] = []
-        self._appended = 0  # the last journaled op the outbox holds: its row may be forgotten
         self._leds: dict[int, Feedback] = {}
         self._led_listeners: list[Callable[[int, Feedback], None]] = []
         self._shown: dict[int, dict[str, Any]] = {}  # window -> time-limit light and display, as last told
@@ -182,9 +181,6 @@ class Station:
             self._announcer.stop()
         for request in self._awaiting.values():  # their tickets are `issuing` in station.db: recorded
             request.reply.set_result(Outcome(Feedback.ERROR, ok=False, detail="the station stopped"))
-        if self._appended:  # a second stop finds nothing left to forget
-            self._store.forget(self._appended)
-            self._appended = 0
         self._store.close()
 
     # -- the input API: any thread ---------------------------------------------------------------
@@ -355,7 +351,7 @@ class Station:
         self._limits.check(self._state, change, now)
 
     def _commit(self, change: Change) -> None:
-        self._unflushed += self._store.commit(self._state, change, self._outbox.last_seq, self._appended)
+        self._unflushed += self._store.commit(self._state, change, self._outbox.last_seq)
         self._flush()
 
     def _flush(self) -> None:
@@ -367,7 +363,7 @@ class Station:
             except OutboxError:
                 log.exception("outbox refused station event op %d; kept in station.db, retried next time", row.op)
                 return
-            self._appended = row.op  # its journal row goes in the next commit (store.commit)
+            self._store.forget(row.op)
             self._unflushed.pop(0)
 
     def _recover_journal(self) -> list[Journaled]:
@@ -380,9 +376,10 @@ class Station:
         for pending in self._outbox.replay(first, self._outbox.last_seq):
             if pending.kind in STATION_KINDS:
                 held.add(Event.from_bytes(pending.payload).data.get("op"))
+        for row in rows:
+            if row.op in held:
+                self._store.forget(row.op)
         missing = [row for row in rows if row.op not in held]
-        # Forgotten (in the next commit) up to the first row missing: the outbox holds all below it.
-        self._appended = missing[0].op - 1 if missing else rows[-1].op
         log.warning(
             "station journal: %d events already in the outbox, %d to append", len(rows) - len(missing), len(missing)
         )

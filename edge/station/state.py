@@ -117,15 +117,11 @@ class Change:
 
 
 R = TypeVar("R", Ticket, Window)
-_FIELDS = {cls: dataclasses.fields(cls) for cls in (Ticket, Window)}
 
 
 def to_json(record: Ticket | Window) -> dict[str, Any]:
-    """A record as JSON-ready values: datetimes as ISO 8601 with their offset. Read field by
-    field, not by `dataclasses.asdict`, whose deep copy was a tenth of the station's CPU at
-    20 events a second (bench/RESULTS-link.md); the dict is only serialised, never kept."""
-    values = ((f.name, getattr(record, f.name)) for f in _FIELDS[type(record)])
-    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in values}
+    """A record as JSON-ready values: datetimes as ISO 8601 with their offset."""
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in dataclasses.asdict(record).items()}
 
 
 def from_json(cls: type[R], doc: dict[str, Any]) -> R:

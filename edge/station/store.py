@@ -8,11 +8,10 @@ outbox's disk budget, and survives the outbox being renamed aside as corrupt.
 
 Consistency between the two files comes from a journal (the transactional-outbox pattern):
 each `Change` is committed here, with the events it causes, in one `synchronous=FULL`
-transaction. Only then are the events appended to the outbox; their rows are forgotten here
-inside the next commit (or at a clean stop), not by a write of their own. After a crash,
-journal rows still present are appended unless the outbox already holds them (every station
-event carries its `op` number, and the journal remembers the outbox's last seq before it, so
-the check reads only the few events written since).
+transaction. Only then are the events appended to the outbox, and each is forgotten here once
+appended. After a crash, journal rows still present are appended unless the outbox already
+holds them (every station event carries its `op` number, and the journal remembers the
+outbox's last seq before it, so the check reads only the few events written since).
 """
 
 from __future__ import annotations
@@ -44,13 +43,10 @@ class StationStore:
         self._conn.execute("PRAGMA page_size = 1024")  # a new file: fewer bytes per commit (edge/outbox.py)
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = FULL")
-        # Tickets WITHOUT ROWID (a new file): a ticket's write touches one b-tree, not the table
-        # and its primary-key index, one 1 KiB WAL frame less per change (an old file keeps its own).
         self._conn.executescript(
             """
             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-            CREATE TABLE IF NOT EXISTS tickets (id TEXT PRIMARY KEY, day TEXT NOT NULL, body TEXT NOT NULL)
-                WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS tickets (id TEXT PRIMARY KEY, day TEXT NOT NULL, body TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS windows (number INTEGER PRIMARY KEY, body TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS journal (
                 op INTEGER PRIMARY KEY, after_seq INTEGER NOT NULL,
@@ -80,15 +76,12 @@ class StationStore:
             state.windows[window.number] = window
         return state
 
-    def commit(self, state: State, change: Change, after_seq: int, appended: int) -> list[Journaled]:
+    def commit(self, state: State, change: Change, after_seq: int) -> list[Journaled]:
         """Write the change and journal its events, all or nothing, durably; returns the journal
-        rows to append to the outbox. Journal rows up to op `appended` are in the outbox already
-        and are forgotten in the same transaction: no write of its own for each (recovery finds
-        a row a crash left behind in the outbox by its op, as for any row)."""
+        rows to append to the outbox."""
         journaled = []
         self._conn.execute("BEGIN IMMEDIATE")
         try:
-            self._conn.execute("DELETE FROM journal WHERE op <= ?", (appended,))
             op = int(self._meta("op") or 0)
             for new in change.events:
                 op += 1
@@ -130,12 +123,12 @@ class StationStore:
             for op, after, kind, prio, data in rows
         ]
 
-    def forget(self, upto: int) -> None:
-        """The events up to op `upto` are in the outbox. Not fsynced: if this is lost, recovery
-        finds the events there by their op and forgets the rows again."""
+    def forget(self, op: int) -> None:
+        """The event is in the outbox. Not fsynced: if this is lost, recovery finds the event
+        there by its op and forgets the row again."""
         self._conn.execute("PRAGMA synchronous = NORMAL")
         try:
-            self._conn.execute("DELETE FROM journal WHERE op <= ?", (upto,))
+            self._conn.execute("DELETE FROM journal WHERE op = ?", (op,))
         finally:
             self._conn.execute("PRAGMA synchronous = FULL")
 

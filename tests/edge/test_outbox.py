@@ -327,20 +327,3 @@ def test_another_stations_database_is_renamed_aside(tmp_path: Path) -> None:
     assert all(json.loads(p.payload)["station"] == "st-0001" for p in box.pending(10))
     assert list(tmp_path.glob("outbox.db.foreign-*"))
     box.close()
-
-
-def test_delivery_marks_that_cannot_be_written_stop_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A full disk when the idle commit thread writes held marks: the marks are lost (the events
-    are sent again), and the commit thread goes on committing appends."""
-    box = make(tmp_path)
-    box.append(ev())
-    box.mark_delivered([1])
-
-    def disk_full(*_statements: object) -> None:
-        raise sqlite3.OperationalError("database or disk is full")
-
-    monkeypatch.setattr(box, "_write_relaxed", disk_full)
-    time.sleep(2.5)  # past MARK_DELAY_S: the idle commit thread has tried to write the mark
-    assert box.append(ev()).seq == 2
-    assert box.stats()["undelivered"] == 2, "the lost mark: event 1 is sent again"
-    box.close()
