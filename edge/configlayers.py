@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.configfile import ConfigError
+from edge.syncdir import sync_dir
 
 LOCAL_NAME = "local.toml"
 
@@ -148,8 +149,4 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o640) -> None:
         out.flush()
         os.fsync(out.fileno())
     os.replace(tmp, path)
-    dirfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dirfd)  # the rename itself survives a power cut
-    finally:
-        os.close(dirfd)
+    sync_dir(path.parent)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.events import Emit, Event, NewEvent, Priority, format_ts
+from edge.syncdir import sync_dir
 
 MEDIA_DIR = "media"
 TMP_PREFIX = ".tmp-"
@@ -52,14 +53,6 @@ _NAME_RE = re.compile(r"^(snapshot|clip|evidence)-w\d+-(\d{8}-\d{6}-\d{3})-[0-9a
 
 def _local_ts(seconds: float) -> str:
     return format_ts(datetime.fromtimestamp(seconds).astimezone())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class MediaStore:
@@ -159,7 +152,7 @@ class MediaStore:
                 n += 1
                 final = self.dir / f"{stem}-{n}.{extension}"
             os.replace(tmp, final)
-        _fsync_dir(self.dir)
+        sync_dir(self.dir)
         self._account(final.stat().st_size)  # counted before its event commits: the budget sees it
         return final
 

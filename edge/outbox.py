@@ -31,6 +31,7 @@ from pathlib import Path
 from edge import eviction
 from edge.clock import ClockSource, boot_id
 from edge.events import Clock, Event, NewEvent, Priority, format_ts
+from edge.syncdir import sync_dir
 
 log = logging.getLogger("yimen.outbox")
 
@@ -334,11 +335,7 @@ class Outbox:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self._hwm_path())
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        sync_dir(self.path.parent)
         self._reserved = target
 
     # ----- appending -----------------------------------------------------------------------

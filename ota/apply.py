@@ -41,8 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge.syncdir import sync_dir
 from ota import release
-from ota.paths import Updates, read_json, sync_dir, write_json
+from ota.paths import Updates, read_json, write_json
 
 log = logging.getLogger("yimen.ota.apply")
 

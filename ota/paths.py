@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge.syncdir import sync_dir
+
 
 @dataclass(frozen=True)
 class Updates:
@@ -75,14 +77,6 @@ def write_json(path: Path, doc: dict[str, Any], mode: int = 0o644) -> None:
         os.fsync(out.fileno())
     os.replace(tmp, path)
     sync_dir(path.parent)
-
-
-def sync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -81,13 +81,19 @@ class Proxy:
     def _passing(self, sock: socket.socket, data: bytes) -> None:
         """`data` read from `sock` is about to be passed on; a subclass may read it."""
 
-    def _forward(self, sock: socket.socket) -> None:
+    def _read(self, sock: socket.socket) -> bytes:
+        """What `sock` has for us; at its end (or an error) the pair is closed and this is empty."""
         try:
             data = sock.recv(65536)
         except OSError:
             data = b""
         if not data:
             self._close(sock)
+        return data
+
+    def _forward(self, sock: socket.socket) -> None:
+        data = self._read(sock)
+        if not data:
             return
         if self.mode == self.BLACKHOLE:
             return  # the bytes vanish, as on a link that died without a FIN
