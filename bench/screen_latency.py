@@ -44,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         outbox = Outbox(Path(tmp) / "outbox.db", "bench", clock=ClockSource(ASSUME), max_bytes=1 << 30)
-        station = Station(settings(CONFIG), "bench", outbox, Path(tmp), printer=NoPrinter())
+        station = Station(settings(CONFIG), "bench", outbox, printer=NoPrinter())
         station.start()
         screen = Screen(ScreenConfig(port=0, bind="127.0.0.1"), "bench", station.hall)
         station.on_view(screen.changed)

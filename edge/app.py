@@ -92,7 +92,6 @@ class Gateway:
                 config.service,
                 config.station.id,
                 self.outbox,
-                config.storage.path,
                 printer=self.printer,
                 announcer=Announcer(config.service.announce, self.outbox.append),
                 now=lambda: datetime.fromtimestamp(self.clock.now()).astimezone(),
@@ -228,8 +227,9 @@ class Gateway:
             trusted=lambda: load_trusted(*keys),
             emit=self.outbox.append,
             publish=lambda topic, payload: self.uplink.publish_control(topic, payload),
-            may_send=lambda: self.uplink.status()["state"] == "connected"
-            and not any(self.outbox.stats()["backlog"].values()),
+            may_send=lambda: (
+                self.uplink.status()["state"] == "connected" and not any(self.outbox.stats()["backlog"].values())
+            ),
             kbps=config.update.kbps,
         )
 

@@ -3,6 +3,9 @@
 One SQLite database in WAL mode. Appends are group-committed by one named thread with
 `synchronous=FULL`: producers that arrive together share one fsync, and `append` returns only
 after that fsync, so an acknowledged button press survives `kill -9` or a power cut.
+A producer with state of its own (the station's queue) keeps it in tables of this database and
+hands its rows in with its events (`append_all`): state and events commit in one transaction,
+so one fsync covers both and neither can be ahead of the other after a crash.
 Delivery marks are committed with `synchronous=NORMAL`: a lost mark costs one byte-identical
 re-send, while an fsync per PUBACK would cost milliseconds on an SD card.
 
@@ -23,10 +26,11 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 from edge import eviction
 from edge.clock import ClockSource, boot_id
@@ -72,11 +76,18 @@ class Incident:
     what: str = "outbox-corrupt"  # outbox-corrupt | outbox-foreign | outbox-missing | outbox-behind
 
 
+StateWrite = Callable[[sqlite3.Connection], None]
+"""A producer's own rows, written on the outbox's connection inside the commit's transaction."""
+
+T = TypeVar("T")
+
+
 @dataclass
 class _Append:
-    new: NewEvent | None  # None: a probe that only asks the commit thread to answer
+    news: Sequence[NewEvent] | None  # None: a probe that only asks the commit thread to answer
+    write: StateWrite | None = None
     done: threading.Event = field(default_factory=threading.Event)
-    event: Event | None = None
+    events: list[Event] | None = None
     error: Exception | None = None
 
 
@@ -350,13 +361,27 @@ class Outbox:
 
     def append(self, new: NewEvent) -> Event:
         """Commit one event durably and return it with its seq; raises OutboxFull or OutboxError."""
-        request = _Append(new)
+        return self.append_all([new])[0]
+
+    def append_all(self, news: Sequence[NewEvent], write: StateWrite | None = None) -> list[Event]:
+        """Commit these events, in order, and the caller's own rows (`write`, run inside the
+        transaction) all or nothing, durably; returns the events with their seqs. Producers that
+        arrive together share the transaction and its one fsync, each in a savepoint of its own:
+        a `write` that raises fails its own request only. Raises OutboxFull, OutboxError, or
+        what `write` raised."""
+        request = _Append(news, write)
         self._requests.put(request)
         request.done.wait()
         if request.error is not None:
             raise request.error
-        assert request.event is not None
-        return request.event
+        assert request.events is not None
+        return request.events
+
+    def use(self, run: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `run` on the outbox's connection outside any commit, under its lock: for a
+        producer's own tables (creating them, reading them at start)."""
+        with self._lock:
+            return run(self._conn)
 
     def responsive(self) -> threading.Event:
         """Hand the commit thread a no-op; the returned Event is set once it has answered.
@@ -385,7 +410,7 @@ class Outbox:
                     stop = True
                     break
                 batch.append(nxt)
-            work = [r for r in batch if r.new is not None]
+            work = [r for r in batch if r.news is not None]
             committed: list[Event] = []
             try:
                 if work:
@@ -396,7 +421,7 @@ class Outbox:
                     exc if isinstance(exc, OutboxError) else OutboxError(f"outbox {self.path}: commit failed: {exc}")
                 )
                 for request in work:
-                    if request.event is None and request.error is None:
+                    if request.events is None and request.error is None:
                         request.error = error
             # Before the producers return: once append returns, what its event sets off is under way.
             for event_listener in self._event_listeners:
@@ -422,19 +447,23 @@ class Outbox:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 accepted, report = self._make_room(batch)
-                rows = []
-                seq = self._last_seq
-                news = ([report] if report is not None else []) + [r.new for r in accepted]
-                self._reserve(seq + len(news))
+                accepted = [r for r in accepted if self._write_state(r)]
+                groups = ([[report]] if report is not None else []) + [list(r.news or ()) for r in accepted]
+                self._reserve(self._last_seq + sum(map(len, groups)))
                 # The mark this commit ran under, in the database too: see _check_mark.
                 self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('hwm', ?)", (str(self._reserved),))
-                events = []
-                for new in news:
-                    seq += 1
-                    event = Event(self.station, seq, new.kind, ts, clock, new.priority, new.data)
-                    payload = event.to_bytes()
-                    rows.append((seq, new.kind, int(new.priority), payload, len(payload), now, clock, mono, self._boot))
-                    events.append(event)
+                rows, made = [], []
+                seq = self._last_seq
+                for group in groups:
+                    made.append([])
+                    for new in group:
+                        seq += 1
+                        event = Event(self.station, seq, new.kind, ts, clock, new.priority, new.data)
+                        payload = event.to_bytes()
+                        rows.append(
+                            (seq, new.kind, int(new.priority), payload, len(payload), now, clock, mono, self._boot)
+                        )
+                        made[-1].append(event)
                 self._conn.executemany(
                     "INSERT INTO events (seq, kind, priority, payload, size, created, clock, mono_ns, boot)"
                     " VALUES (?,?,?,?,?,?,?,?,?)",
@@ -448,20 +477,37 @@ class Outbox:
                 raise
             self._last_seq = seq
             self.commits += 1
-        for request, event in zip(accepted, events[len(events) - len(accepted) :], strict=True):
-            request.event = event
-        return events
+        for request, events in zip(accepted, made[len(made) - len(accepted) :], strict=True):
+            request.events = events
+        return [event for events in made for event in events]
+
+    def _write_state(self, request: _Append) -> bool:
+        """Run a request's own writes in a savepoint: one that raises is undone and fails alone."""
+        if request.write is None:
+            return True
+        self._conn.execute("SAVEPOINT state")
+        try:
+            request.write(self._conn)
+        except Exception as exc:
+            self._conn.execute("ROLLBACK TO state")
+            self._conn.execute("RELEASE state")
+            log.exception("outbox: a producer's own writes failed; its events are not committed")
+            request.error = exc
+            return False
+        self._conn.execute("RELEASE state")
+        return True
 
     def _make_room(self, batch: list[_Append]) -> tuple[list[_Append], NewEvent | None]:
         """Evict to fit the batch in the budget; refuse bulk work that still does not fit."""
-        incoming = sum(len(json.dumps(r.new.data)) + 300 for r in batch)
+        incoming = sum(len(json.dumps(n.data)) + 300 for r in batch for n in r.news or ())
         result = eviction.make_room(self._conn, self.used_bytes, incoming, self._max_bytes, self._reclaim)
         accepted = []
         for request in batch:
-            if result.still_over and request.new.priority == Priority.BULK:
+            bulk = [n.kind for n in request.news or () if n.priority == Priority.BULK]
+            if result.still_over and bulk:
                 request.error = OutboxFull(
                     f"outbox {self.path}: disk budget [storage] max_mb is spent on undelivered critical and "
-                    f"normal events; refusing {request.new.kind!r} (bulk) until the county link drains them"
+                    f"normal events; refusing {', '.join(map(repr, bulk))} (bulk) until the county link drains them"
                 )
                 log.error("%s", request.error)
             else:

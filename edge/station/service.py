@@ -3,8 +3,8 @@
 Drivers call `press`, `swipe`, `keypad_code` and `command` from their own threads; each call
 only hands a request to the owner thread and waits for its answer. The owner handles one
 request at a time: it applies what is due by the clock (reason waits, closings, a new day),
-runs the request, commits the resulting state and events to station.db in one transaction,
-appends the events to the outbox, and only then answers. So when `press` returns, its events
+runs the request, commits the resulting state with its events to the outbox in one durable
+transaction (edge/station/store.py), and only then answers. So when `press` returns, its events
 are on disk: a window-unit driver may acknowledge the press to the unit.
 
 Printing and announcing run on their own threads and report back as requests, so neither a
@@ -23,11 +23,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from edge.events import Event, NewEvent
-from edge.outbox import OutboxError, Pending
 from edge.station import clerks, limits, ratings
 from edge.station import queue as queue_mod
 from edge.station.announce import STOP_S, Announcer, Worker
@@ -37,7 +34,7 @@ from edge.station.limits import Limits
 from edge.station.queue import Queue, Refused
 from edge.station.ratings import Ratings, parse_rating_key
 from edge.station.state import Change, Feedback, State, Status, Ticket, Window, iso
-from edge.station.store import NAME, Journaled, StationStore
+from edge.station.store import EventLog, StationStore
 from firmware import link
 from peripherals.printer import Printer, PrintOutcome
 from peripherals.printer import Ticket as PrintedTicket
@@ -48,17 +45,6 @@ STATION_KINDS = (queue_mod.KIND, ratings.KIND, clerks.KIND, limits.KIND)
 QUEUE_KEYS = ("next", "recall", "skip", "start", "done")
 PRINT_QUEUE = 32  # tickets waiting for the printer beyond this are issued unprinted ("busy")
 CALLS_KEPT = 8  # the latest calls a calling screen shows
-
-
-class EventLog(Protocol):
-    """What the station needs of the outbox."""
-
-    @property
-    def last_seq(self) -> int: ...
-
-    def append(self, new: NewEvent) -> Event: ...
-
-    def replay(self, first: int, last: int) -> list[Pending]: ...
 
 
 def local_now() -> datetime:
@@ -106,7 +92,6 @@ class Station:
         settings: StationSettings,
         station_id: str,
         outbox: EventLog,
-        storage: Path,
         *,
         printer: Printer,
         announcer: Announcer | None = None,
@@ -127,7 +112,7 @@ class Station:
         self._ratings = Ratings(settings, self._queue)
         self._clerks = Clerks(settings.clerks)
         self._limits = Limits(settings)
-        self._store = StationStore(storage / NAME)
+        self._store = StationStore(outbox, STATION_KINDS)
         self._state = self._load()
         self._requests: queue.Queue[_Request | None] = queue.Queue()
         self._printing = Worker("yimen-station-print", self._print, PRINT_QUEUE)
@@ -135,7 +120,6 @@ class Station:
         self._awaiting: dict[str, _Request] = {}  # ticket id -> the request waiting for its print
         self._after: list[Callable[[], None]] = []  # what to do once the current change is committed
         self._current: _Request | None = None  # the request being handled
-        self._unflushed: list[Journaled] = []
         self._leds: dict[int, Feedback] = {}
         self._led_listeners: list[Callable[[int, Feedback], None]] = []
         self._shown: dict[int, dict[str, Any]] = {}  # window -> time-limit light and display, as last told
@@ -155,10 +139,7 @@ class Station:
         return state
 
     def start(self) -> None:
-        """Deliver what a crash left in the journal, finish tickets a restart caught at the
-        printer, then serve requests."""
-        self._unflushed = self._recover_journal()
-        self._flush()
+        """Finish tickets a restart caught at the printer, then serve requests."""
         interrupted = PrintOutcome.declined("interrupted", "the gateway restarted before the printer answered")
         for ticket in self._state.tickets.values():
             if ticket.status == Status.ISSUING:
@@ -174,14 +155,13 @@ class Station:
         if self._thread.is_alive():
             self._requests.put(None)
             self._thread.join()
-        # A ticket still at the printer stays `issuing` in station.db; the next start issues
+        # A ticket still at the printer stays `issuing` on disk; the next start issues
         # it as "interrupted", so a printer that hangs cannot hold up the shutdown.
         self._printing.stop(STOP_S)
         if self._announcer is not None:
             self._announcer.stop()
-        for request in self._awaiting.values():  # their tickets are `issuing` in station.db: recorded
+        for request in self._awaiting.values():  # their tickets are `issuing` on disk: recorded
             request.reply.set_result(Outcome(Feedback.ERROR, ok=False, detail="the station stopped"))
-        self._store.close()
 
     # -- the input API: any thread ---------------------------------------------------------------
 
@@ -197,7 +177,7 @@ class Station:
         """A key pressed at a window: `good`, `bad`, `r1`..`r5`, a reason key, `next`, `recall`,
         `skip`, `start`, `done`, `pause` (toggles), `resume`, `ticket`, `ticket:<code>`, `green`,
         `green:<code>`, `transfer:<code>`, `put-back` (the window's last skipped ticket). Blocks
-        until its events are on disk (in station.db's journal, then the outbox) and returns the
+        until its events are on disk (with the station's state, in the outbox) and returns the
         unit's feedback (`error` for a press the station refused: that refusal is recorded too);
         raises NotRecorded when nothing could be recorded."""
         return self.key(window, key, source=source).feedback
@@ -277,7 +257,6 @@ class Station:
             "queue": self._view,
             "printing": self._printing.status(),
             "announce": self._announcer.status() if self._announcer is not None else None,
-            "journal": len(self._unflushed),
         }
 
     def _call(self, run: Callable[[datetime, Change], Any], window: int | None) -> Outcome:
@@ -314,7 +293,7 @@ class Station:
                 change.day_state = True
                 answer = Outcome(Feedback.ERROR, ok=False, detail=str(exc))
             if change:
-                self._commit(change)
+                self._store.commit(self._state, change)
         except Exception as exc:
             # A bug or a failing disk: memory may be ahead of what was committed, so take the
             # state back from the store, and say the request failed.
@@ -349,41 +328,6 @@ class Station:
             self._clerks.end_day(self._state, change, now)
         self._queue.close_categories(self._state, change, now)
         self._limits.check(self._state, change, now)
-
-    def _commit(self, change: Change) -> None:
-        self._unflushed += self._store.commit(self._state, change, self._outbox.last_seq)
-        self._flush()
-
-    def _flush(self) -> None:
-        """Append journaled events to the outbox in order; on failure keep them for next time."""
-        while self._unflushed:
-            row = self._unflushed[0]
-            try:
-                self._outbox.append(row.event)
-            except OutboxError:
-                log.exception("outbox refused station event op %d; kept in station.db, retried next time", row.op)
-                return
-            self._store.forget(row.op)
-            self._unflushed.pop(0)
-
-    def _recover_journal(self) -> list[Journaled]:
-        """Journal rows whose events are not in the outbox: a crash came between the two commits."""
-        rows = self._store.journal()
-        if not rows:
-            return []
-        first = min(row.after_seq for row in rows) + 1
-        held = set()
-        for pending in self._outbox.replay(first, self._outbox.last_seq):
-            if pending.kind in STATION_KINDS:
-                held.add(Event.from_bytes(pending.payload).data.get("op"))
-        for row in rows:
-            if row.op in held:
-                self._store.forget(row.op)
-        missing = [row for row in rows if row.op not in held]
-        log.warning(
-            "station journal: %d events already in the outbox, %d to append", len(rows) - len(missing), len(missing)
-        )
-        return missing
 
     # -- lights -----------------------------------------------------------------------------------
 
@@ -542,7 +486,7 @@ class Station:
             log.warning("printer answered for ticket %s, which was closed out meanwhile", ticket_id)
             answer = Outcome(Feedback.ERROR, ok=False, detail="the ticket was closed out before it was printed")
         # Answered once committed: if the commit fails (a full disk), the press stays waiting with
-        # its ticket `issuing` in station.db, and is answered at the latest when the station stops.
+        # its ticket `issuing` on disk, and is answered at the latest when the station stops.
         self._after.append(lambda: self._answer_waiting(ticket_id, answer))
         return None
 

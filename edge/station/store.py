@@ -1,136 +1,137 @@
-"""Where the station's state lives between restarts: `station.db`, beside the outbox.
+"""Where the station's state lives between restarts: tables of its own inside outbox.db.
 
-Its own database file rather than tables inside outbox.db: the outbox's commit thread owns
-its connection and transaction, so a second writer in the same file could not share a
-transaction with it anyway, and would contend for the one WAL write lock with every group
-commit; in its own file the station's state neither counts against nor is evicted under the
-outbox's disk budget, and survives the outbox being renamed aside as corrupt.
+Each `Change` (tickets, windows, the day's state) is written by the outbox's commit thread in
+the same transaction as the events it causes (`Outbox.append_all`): one fsync covers both, and
+after a crash the state is never ahead of or behind the events the county sees, with nothing to
+reconcile. (Until 0.2 the state had a file of its own, `station.db`, with a journal appended to
+the outbox after its own commit: two fsyncs an action. `edge/station/legacy.py` takes such a
+file in once.)
 
-Consistency between the two files comes from a journal (the transactional-outbox pattern):
-each `Change` is committed here, with the events it causes, in one `synchronous=FULL`
-transaction. Only then are the events appended to the outbox, and each is forgotten here once
-appended. After a crash, journal rows still present are appended unless the outbox already
-holds them (every station event carries its `op` number, and the journal remembers the
-outbox's last seq before it, so the check reads only the few events written since).
+What that costs: the state counts against the outbox's disk budget (a day's tickets, some
+kilobytes; eviction only ever deletes events), and a database renamed aside as corrupt takes
+the state with it. The station then reads its tables back from the renamed file where they can
+still be read; where not, it starts with the day empty and says so in an `incident` event.
+
+Every station event carries `op`, the station's action number, one higher per station event
+(mqtt/TOPICS.md): the county can tell the station's events apart from the gateway's own.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import sqlite3
-from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol, TypeVar
 
-from edge.events import NewEvent, Priority
-from edge.station.state import Change, State, Ticket, Window, from_json, to_json
+from edge.events import Event, NewEvent, Priority
+from edge.outbox import Incident, Pending
+from edge.station import legacy
+from edge.station.state import Change, State
+from edge.station.tables import SCHEMA, read_state, write
 
-NAME = "station.db"
+log = logging.getLogger("yimen.station")
+
+T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Journaled:
-    op: int
-    after_seq: int  # the outbox's last seq when this was committed: the event has a higher one
-    event: NewEvent  # its data carries "op"
+class EventLog(Protocol):
+    """What the station needs of the outbox (edge/outbox.py)."""
+
+    @property
+    def path(self) -> Path: ...
+
+    def append_all(
+        self, news: Sequence[NewEvent], write: Callable[[sqlite3.Connection], None] | None = None
+    ) -> list[Event]: ...
+
+    def use(self, run: Callable[[sqlite3.Connection], T]) -> T: ...
+
+    @property
+    def last_seq(self) -> int: ...
+
+    def replay(self, first: int, last: int) -> list[Pending]: ...
+
+    @property
+    def incident(self) -> Incident | None: ...
 
 
 class StationStore:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA busy_timeout = 5000")
-        self._conn.execute("PRAGMA page_size = 1024")  # a new file: fewer bytes per commit (edge/outbox.py)
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute("PRAGMA synchronous = FULL")
-        self._conn.executescript(
-            """
-            CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-            CREATE TABLE IF NOT EXISTS tickets (id TEXT PRIMARY KEY, day TEXT NOT NULL, body TEXT NOT NULL);
-            CREATE TABLE IF NOT EXISTS windows (number INTEGER PRIMARY KEY, body TEXT NOT NULL);
-            CREATE TABLE IF NOT EXISTS journal (
-                op INTEGER PRIMARY KEY, after_seq INTEGER NOT NULL,
-                kind TEXT NOT NULL, priority INTEGER NOT NULL, data TEXT NOT NULL);
-            """
-        )
-
-    def _meta(self, key: str) -> str | None:
-        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else row[0]
+    def __init__(self, outbox: EventLog, station_kinds: tuple[str, ...]) -> None:
+        self._outbox = outbox
+        self._kinds = station_kinds  # the kinds whose events carry `op`
+        self._op = 0  # the last op committed
+        self._stored = False  # whether the day's state has been written yet
+        outbox.use(lambda conn: conn.executescript(SCHEMA))
 
     def load(self, today: str) -> State:
-        """The state as last committed; a new station starts with an empty `today`."""
-        day = self._meta("day")
-        if day is None:
+        """The state as last committed; a new station starts with an empty `today`, and one
+        whose state is elsewhere (station.db, a renamed-aside outbox) takes it in first."""
+        held = self._outbox.use(read_state) or self._take_in(today)
+        legacy.put_aside(self._outbox)  # taken in now or before a crash: never again
+        if held is None:
             return State(day=today)
-        state = State(
-            day=day,
-            closed=set(json.loads(self._meta("closed") or "[]")),
-            counts=Counter(json.loads(self._meta("counts") or "{}")),
-        )
-        for (body,) in self._conn.execute("SELECT body FROM tickets"):
-            ticket = from_json(Ticket, json.loads(body))
-            state.tickets[ticket.id] = ticket
-        for (body,) in self._conn.execute("SELECT body FROM windows"):
-            window = from_json(Window, json.loads(body))
-            state.windows[window.number] = window
+        state, self._op = held
+        self._stored = True
         return state
 
-    def commit(self, state: State, change: Change, after_seq: int) -> list[Journaled]:
-        """Write the change and journal its events, all or nothing, durably; returns the journal
-        rows to append to the outbox."""
-        journaled = []
-        self._conn.execute("BEGIN IMMEDIATE")
+    def _take_in(self, today: str) -> tuple[State, int] | None:
+        """State found outside the outbox, stored in it (with the events and incident that go
+        with it) in one transaction; None when there is none."""
         try:
-            op = int(self._meta("op") or 0)
-            for new in change.events:
-                op += 1
-                data = {**new.data, "op": op}
-                journaled.append(Journaled(op, after_seq, NewEvent(new.kind, new.priority, data)))
-                self._conn.execute(
-                    "INSERT INTO journal VALUES (?, ?, ?, ?, ?)",
-                    (op, after_seq, new.kind, int(new.priority), json.dumps(data, ensure_ascii=False)),
-                )
-            self._conn.executemany(
-                "INSERT OR REPLACE INTO tickets VALUES (?, ?, ?)",
-                [(t.id, t.day, json.dumps(to_json(t), ensure_ascii=False)) for t in change.tickets.values()],
-            )
-            self._conn.executemany(
-                "INSERT OR REPLACE INTO windows VALUES (?, ?)",
-                [(w.number, json.dumps(to_json(w))) for w in change.windows.values()],
-            )
-            if change.purge_before is not None:
-                self._conn.execute("DELETE FROM tickets WHERE day < ?", (change.purge_before,))
-            meta = {"op": str(op)}
-            if change.day_state or self._meta("day") is None:
-                meta |= {
-                    "day": state.day,
-                    "closed": json.dumps(sorted(state.closed)),
-                    "counts": json.dumps(dict(state.counts)),
-                }
-            self._conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
-            self._conn.execute("COMMIT")
-        except BaseException:
-            if self._conn.in_transaction:  # a COMMIT that failed (disk full) has rolled back already
-                self._conn.execute("ROLLBACK")
-            raise
-        return journaled
+            found = legacy.take(self._outbox, self._kinds) or salvage(self._outbox, today)
+        except legacy.Unreadable as exc:
+            found = lost(today, str(exc), legacy.NAME)
+        if found is None:
+            return None
+        state, op, news = found
+        whole = Change(tickets=dict(state.tickets), windows=dict(state.windows))
+        self._outbox.append_all(news, lambda conn: write(conn, state, whole, op, day_state=True))
+        return state, op
 
-    def journal(self) -> list[Journaled]:
-        rows = self._conn.execute("SELECT op, after_seq, kind, priority, data FROM journal ORDER BY op").fetchall()
-        return [
-            Journaled(op, after, NewEvent(kind, Priority(prio), json.loads(data)))
-            for op, after, kind, prio, data in rows
+    def commit(self, state: State, change: Change) -> list[Event]:
+        """Write the change with the events it causes, all or nothing, durably; returns the
+        events as the outbox stored them. Raises what the outbox raises: nothing was written."""
+        first = self._op + 1
+        news = [
+            NewEvent(new.kind, new.priority, {**new.data, "op": op})
+            for op, new in enumerate(change.events, start=first)
         ]
+        last = first + len(news) - 1
+        day_state = change.day_state or not self._stored  # a new station's first commit writes the day
+        events = self._outbox.append_all(news, lambda conn: write(conn, state, change, last, day_state=day_state))
+        self._op, self._stored = last, True
+        return events
 
-    def forget(self, op: int) -> None:
-        """The event is in the outbox. Not fsynced: if this is lost, recovery finds the event
-        there by its op and forgets the row again."""
-        self._conn.execute("PRAGMA synchronous = NORMAL")
+
+def salvage(outbox: EventLog, today: str) -> tuple[State, int, list[NewEvent]] | None:
+    """The state from an outbox renamed aside as corrupt, if its tables can still be read, with
+    an `incident` saying whether they could; None when no outbox was renamed aside as corrupt."""
+    found = outbox.incident
+    if found is None or found.what != "outbox-corrupt" or found.renamed_to is None:
+        return None
+    aside = outbox.path.with_name(found.renamed_to)
+    try:
+        conn = sqlite3.connect(f"file:{aside}?mode=ro", uri=True)
         try:
-            self._conn.execute("DELETE FROM journal WHERE op = ?", (op,))
+            held = read_state(conn)
         finally:
-            self._conn.execute("PRAGMA synchronous = FULL")
+            conn.close()
+    except sqlite3.Error as exc:
+        held, why = None, f"its tables cannot be read: {exc}"
+    else:
+        why = "it holds no station state" if held is None else ""
+    if held is None:
+        return lost(today, f"{aside}: {why}", found.renamed_to)
+    state, op = held
+    log.warning("station state read back from %s (day %s, op %d)", aside, state.day, op)
+    kept = {"what": "station-state-salvaged", "from": found.renamed_to, "day": state.day, "op": op}
+    return state, op, [NewEvent("incident", Priority.CRITICAL, kept)]
 
-    def close(self) -> None:
-        self._conn.close()
+
+def lost(today: str, why: str, source: str) -> tuple[State, int, list[NewEvent]]:
+    """The station's state could not be taken in: the day starts empty, and the county is told
+    (ticket numbers restart, so a number may be issued twice today)."""
+    log.error("station state lost (%s): the day %s starts empty", why, today)
+    data = {"what": "station-state-lost", "reason": why, "from": source, "day": today}
+    return State(day=today), 0, [NewEvent("incident", Priority.CRITICAL, data)]

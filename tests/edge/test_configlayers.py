@@ -17,7 +17,7 @@ def test_the_station_file_overrides_key_by_key_and_says_so(tmp_path: Path) -> No
     base = station_config(tmp_path, 1883)
     local = tmp_path / "state" / "local.toml"
     local.parent.mkdir()
-    local.write_text('[broker]\nport = 8883\n\n[telemetry]\ninterval_s = 60\n')
+    local.write_text("[broker]\nport = 8883\n\n[telemetry]\ninterval_s = 60\n")
     cfg = config_mod.load(base)
     assert cfg.broker.port == 8883 and cfg.broker.host == "127.0.0.1", "tables merge: host stays the installer's"
     assert cfg.telemetry.interval_s == 60

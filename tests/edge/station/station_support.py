@@ -145,7 +145,6 @@ class Harness:
             self.config,
             STATION,
             self.outbox,
-            self.directory,
             printer=self.printer,
             announcer=announcer,
             now=self.clock,

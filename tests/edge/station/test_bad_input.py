@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from edge.events import Event, NewEvent
+from edge.events import NewEvent
 from edge.outbox import OutboxError
-from edge.station.store import NAME, StationStore
+from edge.station.service import NotRecorded
 from peripherals.printer import PrinterConfig, PrintOutcome, Ticket
 from peripherals.printer.driver import SerialPrinter
 from peripherals.printer.sim import SimPrinter
@@ -132,54 +133,106 @@ def test_tickets_print_on_a_working_printer_and_not_when_out_of_paper(make_stati
     ]
 
 
-class FailingOutbox:
-    """An outbox whose appends fail while `broken` is set (a full or failing disk)."""
-
-    def __init__(self, inner: object) -> None:
-        self.inner = inner
-        self.broken = True
-
-    @property
-    def last_seq(self) -> int:
-        return self.inner.last_seq  # type: ignore[attr-defined]
-
-    def append(self, new: NewEvent) -> Event:
-        if self.broken:
-            raise OutboxError("disk on fire")
-        return self.inner.append(new)  # type: ignore[attr-defined]
-
-    def replay(self, first: int, last: int) -> list:
-        return self.inner.replay(first, last)  # type: ignore[attr-defined]
-
-
-def test_events_the_outbox_refused_are_kept_and_sent_later(station: Harness) -> None:
+def test_a_press_the_outbox_cannot_commit_is_not_recorded(station: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """State and events commit together or not at all: a failing disk leaves neither, the press
+    is not acknowledged (the unit sends it again), and the station takes it when it can."""
     st = station.station
-    failing = FailingOutbox(station.outbox)
-    st._outbox = failing  # the outbox starts failing under a running station
-    assert st.press(1, "ticket", source="window-unit") == "thanks"  # durable in station.db
-    assert station.data("queue") == [] and st.status()["journal"] == 1
-    failing.broken = False
+    healthy = station.outbox.append_all
+
+    def disk_on_fire(*_args: object) -> None:
+        raise OutboxError("disk on fire")
+
+    monkeypatch.setattr(station.outbox, "append_all", disk_on_fire)
+    with pytest.raises(NotRecorded, match="disk on fire"):
+        st.press(1, "ticket", source="window-unit")
+    assert station.data("queue") == [] and not any(st.snapshot()["waiting"].values())
+    monkeypatch.setattr(station.outbox, "append_all", healthy)
+    assert st.press(1, "ticket", source="window-unit") == "thanks"  # sent again by the unit
     st.press(1, "next", source="window-unit")
-    assert [e["action"] for e in station.data("queue")] == ["issue", "call"]
+    assert [(e["action"], e["ticket"], e["op"]) for e in station.data("queue")] == [
+        ("issue", "A001", 1),
+        ("call", "A001", 2),
+    ]
 
 
-def test_a_crash_between_the_two_commits_loses_and_duplicates_nothing(station: Harness, tmp_path: Path) -> None:
+def test_a_station_db_of_the_previous_version_is_taken_in_once(station: Harness, tmp_path: Path) -> None:
+    """Until this version the state had a file of its own with a journal: an update takes it in,
+    with the journal's events the outbox lacks (a crash between that version's two commits)."""
     st = station.station
     st.press(1, "ticket", source="window-unit")
     st.press(1, "next", source="window-unit")
     call = station.data("queue")[1]
     last_seq = station.outbox.last_seq
 
-    def crash() -> None:
-        # As if the power went after the outbox took op 2 but before station.db forgot its
-        # journal row, and after station.db committed op 3 but before the outbox took it.
-        store = StationStore(tmp_path / NAME)
-        store._conn.execute("INSERT INTO journal VALUES (2, ?, 'queue', 1, ?)", (last_seq - 1, json.dumps(call)))
-        store._conn.execute("INSERT INTO journal VALUES (3, ?, 'queue', 1, ?)", (last_seq, '{"op": 3}'))
-        store._conn.execute("UPDATE meta SET value = '3' WHERE key = 'op'")
-        store.close()
+    def as_the_previous_version_left_it() -> None:
+        box = sqlite3.connect(tmp_path / "outbox.db")
+        old = sqlite3.connect(tmp_path / "station.db")
+        old.executescript(LEGACY_SCHEMA)
+        for table in ("meta", "tickets", "windows"):
+            rows = box.execute(f"SELECT * FROM station_{table}").fetchall()
+            old.executemany(f"INSERT INTO {table} VALUES ({','.join('?' * len(rows[0]))})", rows)
+            box.execute(f"DROP TABLE station_{table}")
+        # The power went after the outbox took op 2 but before station.db forgot its journal
+        # row, and after station.db committed op 3 (a recall) but before the outbox took it.
+        recall = {**call, "action": "recall", "op": 3}
+        old.execute("INSERT INTO journal VALUES (2, ?, 'queue', 1, ?)", (last_seq - 1, json.dumps(call)))
+        old.execute("INSERT INTO journal VALUES (3, ?, 'queue', 1, ?)", (last_seq, json.dumps(recall)))
+        old.execute("UPDATE meta SET value = '3' WHERE key = 'op'")
+        for conn in (old, box):
+            conn.commit()
+            conn.close()
 
-    station.restart(crash)
-    station.station.press(1, "ticket", source="window-unit")
+    station.restart(as_the_previous_version_left_it)
+    assert not (tmp_path / "station.db").exists() and (tmp_path / "station.db.taken-in").exists()
+    assert station.station.press(1, "ticket", source="window-unit") == "thanks"
+    assert [(e["action"], e["ticket"], e["op"]) for e in station.data("queue")] == [
+        ("issue", "A001", 1),
+        ("call", "A001", 2),
+        ("recall", "A001", 3),
+        ("issue", "A002", 4),  # the day's numbers go on: the state was taken in
+    ]
+    station.restart()  # taken in once: nothing appended twice
     assert [e["op"] for e in station.data("queue")] == [1, 2, 3, 4]
-    assert station.station.status()["journal"] == 0
+
+
+LEGACY_SCHEMA = """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE tickets (id TEXT PRIMARY KEY, day TEXT NOT NULL, body TEXT NOT NULL);
+    CREATE TABLE windows (number INTEGER PRIMARY KEY, body TEXT NOT NULL);
+    CREATE TABLE journal (op INTEGER PRIMARY KEY, after_seq INTEGER NOT NULL,
+        kind TEXT NOT NULL, priority INTEGER NOT NULL, data TEXT NOT NULL);
+"""
+
+
+def _overwrite_page(path: Path, table: str) -> None:
+    """Garbage over the root page of `table`: the database fails quick_check, other tables read."""
+    conn = sqlite3.connect(path)
+    (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)).fetchone()
+    size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    with open(path, "r+b") as fh:
+        fh.seek((root - 1) * size)
+        fh.write(b"\xa5" * size)
+
+
+def test_an_outbox_renamed_aside_as_corrupt_gives_back_the_stations_state(station: Harness, tmp_path: Path) -> None:
+    st = station.station
+    st.press(1, "ticket", source="window-unit")
+    station.restart(lambda: _overwrite_page(tmp_path / "outbox.db", "events"))
+    assert station.outbox.incident is not None and station.outbox.incident.what == "outbox-corrupt"
+    (salvaged,) = [e for e in station.data("incident") if e["what"] == "station-state-salvaged"]
+    assert salvaged["op"] == 1
+    st = station.station
+    assert st.press(1, "next", source="window-unit") == "idle"
+    assert [(e["action"], e["ticket"], e["op"]) for e in station.data("queue")] == [("call", "A001", 2)]
+
+
+def test_an_outbox_renamed_aside_with_unreadable_state_says_the_day_starts_again(
+    station: Harness, tmp_path: Path
+) -> None:
+    station.station.press(1, "ticket", source="window-unit")
+    station.restart(lambda: (tmp_path / "outbox.db").write_bytes(b"\0" * 4096))
+    (lost,) = [e for e in station.data("incident") if e["what"] == "station-state-lost"]
+    assert lost["from"].startswith("outbox.db.corrupt-") and lost["day"] == station.station.snapshot()["day"]
+    assert station.station.press(1, "ticket", source="window-unit") == "thanks"
+    assert [e["ticket"] for e in station.data("queue")] == ["A001"]
