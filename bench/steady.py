@@ -3,7 +3,7 @@ with an SD card's fsync.
 
 The gateway is the real command, `yimen run --config FILE`, as a subprocess, with its station
 simulator at `--rate` events a second (`[simulate] events_per_second`: citizens taking tickets,
-clerks calling and rating, through the station logic, its station.db and the outbox), against
+clerks calling and rating, through the station logic and the outbox, its state in the same transaction), against
 a private Mosquitto on loopback; `[clock] sync = "assume"`, telemetry every 60 s. Each phase
 starts a fresh storage path, waits until connected, lets it settle `--settle` s, then measures
 `--seconds` s. Events per second are the growth of the outbox's last seq over the window.
