@@ -6,8 +6,11 @@ after that fsync, so an acknowledged button press survives `kill -9` or a power 
 A producer with state of its own (the station's queue) keeps it in tables of this database and
 hands its rows in with its events (`append_all`): state and events commit in one transaction,
 so one fsync covers both and neither can be ahead of the other after a crash.
-Delivery marks are committed with `synchronous=NORMAL`: a lost mark costs one byte-identical
-re-send, while an fsync per PUBACK would cost milliseconds on an SD card.
+Delivery marks are held in memory and written inside the next group commit (or, when no
+append comes for `MARK_DELAY_S`, by a commit of their own with `synchronous=NORMAL`): a lost
+mark costs one byte-identical re-send, while an fsync per PUBACK would cost milliseconds on an
+SD card, and a transaction of their own per PUBACK rewrote the very pages (the newest events'
+leaf and index pages) the next append writes again.
 
 Seqs are never reused. Besides the rows, a high-water mark file outside the database
 reserves seqs in blocks (one extra fsync per block), and every commit writes the mark it ran
@@ -44,6 +47,7 @@ _BATCH_MAX = 512
 # The database file and the high-water mark file sit side by side in the storage path.
 HWM_NAME = "seq.hwm"
 PAGE_SIZE = 1024
+MARK_DELAY_S = 1.0  # the longest a delivery mark waits in memory for an append to ride with
 
 
 class OutboxError(RuntimeError):
@@ -206,6 +210,7 @@ class Outbox:
         self._lock = threading.Lock()
         self._requests: queue.SimpleQueue[_Append | None] = queue.SimpleQueue()
         self._listeners: list[Callable[[], None]] = []
+        self._marks: dict[int, float] = {}  # delivered seq -> PUBACK time, not yet written (under _lock)
         self._event_listeners: list[Callable[[list[Event]], None]] = []
         self.commits = 0  # group commits made: fewer than appends when producers arrive together
         self.incident: Incident | None = None
@@ -224,6 +229,7 @@ class Outbox:
         self._check_mark()
         self._last_seq = self._read_last_seq()
         self._reserved = max(self._read_hwm(), self._last_seq)
+        self._mark_held = int(self.get_meta("hwm") or 0)  # the seq mark as the database holds it
         if self.incident is not None:
             self._last_seq = max(self._last_seq, self.incident.resumed_at - 1)
         self._thread = threading.Thread(target=self._commit_loop, name="yimen-outbox-commit", daemon=True)
@@ -396,7 +402,12 @@ class Outbox:
 
     def _commit_loop(self) -> None:
         while True:
-            first = self._requests.get()
+            try:
+                first = self._requests.get(timeout=MARK_DELAY_S)  # idle: wakes to write held marks
+            except queue.Empty:
+                with self._lock:
+                    self._write_marks()
+                continue
             if first is None:
                 return
             batch = [first]
@@ -446,12 +457,13 @@ class Outbox:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
+                self._take_marks()
                 accepted, report = self._make_room(batch)
                 accepted = [r for r in accepted if self._write_state(r)]
                 groups = ([[report]] if report is not None else []) + [list(r.news or ()) for r in accepted]
                 self._reserve(self._last_seq + sum(map(len, groups)))
-                # The mark this commit ran under, in the database too: see _check_mark.
-                self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('hwm', ?)", (str(self._reserved),))
+                if self._reserved != self._mark_held:  # the mark this commit ran under: see _check_mark
+                    self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('hwm', ?)", (str(self._reserved),))
                 rows, made = [], []
                 seq = self._last_seq
                 for group in groups:
@@ -469,13 +481,14 @@ class Outbox:
                     " VALUES (?,?,?,?,?,?,?,?,?)",
                     rows,
                 )
-                self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (str(seq),))
+                # No last_seq row per commit: max(seq) says it, and what deletes events writes the row.
                 self._conn.execute("COMMIT")
             except BaseException:
                 if self._conn.in_transaction:  # a COMMIT that failed (disk full) has rolled back already
                     self._conn.execute("ROLLBACK")
                 raise
             self._last_seq = seq
+            self._mark_held = self._reserved
             self.commits += 1
         for request, events in zip(accepted, made[len(made) - len(accepted) :], strict=True):
             request.events = events
@@ -552,6 +565,7 @@ class Outbox:
     def pending(self, limit: int, exclude: Collection[int] = ()) -> list[Pending]:
         """Undelivered, unparked events in send order: priority first, then seq."""
         with self._lock:
+            exclude = [*exclude, *self._marks]
             if exclude:
                 marks = ",".join("?" * len(exclude))
                 cur = self._conn.execute(
@@ -591,14 +605,40 @@ class Outbox:
             self._conn.execute("PRAGMA synchronous = FULL")
 
     def mark_delivered(self, seqs: Collection[int]) -> None:
+        """Held until the next group commit writes it (see the module's docstring); `pending`
+        leaves the seqs out meanwhile, and whatever reads the table writes the marks first."""
         if not seqs:
             return
         now = self._now()
         with self._lock:
-            # The last delivery is max(delivered), read through its index: no meta row to rewrite.
-            self._write_relaxed(
-                (f"UPDATE events SET delivered = ? WHERE seq IN ({','.join('?' * len(seqs))})", (now, *seqs)),
-            )
+            self._marks.update(dict.fromkeys(seqs, now))
+
+    def _take_marks(self) -> None:
+        """Write the held marks in the transaction under way (under _lock)."""
+        for statement in self._mark_statements():
+            self._conn.execute(*statement)
+
+    def _write_marks(self) -> None:
+        """Write the held marks now, in a relaxed commit of their own (under _lock). A failure
+        (a full disk) is logged, not raised: it must not stop the commit thread or a reader, and
+        a lost mark only costs a re-send."""
+        if not self._marks:
+            return
+        try:
+            self._write_relaxed(*self._mark_statements())
+        except sqlite3.Error as exc:
+            log.warning("outbox %s: delivery marks not written (%s); those events will be sent again", self.path, exc)
+
+    def _mark_statements(self) -> list[tuple[str, tuple]]:
+        by_time: dict[float, list[int]] = {}
+        for seq, moment in self._marks.items():
+            by_time.setdefault(moment, []).append(seq)
+        self._marks = {}
+        # The last delivery is max(delivered), read through its index: no meta row to rewrite.
+        return [
+            (f"UPDATE events SET delivered = ? WHERE seq IN ({','.join('?' * len(seqs))})", (moment, *seqs))
+            for moment, seqs in by_time.items()
+        ]
 
     def park(self, seq: int, reason: str) -> None:
         """The broker refused this event: keep it, stop sending it, remember why."""
@@ -608,6 +648,7 @@ class Outbox:
     def replay(self, first: int, last: int) -> list[Pending]:
         """Events still held with first <= seq <= last, delivered or not, in seq order."""
         with self._lock:
+            self._write_marks()
             rows = self._conn.execute(
                 "SELECT seq, kind, priority, payload FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq",
                 (first, last),
@@ -681,9 +722,19 @@ class Outbox:
     # ----- retention -----------------------------------------------------------------------
 
     def delete_delivered_before(self, cutoff: float) -> int:
-        """Forget events delivered before `cutoff` (unix time); returns how many."""
+        """Forget events delivered before `cutoff` (unix time); returns how many. The last seq is
+        written first, in the same transaction: it may be among those forgotten."""
         with self._lock:
-            cur = self._conn.execute("DELETE FROM events WHERE delivered IS NOT NULL AND delivered < ?", (cutoff,))
+            self._write_marks()
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (str(self._last_seq),))
+                cur = self._conn.execute("DELETE FROM events WHERE delivered IS NOT NULL AND delivered < ?", (cutoff,))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
         return cur.rowcount
 
     # ----- status --------------------------------------------------------------------------
@@ -694,6 +745,7 @@ class Outbox:
 
     def stats(self) -> dict:
         with self._lock:
+            self._write_marks()
             return read_stats(self._conn, self._now())
 
     def close(self) -> None:
@@ -701,6 +753,7 @@ class Outbox:
             self._requests.put(None)
             self._thread.join()
         with self._lock:
+            self._write_marks()
             self._conn.close()
 
 

@@ -20,12 +20,11 @@ from typing import Protocol
 from edge.events import Event, NewEvent, Priority
 from edge.outbox import Pending
 from edge.station.state import State
-from edge.station.tables import read_state
+from edge.station.tables import assemble
 
 log = logging.getLogger("yimen.station")
 
 NAME = "station.db"
-_TABLES = {"meta": "meta", "tickets": "tickets", "windows": "windows"}
 _SUFFIXES = ("", "-wal", "-shm")
 
 
@@ -52,7 +51,7 @@ def take(outbox: Replayable, station_kinds: tuple[str, ...]) -> tuple[State, int
     try:
         conn = sqlite3.connect(path)
         try:
-            held = read_state(conn, _TABLES)
+            held = _read_state(conn)
             journal = conn.execute("SELECT op, after_seq, kind, priority, data FROM journal ORDER BY op").fetchall()
         finally:
             conn.close()
@@ -64,6 +63,20 @@ def take(outbox: Replayable, station_kinds: tuple[str, ...]) -> tuple[State, int
     news = _missing(outbox, journal, station_kinds)
     log.warning("taking in %s: day %s, op %d, %d journal events the outbox lacked", path, state.day, op, len(news))
     return state, op, news
+
+
+def _read_state(conn: sqlite3.Connection) -> tuple[State, int] | None:
+    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    if "day" not in meta:
+        return None
+    day = {
+        "day": meta["day"],
+        "op": int(meta.get("op", 0)),
+        "closed": json.loads(meta.get("closed", "[]")),
+        "counts": json.loads(meta.get("counts", "{}")),
+    }
+    tickets = (body for (body,) in conn.execute("SELECT body FROM tickets"))
+    return assemble(day, tickets, (body for (body,) in conn.execute("SELECT body FROM windows")))
 
 
 def _missing(outbox: Replayable, journal: list[tuple], station_kinds: tuple[str, ...]) -> list[NewEvent]:

@@ -28,7 +28,7 @@ from edge.events import Event, NewEvent, Priority
 from edge.outbox import Incident, Pending
 from edge.station import legacy
 from edge.station.state import Change, State
-from edge.station.tables import SCHEMA, read_state, write
+from edge.station.tables import SCHEMA, read_state, write, write_whole
 
 log = logging.getLogger("yimen.station")
 
@@ -61,7 +61,7 @@ class StationStore:
         self._outbox = outbox
         self._kinds = station_kinds  # the kinds whose events carry `op`
         self._op = 0  # the last op committed
-        self._stored = False  # whether the day's state has been written yet
+        self._stored = False  # whether the day record has been written yet
         outbox.use(lambda conn: conn.executescript(SCHEMA))
 
     def load(self, today: str) -> State:
@@ -85,8 +85,7 @@ class StationStore:
         if found is None:
             return None
         state, op, news = found
-        whole = Change(tickets=dict(state.tickets), windows=dict(state.windows))
-        self._outbox.append_all(news, lambda conn: write(conn, state, whole, op, day_state=True))
+        self._outbox.append_all(news, lambda conn: write_whole(conn, state, op))
         return state, op
 
     def commit(self, state: State, change: Change) -> list[Event]:
@@ -98,8 +97,9 @@ class StationStore:
             for op, new in enumerate(change.events, start=first)
         ]
         last = first + len(news) - 1
-        day_state = change.day_state or not self._stored  # a new station's first commit writes the day
-        events = self._outbox.append_all(news, lambda conn: write(conn, state, change, last, day_state=day_state))
+        # The day record carries op: written when op moves, the day's state changed, or never yet.
+        day = bool(news) or change.day_state or not self._stored
+        events = self._outbox.append_all(news, lambda conn: write(conn, state, change, last, day=day))
         self._op, self._stored = last, True
         return events
 

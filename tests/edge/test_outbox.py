@@ -327,3 +327,89 @@ def test_another_stations_database_is_renamed_aside(tmp_path: Path) -> None:
     assert all(json.loads(p.payload)["station"] == "st-0001" for p in box.pending(10))
     assert list(tmp_path.glob("outbox.db.foreign-*"))
     box.close()
+
+
+def test_seqs_continue_after_retention_forgot_every_event(tmp_path: Path) -> None:
+    """No last_seq row is written per commit: what deletes events writes it, so a database whose
+    events are all forgotten (and whose seq mark file is gone too) still never reuses a seq."""
+    now = time.time()
+    box = make(tmp_path, now=lambda: now - 10 * DAY)
+    for _ in range(3):
+        box.append(ev())
+    box.mark_delivered([1, 2, 3])
+    assert retention.expire(box, 7, now=lambda: now) == 3
+    box.close()
+    (tmp_path / "seq.hwm").unlink()
+    box = make(tmp_path)
+    assert box.append(ev()).seq == 4
+    box.close()
+
+
+def test_delivery_marks_that_cannot_be_written_stop_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk when the idle commit thread writes held marks: the marks are lost (the events
+    are sent again), and the commit thread goes on committing appends."""
+    box = make(tmp_path)
+    box.append(ev())
+    box.mark_delivered([1])
+
+    def disk_full(*_statements: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(box, "_write_relaxed", disk_full)
+    time.sleep(2.5)  # past MARK_DELAY_S: the idle commit thread has tried to write the mark
+    assert box.append(ev()).seq == 2
+    assert box.stats()["undelivered"] == 2, "the lost mark: event 1 is sent again"
+    box.close()
+
+
+def test_a_producers_rows_commit_with_its_events_or_not_at_all(tmp_path: Path) -> None:
+    box = make(tmp_path)
+    box.use(lambda conn: conn.execute("CREATE TABLE mine (n INTEGER)"))
+
+    def broken(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO mine VALUES (1)")
+        raise sqlite3.IntegrityError("the producer's own bug")
+
+    with pytest.raises(sqlite3.IntegrityError):
+        box.append_all([ev(), ev()], broken)
+    events = box.append_all([ev(n=1), ev(n=2)], lambda conn: conn.execute("INSERT INTO mine VALUES (2)"))
+    assert [e.seq for e in events] == [1, 2] and [e.data["n"] for e in events] == [1, 2]
+    assert box.use(lambda conn: conn.execute("SELECT n FROM mine").fetchall()) == [(2,)]
+    box.close()
+
+
+def test_a_failing_producer_fails_alone_in_a_shared_commit(tmp_path: Path) -> None:
+    """Producers arriving together share one transaction; each one's rows are in a savepoint."""
+    box = make(tmp_path)
+    box.use(lambda conn: conn.execute("CREATE TABLE mine (n INTEGER)"))
+    release = threading.Event()
+    holder = threading.Thread(target=box.append_all, args=([], lambda _conn: release.wait(5)))
+    holder.start()  # holds the commit thread while the others queue up behind it
+    time.sleep(0.2)
+
+    results: dict[int, object] = {}
+
+    def produce(n: int) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO mine VALUES (?)", (n,))
+            if n == 2:
+                raise ValueError("two is refused")
+
+        try:
+            results[n] = box.append_all([ev(n=n)], write)[0].seq
+        except ValueError as exc:
+            results[n] = exc
+
+    threads = [threading.Thread(target=produce, args=(n,)) for n in (1, 2, 3)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
+    commits = box.commits
+    release.set()
+    for thread in [holder, *threads]:
+        thread.join()
+    assert box.commits == commits + 2, "the three producers shared one commit"
+    assert isinstance(results[2], ValueError)
+    assert sorted(r for r in results.values() if isinstance(r, int)) == [1, 2]
+    assert sorted(box.use(lambda conn: conn.execute("SELECT n FROM mine").fetchall())) == [(1,), (3,)]
+    box.close()

@@ -168,16 +168,18 @@ def test_a_station_db_of_the_previous_version_is_taken_in_once(station: Harness,
         box = sqlite3.connect(tmp_path / "outbox.db")
         old = sqlite3.connect(tmp_path / "station.db")
         old.executescript(LEGACY_SCHEMA)
-        for table in ("meta", "tickets", "windows"):
-            rows = box.execute(f"SELECT * FROM station_{table}").fetchall()
-            old.executemany(f"INSERT INTO {table} VALUES ({','.join('?' * len(rows[0]))})", rows)
-            box.execute(f"DROP TABLE station_{table}")
+        old.executemany("INSERT INTO tickets VALUES (?, ?, ?)", box.execute("SELECT * FROM station_tickets"))
+        records = dict(box.execute("SELECT key, body FROM station_records").fetchall())
+        day = json.loads(records.pop(0))
+        old.executemany("INSERT INTO windows VALUES (?, ?)", records.items())
+        meta = {"day": day["day"], "op": "3", "closed": json.dumps(day["closed"]), "counts": json.dumps(day["counts"])}
+        old.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+        box.executescript("DROP TABLE station_tickets; DROP TABLE station_records;")
         # The power went after the outbox took op 2 but before station.db forgot its journal
         # row, and after station.db committed op 3 (a recall) but before the outbox took it.
         recall = {**call, "action": "recall", "op": 3}
         old.execute("INSERT INTO journal VALUES (2, ?, 'queue', 1, ?)", (last_seq - 1, json.dumps(call)))
         old.execute("INSERT INTO journal VALUES (3, ?, 'queue', 1, ?)", (last_seq, json.dumps(recall)))
-        old.execute("UPDATE meta SET value = '3' WHERE key = 'op'")
         for conn in (old, box):
             conn.commit()
             conn.close()
