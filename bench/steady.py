@@ -49,6 +49,7 @@ interval_s = 60
 [simulate]
 events_per_second = {rate}
 seed = 7
+printer = {printer}
 """
 CGROUP_V1 = Path("/sys/fs/cgroup/cpu")
 CGROUP_V2 = Path("/sys/fs/cgroup")
@@ -116,7 +117,10 @@ class Cgroup:
 def phase(name: str, work: Path, port: int, args: argparse.Namespace) -> dict:
     storage = work / name
     config = c.write_config(
-        work / f"{name}.toml", port=port, storage=storage, extra=CONFIG_EXTRA.format(rate=args.rate)
+        work / f"{name}.toml",
+        port=port,
+        storage=storage,
+        extra=CONFIG_EXTRA.format(rate=args.rate, printer=str(not args.no_printer).lower()),
     )
     db = storage / "outbox.db"
     cmd = [*m.yimen_cmd(), "run", "--config", str(config)]
@@ -203,8 +207,18 @@ def main() -> None:
     ap.add_argument("--settle", type=float, default=5.0)
     ap.add_argument("--fsync-ms", type=float, default=20.0)
     ap.add_argument("--phases", default="plain,strace,sd,quota")
+    ap.add_argument(
+        "--no-printer",
+        action="store_true",
+        help="a station without a ticket printer: a ticket is issued in one commit, not two",
+    )
     args = ap.parse_args()
-    result: dict = {"rate": args.rate, "seconds": args.seconds, "fsync_ms": args.fsync_ms}
+    result: dict = {
+        "rate": args.rate,
+        "seconds": args.seconds,
+        "fsync_ms": args.fsync_ms,
+        "printer": not args.no_printer,
+    }
     with tempfile.TemporaryDirectory(prefix="yimen-bench-steady-") as tmp:
         work = Path(tmp)
         with Mosquitto(work / "broker") as broker:

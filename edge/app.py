@@ -85,7 +85,7 @@ class Gateway:
             config.printer,
             station_name=config.station.name or config.station.id,
             emit=self.outbox.append,
-            simulate=config.simulate is not None,
+            simulate=config.simulate is not None and config.simulate.printer,
         )
         self.station = (
             Station(

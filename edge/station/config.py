@@ -108,9 +108,14 @@ class StationSettings:
     clerks: tuple[ClerkConfig, ...]
     ratings: RatingsConfig = RatingsConfig()
     announce: AnnounceConfig = AnnounceConfig()
+    # By code: the time-limit check looks a category up for every live ticket on every request.
+    _by_code: dict[str, CategoryConfig] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_code", {c.code: c for c in self.categories})
 
     def category(self, code: str) -> CategoryConfig | None:
-        return next((c for c in self.categories if c.code == code), None)
+        return self._by_code.get(code)
 
     def window(self, number: int) -> WindowConfig | None:
         return next((w for w in self.windows if w.number == number), None)

@@ -24,6 +24,7 @@ from edge.station.state import Change, State, Status, Ticket
 
 KIND = "limit"
 LEVELS = ("ok", "warn", "over")
+_LIT = (Status.WAITING, Status.CALLED, Status.SERVING)
 
 
 def worst(levels: list[str]) -> str:
@@ -54,8 +55,11 @@ class Limits:
         return category.service.level(_elapsed(ticket.started or ticket.called, now))
 
     def check(self, state: State, change: Change, now: datetime) -> None:
-        """Report each wait and service that reached a new level since the last check."""
-        for ticket in sorted(state.tickets.values(), key=lambda t: t.order):
+        """Report each wait and service that reached a new level since the last check. Only a
+        waiting, called or served ticket has a light that can move: the day's ended tickets,
+        most of them by evening, are passed over without a look at their category."""
+        live = [t for t in state.tickets.values() if t.status in _LIT]
+        for ticket in sorted(live, key=lambda t: t.order):
             category = self._category(ticket)
             if category is None:
                 continue
@@ -86,13 +90,13 @@ class Limits:
     def snapshot(self, state: State, now: datetime) -> dict[str, Any]:
         """The lights now: per category the worst wait light and how many waits are at each level,
         per window its service light."""
+        waiting: dict[str, list[str]] = {c.code: [] for c in self._settings.categories}
+        for ticket in state.tickets.values():
+            if ticket.status == Status.WAITING and ticket.category in waiting:
+                waiting[ticket.category].append(self.wait_light(ticket, now))
         categories: dict[str, Any] = {}
         for category in self._settings.categories:
-            lights = [
-                self.wait_light(t, now)
-                for t in state.tickets.values()
-                if t.category == category.code and t.status == Status.WAITING
-            ]
+            lights = waiting[category.code]
             categories[category.code] = {
                 "light": worst(lights),
                 "warn": lights.count("warn"),

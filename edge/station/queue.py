@@ -297,10 +297,12 @@ class Queue:
 
     def snapshot(self, state: State, now: datetime) -> dict[str, Any]:
         """The queue as telemetry reports it: nothing in it identifies a citizen."""
-        waiting = {
-            c.code: [t for t in state.tickets.values() if t.category == c.code and t.status == Status.WAITING]
-            for c in self._settings.categories
-        }
+        waiting: dict[str, list[Ticket]] = {c.code: [] for c in self._settings.categories}
+        totals: dict[str, int] = {}
+        for ticket in state.tickets.values():  # one pass: this runs after every request
+            totals[ticket.status] = totals.get(ticket.status, 0) + 1
+            if ticket.status == Status.WAITING and ticket.category in waiting:
+                waiting[ticket.category].append(ticket)
         windows = {}
         for number, window in sorted(state.windows.items()):
             active = active_ticket(state, window)
@@ -309,9 +311,6 @@ class Queue:
                 "clerk": window.clerk,
                 "ticket": active.number if active is not None else None,
             }
-        totals: dict[str, int] = {}
-        for ticket in state.tickets.values():
-            totals[ticket.status] = totals.get(ticket.status, 0) + 1
         return {
             "day": state.day,
             "enabled": self._settings.queue,

@@ -36,7 +36,7 @@ from edge.station.ratings import Ratings, parse_rating_key
 from edge.station.state import Change, Feedback, State, Status, Ticket, Window, iso
 from edge.station.store import EventLog, StationStore
 from firmware import link
-from peripherals.printer import Printer, PrintOutcome
+from peripherals.printer import NoPrinter, Printer, PrintOutcome
 from peripherals.printer import Ticket as PrintedTicket
 
 log = logging.getLogger("yimen.station")
@@ -448,6 +448,10 @@ class Station:
             self._window(window)
         category = self._queue.category_for(window, code)
         ticket = self._queue.issue(self._state, change, now, category, green)
+        if isinstance(self._printer, NoPrinter):
+            # No paper will exist: nothing to make durable before it, so the ticket is issued in
+            # this one commit (one fsync) rather than `issuing` first and issued after the answer.
+            return self._join_queue(now, change, ticket, source, NoPrinter.outcome)
         printed = PrintedTicket(
             id=ticket.id,
             number=ticket.number,
@@ -479,9 +483,7 @@ class Station:
         """The printer is done with a ticket: it joins the queue, and its press is answered."""
         ticket = self._state.tickets.get(ticket_id)
         if ticket is not None and ticket.status == Status.ISSUING:
-            print_ = {"printed": outcome.printed, "reason": outcome.reason, "detail": outcome.detail}
-            self._queue.issued(self._state, change, now, ticket, source, print=print_)
-            answer = Outcome(Feedback.THANKS, detail=outcome.detail, ticket=ticket.number)
+            answer = self._join_queue(now, change, ticket, source, outcome)
         else:
             log.warning("printer answered for ticket %s, which was closed out meanwhile", ticket_id)
             answer = Outcome(Feedback.ERROR, ok=False, detail="the ticket was closed out before it was printed")
@@ -489,6 +491,11 @@ class Station:
         # its ticket `issuing` on disk, and is answered at the latest when the station stops.
         self._after.append(lambda: self._answer_waiting(ticket_id, answer))
         return None
+
+    def _join_queue(self, now: datetime, change: Change, ticket: Ticket, source: str, outcome: PrintOutcome) -> Outcome:
+        print_ = {"printed": outcome.printed, "reason": outcome.reason, "detail": outcome.detail}
+        self._queue.issued(self._state, change, now, ticket, source, print=print_)
+        return Outcome(Feedback.THANKS, detail=outcome.detail, ticket=ticket.number)
 
     def _answer_waiting(self, ticket_id: str, answer: Outcome) -> None:
         waiting = self._awaiting.pop(ticket_id, None)

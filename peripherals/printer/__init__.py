@@ -94,8 +94,10 @@ class NoPrinter:
     def status(self) -> dict[str, Any]:
         return {"state": "disabled", "conditions": [], "port": None, "detail": None}
 
+    outcome = PrintOutcome.declined("disabled", "this station has no ticket printer")
+
     def print_ticket(self, ticket: Ticket) -> PrintOutcome:
-        return PrintOutcome.declined("disabled", "this station has no ticket printer")
+        return self.outcome
 
 
 def build(cfg: PrinterConfig, *, station_name: str, emit: Emit, simulate: bool = False) -> Printer:

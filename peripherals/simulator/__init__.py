@@ -19,6 +19,9 @@ class SimulateConfig:
     events_per_second: float = 5.0
     windows: int = 2
     seed: int | None = None
+    # False: the simulated station has no ticket printer (tickets issued without paper, as where
+    # none is configured); true: the simulated printer prints each one.
+    printer: bool = True
 
 
 def parse_simulate(section: Section) -> SimulateConfig:
@@ -28,6 +31,7 @@ def parse_simulate(section: Section) -> SimulateConfig:
         ),
         windows=section.get_int("windows", SimulateConfig.windows, minval=1, maxval=32),
         seed=section.get_int("seed", None),
+        printer=section.get_bool("printer", SimulateConfig.printer),
     )
     section.done()
     return cfg
