@@ -13,8 +13,8 @@ SD card, and a transaction of their own per PUBACK rewrote the very pages (the n
 leaf and index pages) the next append writes again.
 
 Seqs are never reused. Besides the rows, a high-water mark file outside the database
-reserves seqs in blocks (one extra fsync per block), and every commit writes the mark it ran
-under into the database too. A database found corrupt, unreadable or holding another
+reserves seqs in blocks (one extra fsync per block), and the database holds the mark each
+commit ran under (written by the commit that moved it). A database found corrupt, unreadable or holding another
 station's events is renamed aside; one that is missing, empty or behind the file's mark
 (deleted, truncated, restored from an older copy) is kept. Either way the outbox continues
 above both the last readable seq and the mark, and its next event is an `incident` saying so.
@@ -287,7 +287,7 @@ class Outbox:
 
     def _check_mark(self) -> None:
         """A database behind the seq mark (deleted, emptied, restored from an older copy) must not
-        hand out seqs it cannot know were used. Every commit writes the mark it ran under into the
+        hand out seqs it cannot know were used. The commit that moves the mark writes it into the
         database too, so a database that is the latest one holds the file's mark."""
         if self.incident is not None:
             return
