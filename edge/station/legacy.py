@@ -1,12 +1,12 @@
-"""`station.db`, where the station's state lived until this version: taken into outbox.db once.
+"""`station.db`, where earlier builds kept the station's state: taken into outbox.db once.
 
 That file held the state (tables meta, tickets, windows) and a journal of events committed
 there but perhaps not yet in the outbox (a crash between its two commits). Taking it in: the
 state as it stands, plus each journal event the outbox does not already hold (found by its
 `op` among the events written after the journal row's `after_seq`). The store commits these
 with the state in one transaction; then the file is renamed `station.db.taken-in`, so a second
-start never takes it in again (and a rollback to a version before this one finds no stale
-state to resume from: it starts the day empty).
+start never takes it in again (and a rollback to such an earlier build finds no stale state to
+resume from: it starts the day empty).
 """
 
 from __future__ import annotations

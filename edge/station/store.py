@@ -3,9 +3,9 @@
 Each `Change` (tickets, windows, the day's state) is written by the outbox's commit thread in
 the same transaction as the events it causes (`Outbox.append_all`): one fsync covers both, and
 after a crash the state is never ahead of or behind the events the county sees, with nothing to
-reconcile. (Until 0.2 the state had a file of its own, `station.db`, with a journal appended to
-the outbox after its own commit: two fsyncs an action. `edge/station/legacy.py` takes such a
-file in once.)
+reconcile. (Earlier builds kept the state in a file of its own, `station.db`, with a journal
+appended to the outbox after its own commit: two fsyncs an action. `edge/station/legacy.py`
+takes such a file in once.)
 
 What that costs: the state counts against the outbox's disk budget (a day's tickets, some
 kilobytes; eviction only ever deletes events), and a database renamed aside as corrupt takes
