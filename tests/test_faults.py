@@ -170,8 +170,12 @@ def test_corrupted_outbox_at_start(tmp_path: Path, broker: Mosquitto, subscriber
     last = gw.stop_and_drain()["last_seq"]
     wait_until(lambda: last in subscriber.events(), 15, "the last event")
     events = {seq: json.loads(c[0]) for seq, c in subscriber.assert_complete(0).items()}
-    incident = [e for e in events.values() if e["kind"] == "incident"]
+    incidents = [e for e in events.values() if e["kind"] == "incident"]
+    incident = [e for e in incidents if e["data"]["what"] == "outbox-corrupt"]
     assert len(incident) == 1 and incident[0]["seq"] > before
+    # The station's state lived in the same file: the next event says what became of it.
+    (state,) = [e for e in incidents if e["data"]["what"].startswith("station-state-")]
+    assert state["seq"] == incident[0]["seq"] + 1 and state["data"]["from"].startswith("outbox.db.corrupt-")
     after = [s for s in events if s > before]
     assert min(after) == incident[0]["seq"], "the incident must be the first event of the new outbox"
     # Everything from the incident on arrived; nothing before it was overwritten (assert_complete
