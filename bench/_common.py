@@ -28,7 +28,7 @@ if str(REPO) not in sys.path:
 from edge.clock import ClockSource  # noqa: E402
 from edge.config import ClockConfig  # noqa: E402
 from edge.events import NewEvent, Priority  # noqa: E402
-from edge.outbox import Outbox, _Append  # noqa: E402
+from edge.outbox import Outbox  # noqa: E402
 
 STATION = "bench-0001"
 COUNTY = "bench-county"
@@ -71,16 +71,15 @@ def prefill(storage: Path, n: int, batch: int = 500, make: Any = rating) -> floa
     """Write `n` undelivered events (`make(i)`, ratings by default) into a new outbox under
     `storage`; returns seconds taken.
 
-    Uses the outbox's own commit path (`Outbox._commit`, the body of its commit thread) in
-    batches of `batch`, so the rows and payload bytes are exactly what `append` stores, without
-    waiting for 100,000 producer hand-offs."""
+    Uses the outbox's own commit path (`Outbox.append_all`: `batch` events a commit), so the rows
+    and payload bytes are exactly what `append` stores, without 100,000 producer hand-offs."""
     t0 = time.perf_counter()
     outbox = open_outbox(storage)
     try:
         done = 0
         while done < n:
             k = min(batch, n - done)
-            outbox._commit([_Append(make(done + j)) for j in range(k)])
+            outbox.append_all([make(done + j) for j in range(k)])
             done += k
     finally:
         outbox.close()

@@ -53,7 +53,7 @@ def run(variant: str, work: Path, seconds: float, bodies: list[bytes]) -> float:
         if variant == "append":
             outbox.append(c.rating(n))
         else:
-            outbox._commit([_Append(c.rating(n))])
+            outbox._commit([_Append([c.rating(n)])])
         n += 1
     elapsed = time.perf_counter() - t0
     outbox.close()
