@@ -38,7 +38,7 @@ from paho.mqtt.properties import Properties
 
 from centre import bounds
 from centre.config import CentreConfig
-from centre.model import CountyModel, Outage
+from centre.model import MAX_REPLAY_SEQS, CountyModel, Outage
 from centre.store import Incoming, Store
 from edge.events import Event
 from mqtt import batch as event_batch
@@ -436,7 +436,7 @@ class Ingest:
     def _ask_replay(self, sid: str, ranges: list[tuple[int, int]], now: float) -> None:
         self.model.replay_sent(sid, ranges, now)
         for first, last in ranges:
-            last = min(last, first + 9_999)  # a station replays at most 10,000 seqs per request
+            last = min(last, first + MAX_REPLAY_SEQS - 1)  # a station replays at most this many per request
             log.info("%s: asking for a replay of seqs %d..%d", sid, first, last)
             future = self.request(sid, "replay", {"first": first, "last": last})
             future.add_done_callback(lambda f, sid=sid: self.model.replay_answered(sid, f.result()))
