@@ -584,6 +584,11 @@ class Fleet:
     def stop(self) -> None:
         """Stop making events, let what is in flight be acknowledged, then say goodbye cleanly."""
         self._quiet.set()
+        if self._thread.is_alive():
+            # A barrier: a timer fired before `quiet` may still be emitting on the fleet's thread.
+            # Its events must be in `sending()` before we look, or the DISCONNECT below overtakes
+            # those paho holds back for its inflight window, and `seq` counts events never sent.
+            self.call(lambda: None)
         deadline = time.monotonic() + 10
         while any(s.sending() for s in self.stations.values()) and time.monotonic() < deadline:
             time.sleep(0.05)

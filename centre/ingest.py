@@ -38,7 +38,7 @@ from paho.mqtt.properties import Properties
 
 from centre import bounds
 from centre.config import CentreConfig
-from centre.model import CountyModel, Outage
+from centre.model import MAX_REPLAY_SEQS, CountyModel, Outage
 from centre.store import Incoming, Store
 from edge.events import Event
 from mqtt import batch as event_batch
@@ -289,6 +289,7 @@ class Ingest:
                 else:
                     self.counters["duplicates"] += 1
                     self.model.held(event.station, event.seq, now)  # stored by another console process
+                    touched.add(event.station)  # it may raise the floor: saved below, as for new ones
             self._save_floors(touched)
         self.store.commit()
         self.counters["batches"] += 1
@@ -414,10 +415,16 @@ class Ingest:
             self._fill_from_store(sid, ranges, now)
         if now - self._floors_read >= FLOORS_READ_S:
             self._floors_read = now
+            raised = set()
             for sid, floor in self.store.floors():
                 if floor > self._floors.get(sid, 0):
                     self.model.accounted(sid, floor, now)
                     self._floors[sid] = floor
+                    raised.add(sid)
+            # The floor read may join seqs this console holds just above it (the tail of a
+            # station that went quiet): the floor that gives must be saved, or the console that
+            # saved the lower one has no gap to fill and never learns of those seqs.
+            self._save_floors(raised)
         for sid, ranges in self.model.replay_due(now, ing.gap_grace_s, ing.replay_retry_s, ing.replay_tries)[
             :MAX_REPLAYS_PER_TICK
         ]:
@@ -436,7 +443,7 @@ class Ingest:
     def _ask_replay(self, sid: str, ranges: list[tuple[int, int]], now: float) -> None:
         self.model.replay_sent(sid, ranges, now)
         for first, last in ranges:
-            last = min(last, first + 9_999)  # a station replays at most 10,000 seqs per request
+            last = min(last, first + MAX_REPLAY_SEQS - 1)  # a station replays at most this many per request
             log.info("%s: asking for a replay of seqs %d..%d", sid, first, last)
             future = self.request(sid, "replay", {"first": first, "last": last})
             future.add_done_callback(lambda f, sid=sid: self.model.replay_answered(sid, f.result()))

@@ -22,6 +22,7 @@ from edge.events import Event
 
 MAX_OUTAGES = 50  # per station, newest kept: the page shows history, the store keeps all
 MAX_CLIPS = 1000  # clip events remembered per station and day (the store keeps all)
+MAX_REPLAY_SEQS = 10_000  # seqs one replay request may name (a station refuses more)
 
 
 @dataclass
@@ -56,6 +57,7 @@ class StationView:
     tracker: SeqTracker = field(default_factory=SeqTracker)
     replay_tries: int = 0
     replay_at: float = 0.0
+    replay_floor: int = 0  # the seq floor when the last replay was asked for
     replay_last: dict[str, Any] | None = None
     replayed: int = 0  # events that arrived as answers to our replay requests (or re-sends)
     day: Day = field(default_factory=Day)
@@ -288,6 +290,7 @@ class CountyModel:
                     continue
                 if view.state != "online" or now - since < grace or now - view.replay_at < retry:
                     continue
+                self._progressed(view)
                 if view.replay_tries >= tries:
                     continue
                 due.append((view.id, view.tracker.missing(limit=5)))
@@ -298,6 +301,7 @@ class CountyModel:
             view = self.station(sid)
             view.replay_tries += 1
             view.replay_at = now
+            view.replay_floor = view.tracker.floor
             view.replay_last = {"ranges": ranges, "at": now, "answer": None}
             self._touch()
 
@@ -308,19 +312,35 @@ class CountyModel:
                 view.replay_last["answer"] = bounds.replay_answer(answer)
             self._touch()
 
+    @staticmethod
+    def _progressed(view: StationView) -> None:
+        """A request names only the lowest gaps (`missing(limit=5)`). If the floor has risen
+        since, it brought back what it asked for first: that was no failed try, and the gaps
+        above get tries of their own. Otherwise a backlog thinned out into more than
+        5 x `tries` gaps would have its upper gaps given up without ever being asked for."""
+        if view.replay_tries and view.tracker.floor > view.replay_floor:
+            view.replay_tries = 0
+
     def exhausted(self, tries: int, retry: float, now: float) -> list[tuple[str, list[tuple[int, int]]]]:
-        """Gaps still open a retry period after the last allowed request: the station no longer
-        holds them (past its retention). Returns them so ingest can record them as lost."""
+        """Gaps asked for `tries` times without the floor moving, still open a retry period
+        after the last request: the station no longer holds them (past its retention). Closes
+        as lost only what those requests named and is still missing (never a gap not asked
+        for) and returns it so ingest can record it."""
         out = []
         with self.lock:
             for view in self.stations.values():
-                if view.tracker.gap_since is not None and view.replay_tries >= tries and now - view.replay_at >= retry:
-                    ranges = view.tracker.missing(limit=1000)
-                    for first, last in ranges:
-                        view.tracker.lose(first, last, now)
-                    view.replay_tries = 0
+                if view.tracker.gap_since is None or now - view.replay_at < retry:
+                    continue
+                self._progressed(view)
+                if view.replay_tries < tries:
+                    continue
+                ranges = []
+                for first, last in (view.replay_last or {}).get("ranges", []):
+                    ranges += view.tracker.lose_missing(first, min(last, first + MAX_REPLAY_SEQS - 1), now)
+                view.replay_tries = 0
+                if ranges:
                     out.append((view.id, ranges))
-                    self._touch()
+                self._touch()
         return out
 
     # ----- what the page reads ------------------------------------------------------------------

@@ -68,6 +68,41 @@ def test_replay_is_asked_only_after_the_grace_period_and_only_of_online_stations
     assert m.replay_due(NOW + 100, grace=10, retry=30, tries=3) == []
 
 
+def test_replay_asks_for_every_gap_and_gives_up_only_on_what_it_asked_for() -> None:
+    """A request names the lowest five gaps. A backlog the broker thinned out (its queue for a
+    slow console is bounded) has many more: each answered request must count as progress, not
+    as a failed try, and only seqs asked for and never brought back may be recorded lost."""
+    m = CountyModel("c", "C")
+    m.apply_status("st-1", {"state": "online", "session": 1}, NOW)
+    for seq in range(1, 36, 2):  # 17 one-seq gaps: 2, 4, ..., 34
+        m.apply_event(event(seq, "queue", {}), NOW)
+    asked = []
+    for n in range(4):  # every request answered in full
+        now = NOW + 11 + 30 * n
+        assert m.exhausted(3, 30, now) == []
+        ((_sid, ranges),) = m.replay_due(now, grace=10, retry=30, tries=3)
+        m.replay_sent("st-1", ranges, now)
+        asked += ranges
+        for first, _last in ranges:
+            m.apply_event(event(first, "queue", {}), now + 1)
+    assert asked == [(s, s) for s in range(2, 35, 2)]
+    seq = m.detail("st-1", NOW + 200)["seq"]
+    assert (seq["floor"], seq["lost"]) == (35, 0)
+
+    # A station that no longer holds the lowest gaps: those asked for are lost after the tries,
+    # the ones above them are asked for next, not given up unasked.
+    m = CountyModel("c", "C")
+    m.apply_status("st-1", {"state": "online", "session": 1}, NOW)
+    for seq in range(1, 16, 2):  # 7 gaps: 2, 4, ..., 14
+        m.apply_event(event(seq, "queue", {}), NOW)
+    for n in range(3):
+        ((_sid, ranges),) = m.replay_due(NOW + 11 + 30 * n, grace=10, retry=30, tries=3)
+        assert ranges == [(2, 2), (4, 4), (6, 6), (8, 8), (10, 10)]
+        m.replay_sent("st-1", ranges, NOW + 11 + 30 * n)
+    assert m.exhausted(3, 30, NOW + 101) == [("st-1", [(2, 2), (4, 4), (6, 6), (8, 8), (10, 10)])]
+    assert m.replay_due(NOW + 131, grace=10, retry=30, tries=3) == [("st-1", [(12, 12), (14, 14)])]
+
+
 @given(st.lists(st.tuples(st.booleans(), st.integers(1, 60), st.integers(0, 8)), max_size=60))
 def test_the_range_tracker_agrees_with_a_plain_set(steps: list[tuple[bool, int, int]]) -> None:
     """Ranges are an implementation detail: every answer is what a set of seqs would give."""

@@ -35,10 +35,19 @@ def test_two_consoles_on_one_postgresql_show_the_same(
     wait_until(lambda: fleet.sent >= 300, 30, "300 events sent")
     fleet.stop()
     sent = {sid: st.seq for sid, st in fleet.stations.items()}
+
+    def behind(console) -> dict[str, dict]:
+        """The stations whose floor is not yet the last seq sent, with the console's seq view:
+        a timeout then says which seqs are missing where (a gap, or a tail nobody holds)."""
+        views = {s: (n, console.station(s)["seq"]) for s, n in sent.items()}
+        keys = ("floor", "top", "missing", "lost", "replay")
+        return {s: {"sent": n, **{k: v[k] for k in keys}} for s, (n, v) in views.items() if v["floor"] != n}
+
     for console in consoles:  # each accounts for the seqs the other stored
-        wait_until(
-            lambda c=console: all(c.station(s)["seq"]["floor"] == n for s, n in sent.items()), 30, "every seq stored"
-        )
+        try:
+            wait_until(lambda c=console: not behind(c), 30, "every seq stored")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc} by {console.directory.name}: {behind(console)}; see {console.log}") from None
     assert all(c.get("/api/metrics")["ingest"]["stored"] > 20 for c in consoles), "both consoles took a share"
 
     def figures(console) -> dict:
