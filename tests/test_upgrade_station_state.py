@@ -6,12 +6,10 @@ county holds every seq."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -28,8 +26,8 @@ def previous_build(into: Path) -> Path:
     if known.returncode != 0:
         pytest.skip(f"revision {PREVIOUS} is not in this clone (a shallow clone?): cannot run the previous build")
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", PREVIOUS], capture_output=True, check=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
+    into.mkdir()
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)  # our own history: trusted
     return into
 
 
