@@ -22,6 +22,7 @@ above both the last readable seq and the mark, and its next event is an `inciden
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -460,8 +461,7 @@ class Outbox:
         mono = time.monotonic_ns()
         ts = format_ts(datetime.fromtimestamp(now).astimezone())
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 self._take_marks()
                 accepted, report = self._make_room(batch)
                 accepted = [r for r in accepted if self._write_state(r)]
@@ -487,11 +487,6 @@ class Outbox:
                     rows,
                 )
                 # No last_seq row per commit: max(seq) says it, and what deletes events writes the row.
-                self._conn.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:  # a COMMIT that failed (disk full) has rolled back already
-                    self._conn.execute("ROLLBACK")
-                raise
             self._last_seq = seq
             self._mark_held = self._reserved
             self.commits += 1
@@ -597,19 +592,29 @@ class Outbox:
                 self._write_relaxed((f"UPDATE events SET clock='unsynced-sent' WHERE seq IN ({marks})", unsynced))
         return [Pending(r[0], r[1], Priority(r[2]), r[3]) for r in rows]
 
+    @contextlib.contextmanager
+    def _transaction(self, begin: str = "BEGIN IMMEDIATE") -> Iterator[None]:
+        """One transaction on the outbox's connection (under _lock): committed when the block
+        ends, rolled back when it raises. A COMMIT that failed (a full disk) has rolled back
+        already, so ROLLBACK only runs while a transaction is still open, and the first error is
+        the one raised."""
+        self._conn.execute(begin)
+        try:
+            yield
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+
     def _write_relaxed(self, *statements: tuple[str, Iterable]) -> None:
         """Writes whose loss only causes a re-send: one transaction, committed without waiting
         for fsync (the next durable commit's fsync takes them along)."""
         self._conn.execute("PRAGMA synchronous = NORMAL")
         try:
-            self._conn.execute("BEGIN")
-            try:
+            with self._transaction("BEGIN"):
                 for sql, params in statements:
                     self._conn.execute(sql, tuple(params))
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
         finally:
             self._conn.execute("PRAGMA synchronous = FULL")
 
@@ -682,11 +687,10 @@ class Outbox:
                 body = fixed.to_bytes()
                 updates.append((body, len(body), seq))
             if updates:
-                self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.executemany(
-                    "UPDATE events SET payload = ?, size = ?, clock = 'corrected' WHERE seq = ?", updates
-                )
-                self._conn.execute("COMMIT")
+                with self._transaction():
+                    self._conn.executemany(
+                        "UPDATE events SET payload = ?, size = ?, clock = 'corrected' WHERE seq = ?", updates
+                    )
         return len(updates)
 
     # ----- session and outage log -----------------------------------------------------------
@@ -701,12 +705,10 @@ class Outbox:
 
     def next_session(self) -> int:
         """The connection counter (Sparkplug's bdSeq): +1 per connection, never repeated."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+        with self._lock, self._transaction():
             row = self._conn.execute("SELECT value FROM meta WHERE key='session'").fetchone()
             session = int(row[0]) + 1 if row else 1
             self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('session', ?)", (str(session),))
-            self._conn.execute("COMMIT")
         return session
 
     def outage_started(self, cause: str) -> None:
@@ -735,15 +737,9 @@ class Outbox:
         written first, in the same transaction: it may be among those forgotten."""
         with self._lock:
             self._write_marks()
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (str(self._last_seq),))
                 cur = self._conn.execute("DELETE FROM events WHERE delivered IS NOT NULL AND delivered < ?", (cutoff,))
-                self._conn.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
         return cur.rowcount
 
     # ----- status --------------------------------------------------------------------------
