@@ -168,7 +168,8 @@ class Subscriber:
     def lines(self) -> list[dict]:
         if not self.out.exists():
             return []
-        return [json.loads(line) for line in self.out.read_text().splitlines() if line.endswith("}")]
+        complete = self.out.read_text().split("\n")[:-1]  # the last line may be half written
+        return [json.loads(line) for line in complete if line]
 
     def subscriptions(self) -> int:
         return max((line["subscribed"] for line in self.lines() if "subscribed" in line), default=0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import queue
 import time
@@ -114,34 +113,19 @@ def test_unknown_malformed_and_expired_commands_get_errors_not_crashes(running) 
     assert gw.proc.poll() is None
 
 
-def test_replay_fills_a_gap_made_at_the_county(running) -> None:
-    gw, req = running
-    sub_events = lambda: running_subscriber_events(gw)  # noqa: E731
-    wait_until(lambda: len(sub_events()) >= 30, 15, "30 events at the county")
-    first_copies = sub_events()
+def test_replay_fills_a_gap_made_at_the_county(running, subscriber) -> None:
+    _gw, req = running
+    wait_until(lambda: len(subscriber.events()) >= 30, 15, "30 events at the county")
+    first_copies = subscriber.events()
     lost = set(range(10, 20))  # the county lost these (say, a failed disk at the centre)
     _msg, reply = req.request("replay", json.dumps({"first": 10, "last": 19}).encode())
     assert reply == {"ok": True, "result": {"first": 10, "last": 19, "count": 10}}
-    wait_until(lambda: all(len(running_subscriber_events(gw).get(s, [])) >= 2 for s in lost), 10, "the replay")
-    replayed = [m for m in _messages(gw) if m["replay"]]
-    again = {message_doc(m)["seq"] for m in replayed}
+    wait_until(lambda: all(len(subscriber.events().get(s, [])) >= 2 for s in lost), 10, "the replay")
+    again = {message_doc(m)["seq"] for m in subscriber.messages() if m["replay"]}
     assert lost <= again
     for seq in lost:
-        copies = running_subscriber_events(gw)[seq]
+        copies = subscriber.events()[seq]
         assert all(c == first_copies[seq][0] for c in copies), "a replay must be byte-identical"
-
-
-def _messages(gw: GatewayProcess) -> list[dict]:
-    out = gw.config.parent / "county.jsonl"
-    return [json.loads(line) for line in out.read_text().splitlines() if '"topic"' in line and "/events/" in line]
-
-
-def running_subscriber_events(gw: GatewayProcess) -> dict[int, list[bytes]]:
-    events: dict[int, list[bytes]] = {}
-    for m in _messages(gw):
-        payload = base64.b64decode(m["payload"])
-        events.setdefault(json.loads(payload)["seq"], []).append(payload)
-    return events
 
 
 def test_config_get_blanks_passwords(tmp_path: Path, broker, gateways) -> None:
