@@ -9,8 +9,9 @@ MQTT 3.1.1, or when the broker offers none: topics go in full).
 
 from __future__ import annotations
 
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
+from mqtt.codec import FrozenProperties
 
 
 class TopicAliases:
@@ -38,11 +39,11 @@ class TopicAliases:
         return (topic if first else ""), self._properties(alias, replay)
 
     def _properties(self, alias: int, replay: Properties | None) -> Properties:
-        """Built once per alias and replay flag: paho only reads a publish's properties."""
+        """Built (and packed) once per alias and replay flag: paho only reads a publish's properties."""
         key = (alias, replay is not None)
         props = self._props.get(key)
         if props is None:
-            props = Properties(PacketTypes.PUBLISH)
+            props = FrozenProperties()
             props.TopicAlias = alias
             if replay is not None:
                 props.UserProperty = replay.UserProperty

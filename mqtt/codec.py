@@ -36,8 +36,24 @@ def decode_status(payload: bytes) -> dict[str, Any]:
     return doc
 
 
+class FrozenProperties(Properties):
+    """PUBLISH properties that never change once made, packed once. paho packs a publish's
+    properties at every send by walking all 27 property names it knows, which cost a live
+    event more than the rest of its publish."""
+
+    def __init__(self) -> None:
+        super().__init__(PacketTypes.PUBLISH)
+
+    def pack(self) -> bytes:
+        packed = vars(self).get("packed_once")
+        if packed is None:
+            packed = super().pack()
+            object.__setattr__(self, "packed_once", packed)  # paho's __setattr__ takes property names only
+        return packed
+
+
 def _replay() -> Properties:
-    props = Properties(PacketTypes.PUBLISH)
+    props = FrozenProperties()
     props.UserProperty = ("replay", "1")
     return props
 
