@@ -1,8 +1,12 @@
 """The durable outbox: every event is on disk before anyone is told it exists.
 
-One SQLite database in WAL mode. Appends are group-committed by one named thread with
-`synchronous=FULL`: producers that arrive together share one fsync, and `append` returns only
-after that fsync, so an acknowledged button press survives `kill -9` or a power cut.
+One SQLite database in WAL mode, committed with `synchronous=FULL`: `append` returns only after
+the fsync, so an acknowledged button press survives `kill -9` or a power cut. A producer that
+finds no commit under way commits on its own thread; one that arrives during a commit hands its
+request to the commit thread ("yimen-outbox-commit"), which commits all that gathered meanwhile
+as one group with one fsync. The lone producer's own commit spares two thread hand-offs per
+event (to the commit thread and back), a tenth of a station's CPU at 20 events a second; the
+group keeps a burst from costing an fsync per producer.
 A producer with state of its own (the station's queue) keeps it in tables of this database and
 hands its rows in with its events (`append_all`): state and events commit in one transaction,
 so one fsync covers both and neither can be ahead of the other after a crash.
@@ -185,9 +189,9 @@ def _salvage_max_seq(path: Path) -> int:
 class Outbox:
     """The durable, prioritised queue between station logic and the uplink.
 
-    Thread model: any thread may call `append` (it hands over to the commit thread and waits);
-    the uplink thread calls `pending`, `mark_delivered` and `park`; a short lock serialises use
-    of the one connection.
+    Thread model: any thread may call `append` (it commits itself, or hands over to the commit
+    thread and waits); the uplink thread calls `pending`, `mark_delivered` and `park`; a short
+    lock serialises use of the one connection, and another one commits.
     """
 
     def __init__(
@@ -211,6 +215,7 @@ class Outbox:
         self._now = now
         self._boot = boot_id()
         self._lock = threading.Lock()
+        self._committer = threading.Lock()  # held by whichever thread is committing a group
         self._requests: queue.SimpleQueue[_Append | None] = queue.SimpleQueue()
         self._listeners: list[Callable[[], None]] = []
         self._marks: dict[int, float] = {}  # delivered seq -> PUBACK time, not yet written (under _lock)
@@ -364,11 +369,13 @@ class Outbox:
     # ----- appending -----------------------------------------------------------------------
 
     def subscribe(self, listener: Callable[[], None]) -> None:
-        """`listener` is called (on the commit thread) after each commit; it must only hand over."""
+        """`listener` is called (on the committing thread) after each commit; it must only hand
+        over, and never append."""
         self._listeners.append(listener)
 
     def subscribe_events(self, listener: Callable[[list[Event]], None]) -> None:
-        """`listener` gets each commit's new events (on the commit thread); it must only hand over."""
+        """`listener` gets each commit's new events (on the committing thread); it must only hand
+        over, and never append."""
         self._event_listeners.append(listener)
 
     def append(self, new: NewEvent) -> Event:
@@ -382,8 +389,14 @@ class Outbox:
         a `write` that raises fails its own request only. Raises OutboxFull, OutboxError, or
         what `write` raised."""
         request = _Append(news, write)
-        self._requests.put(request)
-        request.done.wait()
+        if self._requests.empty() and self._committer.acquire(blocking=False):
+            try:  # nothing else under way: commit on this thread, sparing two thread hand-offs
+                self._run_batch([request])
+            finally:
+                self._committer.release()
+        else:  # a commit is under way: join the next group on the commit thread
+            self._requests.put(request)
+            request.done.wait()
         if request.error is not None:
             raise request.error
         assert request.events is not None
@@ -418,40 +431,43 @@ class Outbox:
                 return
             batch = [first]
             stop = False
-            while len(batch) < _BATCH_MAX:
-                try:
-                    nxt = self._requests.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                batch.append(nxt)
-            work = [r for r in batch if r.news is not None]
-            committed: list[Event] = []
-            try:
-                if work:
-                    committed = self._commit(work)
-            except Exception as exc:
-                log.exception("outbox commit failed")
-                error = (
-                    exc if isinstance(exc, OutboxError) else OutboxError(f"outbox {self.path}: commit failed: {exc}")
-                )
-                for request in work:
-                    if request.events is None and request.error is None:
-                        request.error = error
-            # Before the producers return: once append returns, what its event sets off is under way.
-            for event_listener in self._event_listeners:
-                try:
-                    event_listener(committed)
-                except Exception:  # a listener's bug must not stop the commit thread
-                    log.exception("outbox event listener failed")
-            for request in batch:
-                request.done.set()
-            for listener in self._listeners:
-                listener()
+            with self._committer:  # taken before the rest: what arrives meanwhile joins this group
+                while len(batch) < _BATCH_MAX:
+                    try:
+                        nxt = self._requests.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        stop = True
+                        break
+                    batch.append(nxt)
+                self._run_batch(batch)
             if stop:
                 return
+
+    def _run_batch(self, batch: list[_Append]) -> None:
+        """Commit a group of requests, tell the listeners, and release the producers."""
+        work = [r for r in batch if r.news is not None]
+        committed: list[Event] = []
+        try:
+            if work:
+                committed = self._commit(work)
+        except Exception as exc:
+            log.exception("outbox commit failed")
+            error = exc if isinstance(exc, OutboxError) else OutboxError(f"outbox {self.path}: commit failed: {exc}")
+            for request in work:
+                if request.events is None and request.error is None:
+                    request.error = error
+        # Before the producers return: once append returns, what its event sets off is under way.
+        for event_listener in self._event_listeners:
+            try:
+                event_listener(committed)
+            except Exception:  # a listener's bug must not stop the commit
+                log.exception("outbox event listener failed")
+        for request in batch:
+            request.done.set()
+        for listener in self._listeners:
+            listener()
 
     def _commit(self, batch: list[_Append]) -> list[Event]:
         now = self._now()
