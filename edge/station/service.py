@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from edge.station import clerks, limits, ratings
@@ -45,6 +45,7 @@ STATION_KINDS = (queue_mod.KIND, ratings.KIND, clerks.KIND, limits.KIND)
 QUEUE_KEYS = ("next", "recall", "skip", "start", "done")
 PRINT_QUEUE = 32  # tickets waiting for the printer beyond this are issued unprinted ("busy")
 CALLS_KEPT = 8  # the latest calls a calling screen shows
+LIMITS_EVERY = timedelta(seconds=1)  # time limits are checked this often between ticks
 
 
 def local_now() -> datetime:
@@ -76,6 +77,7 @@ _DEFERRED = object()
 class _Request:
     run: Callable[[datetime, Change], Any]
     window: int | None = None  # whose light a None answer means
+    tick: bool = False  # the clock's turn: everything due is applied, the time limits too
     reply: Future[Outcome] = field(default_factory=Future)
 
 
@@ -108,13 +110,14 @@ class Station:
         # numbers too, rather than a new day begun on a clock that cannot know the date.
         self._day_known = day_known
         self._tick_s = tick_s
+        self._limits_at: datetime | None = None  # when the time limits were last checked
         self._queue = Queue(settings, station_id)
         self._ratings = Ratings(settings, self._queue)
         self._clerks = Clerks(settings.clerks)
         self._limits = Limits(settings)
         self._store = StationStore(outbox, STATION_KINDS)
         self._state = self._load()
-        self._requests: queue.Queue[_Request | None] = queue.Queue()
+        self._requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._printing = Worker("yimen-station-print", self._print, PRINT_QUEUE)
         self._thread = threading.Thread(target=self._run, name="yimen-station", daemon=True)
         self._awaiting: dict[str, _Request] = {}  # ticket id -> the request waiting for its print
@@ -217,7 +220,7 @@ class Station:
 
     def tick(self) -> None:
         """Apply what the clock has made due now (the owner also does this every `tick_s`)."""
-        self._call(lambda now, change: None, None)
+        self._call(lambda now, change: None, None, tick=True)
 
     def on_led(self, listener: Callable[[int, Feedback], None]) -> None:
         """`listener(window, feedback)` is called on the owner thread whenever a window's light
@@ -259,10 +262,10 @@ class Station:
             "announce": self._announcer.status() if self._announcer is not None else None,
         }
 
-    def _call(self, run: Callable[[datetime, Change], Any], window: int | None) -> Outcome:
+    def _call(self, run: Callable[[datetime, Change], Any], window: int | None, *, tick: bool = False) -> Outcome:
         if self._stopping:
             raise NotRecorded("the station is stopping: nothing was recorded; try again after the restart")
-        request = _Request(run, window)
+        request = _Request(run, window, tick=tick)
         self._requests.put(request)
         return request.reply.result()
 
@@ -273,7 +276,7 @@ class Station:
             try:
                 request = self._requests.get(timeout=self._tick_s)
             except queue.Empty:
-                request = _Request(lambda now, change: None)
+                request = _Request(lambda now, change: None, tick=True)
             if request is None:
                 return
             self._handle(request)
@@ -284,7 +287,7 @@ class Station:
         self._after = []
         self._current = request
         try:
-            self._due(now, change)
+            self._due(now, change, request.tick)
             try:
                 answer = request.run(now, change)
             except Refused as exc:
@@ -320,14 +323,20 @@ class Station:
             answer = self._light(state, now) if state is not None else Feedback.IDLE
         return Outcome(answer)
 
-    def _due(self, now: datetime, change: Change) -> None:
+    def _due(self, now: datetime, change: Change, tick: bool) -> None:
         today = now.date().isoformat()
         self._ratings.expire_reasons(self._state, change, now)
         if self._state.day != today and self._day_known():
             self._queue.end_day(self._state, change, now)
             self._clerks.end_day(self._state, change, now)
         self._queue.close_categories(self._state, change, now)
-        self._limits.check(self._state, change, now)
+        # Time limits move only with the clock, a second at a time: checked at most once a second
+        # between ticks, not at every press (a check looks at every live ticket). A clock set
+        # back checks at once.
+        at = self._limits_at
+        if tick or at is None or not at <= now < at + LIMITS_EVERY:
+            self._limits.check(self._state, change, now)
+            self._limits_at = now
 
     # -- lights -----------------------------------------------------------------------------------
 
