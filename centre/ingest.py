@@ -2,8 +2,9 @@
 
 paho calls `on_message` on its network thread; it only stamps the message and queues it. The
 "centre-ingest" thread takes whatever has queued up (a batch), stores the events in one
-transaction, feeds the new ones to the model, persists status changes and outages, and once a
-second looks for gaps that have outlasted the grace period and asks those stations for a replay.
+transaction, feeds the new ones to the model, then persists status changes, outages and seq
+floors in a second transaction, in station order (see `_commit`), and once a second looks for
+gaps that have outlasted the grace period and asks those stations for a replay.
 
 Connection 0 takes statuses and command replies, plainly: a broker never sends retained
 messages to a shared subscription, every console must see every station's state, and a will
@@ -30,6 +31,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import date
+from functools import partial
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -71,7 +73,11 @@ class Ingest:
         self._pending_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._nonce = secrets.token_hex(4)
-        self._floors: dict[str, int] = {}
+        self._floors: dict[str, int] = {}  # the floor last saved (or read back) per station
+        # Station rows to write at the next commit (see _commit): statuses and outages in the
+        # order they happened, per station; the stations whose floor may have risen.
+        self._station_writes: dict[str, list[Callable[[], object]]] = {}
+        self._floors_due: set[str] = set()
         self._floors_read = 0.0
         self.subscribed = threading.Event()
         self._limit = bounds.RateLimit(config.ingest.station_rate, config.ingest.station_burst)
@@ -251,7 +257,17 @@ class Ingest:
                     self._tick()
             except Exception:
                 self.counters["errors"] += 1
-                log.exception("ingest batch failed; carrying on (a replay brings back what it lost)")
+                log.exception("ingest batch failed; rolled back, carrying on (a replay brings back what it lost)")
+                self._rollback()
+
+    def _rollback(self) -> None:
+        """End the failed transaction. Without this, PostgreSQL refuses every later statement
+        on the connection ("current transaction is aborted"): the console stored nothing
+        more, filled no gap from the store and asked for no replay, for good."""
+        try:
+            self.store.rollback()
+        except Exception:
+            log.exception("could not roll back the store's transaction")
 
     def _handle(self, batch: list[Message]) -> None:
         incoming: list[tuple[Incoming, Event]] = []
@@ -291,7 +307,7 @@ class Ingest:
                     self.model.held(event.station, event.seq, now)  # stored by another console process
                     touched.add(event.station)  # it may raise the floor: saved below, as for new ones
             self._save_floors(touched)
-        self.store.commit()
+        self._commit()
         self.counters["batches"] += 1
 
     def _batch_rows(
@@ -386,18 +402,41 @@ class Ingest:
             log.info("%s: ignored an offline status of session %s, older than its birth", sid, doc.get("session"))
             return
         view = self.model.stations[sid]
-        self.store.save_station(sid, view.state, view.session, view.since, view.cause)
+        writes = self._station_writes.setdefault(sid, [])
+        writes.append(partial(self.store.save_station, sid, view.state, view.session, view.since, view.cause))
         if change == "offline":
-            self.store.open_outage(sid, now, view.cause or "lost")
+            writes.append(partial(self.store.open_outage, sid, now, view.cause or "lost"))
         elif change == "online":
-            self.store.close_outage(sid, now)
+            writes.append(partial(self.store.close_outage, sid, now))
 
     def _save_floors(self, stations: set[str]) -> None:
-        for sid in stations:
+        """These stations' floors may have risen: saved (if they did) at the next commit."""
+        self._floors_due |= stations
+
+    def _commit(self) -> None:
+        """Commit what was stored (events, losses), then write the station rows that changed
+        (statuses, outages, floors) in a transaction of their own, in station order.
+
+        Every console process sharing the store writes the same station rows. Two transactions
+        taking them in different orders (a batch's statuses in arrival order, a tick's floors in
+        the order of its gaps) deadlock, and PostgreSQL aborts one. With the events inserted in
+        id order in one transaction and the station rows written in station order in the next,
+        no two ingest transactions wait for each other in a cycle. The events go first, so a
+        floor is never saved before the seqs it covers. The writes stay pending until
+        committed: after a failure they are made at the next commit."""
+        self.store.commit()
+        saved: dict[str, int] = {}
+        for sid in sorted(self._station_writes.keys() | self._floors_due):
+            for write in self._station_writes.get(sid, []):
+                write()
             floor = self.model.stations[sid].tracker.floor
-            if self._floors.get(sid) != floor:
+            if sid in self._floors_due and self._floors.get(sid) != floor:
                 self.store.save_floor(sid, floor)
-                self._floors[sid] = floor
+                saved[sid] = floor
+        self.store.commit()
+        self._floors.update(saved)
+        self._station_writes.clear()
+        self._floors_due.clear()
 
     def _tick(self) -> None:
         now = time.time()
@@ -429,7 +468,7 @@ class Ingest:
             :MAX_REPLAYS_PER_TICK
         ]:
             self._ask_replay(sid, ranges, now)
-        self.store.commit()
+        self._commit()
 
     def _fill_from_store(self, sid: str, ranges: list[tuple[int, int]], now: float) -> None:
         """Before asking a station again: another console process sharing the store (and the

@@ -112,6 +112,10 @@ class Store:
     def commit(self) -> None:
         self.conn.commit()
 
+    def rollback(self) -> None:
+        """End a failed transaction: PostgreSQL refuses every later statement until then."""
+        self.conn.rollback()
+
     def close(self) -> None:
         self.conn.close()
 
@@ -194,6 +198,9 @@ class PostgresStore(Store):
     def insert_events(self, rows: list[Incoming]) -> set[str]:
         if not rows:
             return set()
+        # In id order: two consoles inserting the same ids (a re-sent event) take their index
+        # locks in the same order, so neither waits for the other in a cycle (a deadlock).
+        rows = sorted(rows, key=lambda r: r.id)
         # One round trip for the whole batch, whatever its size: arrays in, new ids out.
         cur = self.conn.execute(
             """INSERT INTO events
