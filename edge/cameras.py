@@ -2,8 +2,8 @@
 
 Until the station logic calls `camera.clip(caused_by=...)` itself, `on_events` watches the
 outbox: a committed `rating` whose `verdict` is `bad` (or that says `"camera": true`) asks the
-camera of that rating's window for its clip. It runs on the outbox's commit thread and only
-hands over: `clip()` puts a request on the camera's own queue and returns a Future.
+camera of that rating's window for its clip. It runs on the thread that made the outbox's
+commit and only hands over: `clip()` puts a request on the camera's own queue and returns a Future.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class Cameras:
         self.by_window: dict[int, Camera] = {camera.config.window: camera for camera in cameras}
 
     def on_events(self, events: list[Event]) -> None:
-        """Outbox listener (commit thread): hand each bad rating's clip to its window's camera."""
+        """Outbox listener (the committing thread): hand each bad rating's clip to its window's camera."""
         for event in events:
             if not wants_clip(event):
                 continue

@@ -69,7 +69,7 @@ class MediaStore:
             # Left by a power cut mid-write: never renamed, so no event refers to it.
             log.warning("removing unfinished media file %s", stale.name)
             stale.unlink(missing_ok=True)
-        # Guards only the running total: any camera thread adds, the outbox's commit thread deletes.
+        # Guards only the running total: any camera thread adds, the outbox's commit (on whichever thread) deletes.
         self._used_lock = threading.Lock()
         self._used = sum(p.stat().st_size for p in self.dir.iterdir() if p.is_file())
 

@@ -6,8 +6,9 @@ arriving. The protocol is one datagram per message to the AF_UNIX socket named i
 $NOTIFY_SOCKET (sd_notify(3)); it is small enough to speak here rather than depend on an
 unmaintained package. Outside systemd none of this does anything.
 
-WATCHDOG=1 is sent only while the gateway is healthy, so a wedged gateway (a commit thread
-stuck on a dead SD card, a crashed uplink thread) is restarted instead of sitting there
+WATCHDOG=1 is sent only while the gateway is healthy, so a wedged gateway (a commit stuck on
+a dead SD card, on whichever thread: the commit thread's probe waits behind it; a crashed uplink
+thread) is restarted instead of sitting there
 looking alive. Healthy means every check passes: see `Watchdog`.
 """
 

@@ -1,7 +1,7 @@
 """Where the station's state lives between restarts: tables of its own inside outbox.db.
 
-Each `Change` (tickets, windows, the day's state) is written by the outbox's commit thread in
-the same transaction as the events it causes (`Outbox.append_all`): one fsync covers both, and
+Each `Change` (tickets, windows, the day's state) is written by the outbox's commit in the
+same transaction as the events it causes (`Outbox.append_all`): one fsync covers both, and
 after a crash the state is never ahead of or behind the events the county sees, with nothing to
 reconcile. (Earlier builds kept the state in a file of its own, `station.db`, with a journal
 appended to the outbox after its own commit: two fsyncs an action. `edge/station/legacy.py`

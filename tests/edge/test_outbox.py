@@ -7,6 +7,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -412,4 +413,38 @@ def test_a_failing_producer_fails_alone_in_a_shared_commit(tmp_path: Path) -> No
     assert isinstance(results[2], ValueError)
     assert sorted(r for r in results.values() if isinstance(r, int)) == [1, 2]
     assert sorted(box.use(lambda conn: conn.execute("SELECT n FROM mine").fetchall())) == [(1,), (3,)]
+    box.close()
+
+
+def test_a_lone_producer_commits_itself_and_latecomers_group_on_the_commit_thread(tmp_path: Path) -> None:
+    """A producer that finds no commit under way commits on its own thread; those arriving
+    during that commit wait for it and then share one commit on the commit thread, and so does
+    the watchdog's probe (a commit stuck on a dead disk leaves it unanswered)."""
+    box = make(tmp_path)
+    ran_on: dict[str, str] = {}
+
+    def note(name: str) -> Callable[[sqlite3.Connection], None]:
+        """A producer's write that records which thread ran it."""
+        return lambda _conn: ran_on.__setitem__(name, threading.current_thread().name)
+
+    box.append_all([ev()], note("lone"))
+    assert ran_on["lone"] == threading.current_thread().name
+    release = threading.Event()
+    holder = threading.Thread(target=box.append_all, args=([ev()], lambda _conn: release.wait(5)), name="holder")
+    holder.start()
+    time.sleep(0.2)
+    probe = box.responsive()
+    late = [threading.Thread(target=box.append_all, args=([ev()], note(f"late-{n}"))) for n in range(3)]
+    for thread in late:
+        thread.start()
+    time.sleep(0.3)
+    assert not probe.is_set(), "the probe was answered while a commit was stuck"
+    commits = box.commits
+    release.set()
+    for thread in [holder, *late]:
+        thread.join(5)
+    assert probe.wait(5)
+    assert {ran_on[f"late-{n}"] for n in range(3)} == {"yimen-outbox-commit"}
+    assert box.commits == commits + 2, "the holder's commit, then one for the three that came during it"
+    assert box.last_seq == 5
     box.close()
