@@ -10,9 +10,9 @@ group keeps a burst from costing an fsync per producer.
 A producer with state of its own (the station's queue) keeps it in tables of this database and
 hands its rows in with its events (`append_all`): state and events commit in one transaction,
 so one fsync covers both and neither can be ahead of the other after a crash.
-Delivery marks are held in memory and written inside the next group commit (or, when no
-append comes for `MARK_DELAY_S`, by a commit of their own with `synchronous=NORMAL`): a lost
-mark costs one byte-identical re-send, while an fsync per PUBACK would cost milliseconds on an
+Delivery marks are held in memory for `MARK_DELAY_S` and then written inside the next commit
+(or, when no append comes to take them, by a commit of their own with `synchronous=NORMAL`): a
+lost mark costs one byte-identical re-send, while an fsync per PUBACK would cost milliseconds on an
 SD card, and a transaction of their own per PUBACK rewrote the very pages (the newest events'
 leaf and index pages) the next append writes again.
 
@@ -54,7 +54,12 @@ HWM_NAME = "seq.hwm"
 PAGE_SIZE = 1024
 WAL_BYTES = 4 << 20
 _EVENT_BOUND = 16 << 10  # more than any event's row takes: the budget check's quick answer
-MARK_DELAY_S = 1.0  # the longest a delivery mark waits in memory for an append to ride with
+# Delivery marks are held back this long, and then ride with the next commit: a second's marks
+# (20 at 20 events a second) in one commit touch the `delivered_at` index's newest leaf once,
+# where a mark a commit wrote a page of it each time. Marks no commit took within twice this
+# are written by a commit of their own; MARK_ROWS held marks go with the next commit at once.
+MARK_DELAY_S = 1.0
+MARK_ROWS = 200
 
 
 class OutboxError(RuntimeError):
@@ -219,6 +224,7 @@ class Outbox:
         self._requests: queue.SimpleQueue[_Append | None] = queue.SimpleQueue()
         self._listeners: list[Callable[[], None]] = []
         self._marks: dict[int, float] = {}  # delivered seq -> PUBACK time, not yet written (under _lock)
+        self._marks_since = 0.0  # monotonic time the oldest of them was held
         self._event_listeners: list[Callable[[list[Event]], None]] = []
         self.commits = 0  # group commits made: fewer than appends when producers arrive together
         self.incident: Incident | None = None
@@ -425,7 +431,8 @@ class Outbox:
                 first = self._requests.get(timeout=MARK_DELAY_S)  # idle: wakes to write held marks
             except queue.Empty:
                 with self._lock:
-                    self._write_marks()
+                    if self._marks and time.monotonic() - self._marks_since >= 2 * MARK_DELAY_S:
+                        self._write_marks()  # no commit came to take them
                 continue
             if first is None:
                 return
@@ -478,7 +485,10 @@ class Outbox:
         ts = format_ts(datetime.fromtimestamp(now).astimezone())
         with self._lock:
             with self._transaction():
-                self._take_marks()
+                if self._marks and (
+                    len(self._marks) >= MARK_ROWS or time.monotonic() - self._marks_since >= MARK_DELAY_S
+                ):
+                    self._take_marks()
                 accepted, report = self._make_room(batch)
                 accepted = [r for r in accepted if self._write_state(r)]
                 groups = ([[report]] if report is not None else []) + [list(r.news or ()) for r in accepted]
@@ -533,6 +543,7 @@ class Outbox:
         # every event a second time (it is serialised once, for its row, below).
         if self.used_bytes() + _EVENT_BOUND * len(news) <= self._max_bytes:
             return batch, None
+        self._take_marks()  # delivered events go first: eviction must see every held mark
         incoming = sum(len(json.dumps(n.data)) + 300 for n in news)
         result = eviction.make_room(self._conn, self.used_bytes, incoming, self._max_bytes, self._reclaim)
         accepted = []
@@ -635,12 +646,14 @@ class Outbox:
             self._conn.execute("PRAGMA synchronous = FULL")
 
     def mark_delivered(self, seqs: Collection[int]) -> None:
-        """Held until the next group commit writes it (see the module's docstring); `pending`
+        """Held for a commit to write (see MARK_DELAY_S and the module's docstring); `pending`
         leaves the seqs out meanwhile, and whatever reads the table writes the marks first."""
         if not seqs:
             return
         now = self._now()
         with self._lock:
+            if not self._marks:
+                self._marks_since = time.monotonic()
             self._marks.update(dict.fromkeys(seqs, now))
 
     def _take_marks(self) -> None:

@@ -16,7 +16,7 @@ from edge import retention
 from edge.clock import ClockSource
 from edge.config import ClockConfig
 from edge.events import Event, NewEvent, Priority
-from edge.outbox import SEQ_BLOCK, Outbox, OutboxError, OutboxFull
+from edge.outbox import MARK_DELAY_S, SEQ_BLOCK, Outbox, OutboxError, OutboxFull
 
 DAY = 86400.0
 
@@ -357,7 +357,7 @@ def test_delivery_marks_that_cannot_be_written_stop_nothing(tmp_path: Path, monk
         raise sqlite3.OperationalError("database or disk is full")
 
     monkeypatch.setattr(box, "_write_relaxed", disk_full)
-    time.sleep(2.5)  # past MARK_DELAY_S: the idle commit thread has tried to write the mark
+    time.sleep(3 * MARK_DELAY_S + 0.5)  # the idle commit thread has tried to write the mark
     assert box.append(ev()).seq == 2
     assert box.stats()["undelivered"] == 2, "the lost mark: event 1 is sent again"
     box.close()
