@@ -568,9 +568,8 @@ class Outbox:
 
     def used_bytes(self) -> int:
         """Bytes counted against [storage] max_mb: live database pages plus media."""
-        page_count = self._conn.execute("PRAGMA page_count").fetchone()[0]
-        free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
-        return (page_count - free) * self._page_size + self._extra_usage()
+        live = self._conn.execute("SELECT page_count - freelist_count FROM pragma_page_count, pragma_freelist_count")
+        return live.fetchone()[0] * self._page_size + self._extra_usage()
 
     def _report_incident(self, incident: Incident) -> None:
         self.append(
