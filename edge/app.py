@@ -375,7 +375,11 @@ def run(config: Config) -> int:
     gateway.start()
     systemd.notify(f"READY=1\nSTATUS=running: station {config.station.id}")
     try:
-        gateway.stopping.wait()
+        # Woken each second: Python runs a signal's handler on the main thread only, and a SIGTERM
+        # the kernel handed to another thread (a traced process's signals, under strace, land on
+        # whichever thread was running) sets a flag that a main thread asleep on a lock never sees.
+        while not gateway.stopping.wait(1.0):
+            pass
     finally:
         log.info("stopping")
         systemd.notify("STOPPING=1")

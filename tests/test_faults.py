@@ -6,7 +6,9 @@ duplicates, or, where events were knowingly given up, holding the report that sa
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
+import os
 import random
 import signal
 import subprocess
@@ -181,3 +183,22 @@ def test_corrupted_outbox_at_start(tmp_path: Path, broker: Mosquitto, subscriber
     # Everything from the incident on arrived; nothing before it was overwritten (assert_complete
     # checked that every seq's copies are byte-identical: a reused seq would differ).
     assert set(range(incident[0]["seq"], last + 1)) <= set(events)
+
+
+def test_a_sigterm_that_lands_on_another_thread_still_stops_the_gateway(tmp_path: Path, broker: Mosquitto) -> None:
+    """The kernel may hand a process's SIGTERM to any of its threads (a traced gateway's do land
+    where strace re-injects them); Python runs the handler on the main thread only. Sent here
+    to the uplink's thread alone (tgkill), it must still stop the gateway cleanly."""
+    gw = GatewayProcess(station_config(tmp_path, broker.port, rate=5)).start()
+    try:
+        wait_until(lambda: gw.status()["broker"]["connection"] == "connected", 15, "the gateway to connect")
+        assert gw.proc is not None
+        pid = gw.proc.pid
+        others = sorted(int(tid) for tid in os.listdir(f"/proc/{pid}/task") if int(tid) != pid)
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.tgkill(pid, others[-1], signal.SIGTERM) == 0, os.strerror(ctypes.get_errno())
+        assert gw.proc.wait(15) == 0
+        assert "stopping" in gw.log.read_text()
+    finally:
+        if gw.proc is not None and gw.proc.poll() is None:
+            gw.proc.kill()
