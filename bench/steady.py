@@ -156,8 +156,14 @@ def phase(name: str, work: Path, port: int, args: argparse.Namespace) -> dict:
         time.sleep(2)  # the window's last events get their PUBACKs and marks
     finally:
         if name in ("strace", "sd") and proc.poll() is None:
-            os.kill(_child(proc.pid), signal.SIGTERM)  # strace passes on the gateway's exit code
-            code = proc.wait(120)
+            child = _child(proc.pid)
+            os.kill(child, signal.SIGTERM)  # strace passes on the gateway's exit code
+            try:
+                code = proc.wait(120)
+            except subprocess.TimeoutExpired:  # never leave a gateway running behind the bench
+                os.kill(child, signal.SIGKILL)
+                proc.kill()
+                raise
         else:
             code = m.stop(proc)
         if group:
