@@ -16,6 +16,7 @@ It runs inside the outbox's commit transaction, on the outbox's connection.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -100,7 +101,7 @@ def make_room(
             seqs = [r[0] for r in conn.execute(f"SELECT seq FROM events WHERE {where} ORDER BY seq LIMIT {_CHUNK}")]
             if not seqs:
                 break
-            conn.execute(f"DELETE FROM events WHERE seq IN ({','.join('?' * len(seqs))})", seqs)
+            conn.execute("DELETE FROM events WHERE seq IN (SELECT value FROM json_each(?))", [json.dumps(seqs)])
             if what == "delivered":
                 result.delivered.extend(seqs)
             else:

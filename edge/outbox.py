@@ -60,6 +60,10 @@ _EVENT_BOUND = 16 << 10  # more than any event's row takes: the budget check's q
 # are written by a commit of their own; MARK_ROWS held marks go with the next commit at once.
 MARK_DELAY_S = 1.0
 MARK_ROWS = 200
+# A list of seqs is one JSON parameter, never a `?` each: every distinct length of an `IN (?, ?,
+# ...)` list is another statement in the connection's cache of 128, and one over thousands of
+# seqs (a backlog's batches in flight) holds megabytes, so a drain grew the gateway to 500 MB.
+_SEQS = "(SELECT value FROM json_each(?))"
 
 
 class OutboxError(RuntimeError):
@@ -597,12 +601,11 @@ class Outbox:
         with self._lock:
             exclude = [*exclude, *self._marks]
             if exclude:
-                marks = ",".join("?" * len(exclude))
                 cur = self._conn.execute(
                     "SELECT seq, kind, priority, payload, clock FROM events INDEXED BY pending "
-                    f"WHERE delivered IS NULL AND parked IS NULL AND seq NOT IN ({marks}) "
+                    f"WHERE delivered IS NULL AND parked IS NULL AND seq NOT IN {_SEQS} "
                     "ORDER BY priority DESC, seq LIMIT ?",
-                    (*exclude, limit),
+                    (json.dumps(exclude), limit),
                 )
             else:
                 cur = self._conn.execute(
@@ -614,8 +617,9 @@ class Outbox:
             unsynced = [r[0] for r in rows if r[4] in Clock.UNTRUSTED]
             if unsynced:
                 # Once sent, a stamp is frozen: a re-send must be byte-identical to the first.
-                marks = ",".join("?" * len(unsynced))
-                self._write_relaxed((f"UPDATE events SET clock='unsynced-sent' WHERE seq IN ({marks})", unsynced))
+                self._write_relaxed(
+                    (f"UPDATE events SET clock='unsynced-sent' WHERE seq IN {_SEQS}", [json.dumps(unsynced)])
+                )
         return [Pending(r[0], r[1], Priority(r[2]), r[3]) for r in rows]
 
     @contextlib.contextmanager
@@ -678,7 +682,7 @@ class Outbox:
         self._marks = {}
         # The last delivery is max(delivered), read through its index: no meta row to rewrite.
         return [
-            (f"UPDATE events SET delivered = ? WHERE seq IN ({','.join('?' * len(seqs))})", (moment, *seqs))
+            (f"UPDATE events SET delivered = ? WHERE seq IN {_SEQS}", (moment, json.dumps(seqs)))
             for moment, seqs in by_time.items()
         ]
 
