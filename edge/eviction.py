@@ -27,6 +27,11 @@ from edge.events import NewEvent, Priority
 log = logging.getLogger("yimen.eviction")
 
 _CHUNK = 64
+# A list of seqs is one JSON parameter, never a `?` each: every distinct length of an `IN (?, ?,
+# ...)` list is another statement in the connection's cache of 128, and one over thousands of
+# seqs (a backlog's batches in flight) holds megabytes, so a drain grew the gateway to 500 MB.
+# The outbox's own statements on the same connection use it too.
+SEQS = "(SELECT value FROM json_each(?))"
 DELIVERED_SLACK = 8  # delivered events are evicted down to 1/8 of the budget below it
 
 # (what, WHERE clause) in eviction order.
@@ -101,7 +106,7 @@ def make_room(
             seqs = [r[0] for r in conn.execute(f"SELECT seq FROM events WHERE {where} ORDER BY seq LIMIT {_CHUNK}")]
             if not seqs:
                 break
-            conn.execute("DELETE FROM events WHERE seq IN (SELECT value FROM json_each(?))", [json.dumps(seqs)])
+            conn.execute(f"DELETE FROM events WHERE seq IN {SEQS}", [json.dumps(seqs)])
             if what == "delivered":
                 result.delivered.extend(seqs)
             else:

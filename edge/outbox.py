@@ -60,10 +60,6 @@ _EVENT_BOUND = 16 << 10  # more than any event's row takes: the budget check's q
 # are written by a commit of their own; MARK_ROWS held marks go with the next commit at once.
 MARK_DELAY_S = 1.0
 MARK_ROWS = 200
-# A list of seqs is one JSON parameter, never a `?` each: every distinct length of an `IN (?, ?,
-# ...)` list is another statement in the connection's cache of 128, and one over thousands of
-# seqs (a backlog's batches in flight) holds megabytes, so a drain grew the gateway to 500 MB.
-_SEQS = "(SELECT value FROM json_each(?))"
 
 
 class OutboxError(RuntimeError):
@@ -435,7 +431,7 @@ class Outbox:
                 first = self._requests.get(timeout=MARK_DELAY_S)  # idle: wakes to write held marks
             except queue.Empty:
                 with self._lock:
-                    if self._marks and time.monotonic() - self._marks_since >= 2 * MARK_DELAY_S:
+                    if self._marks_held(2 * MARK_DELAY_S):
                         self._write_marks()  # no commit came to take them
                 continue
             if first is None:
@@ -489,9 +485,7 @@ class Outbox:
         ts = format_ts(datetime.fromtimestamp(now).astimezone())
         with self._lock:
             with self._transaction():
-                if self._marks and (
-                    len(self._marks) >= MARK_ROWS or time.monotonic() - self._marks_since >= MARK_DELAY_S
-                ):
+                if len(self._marks) >= MARK_ROWS or self._marks_held(MARK_DELAY_S):
                     self._take_marks()
                 accepted, report = self._make_room(batch)
                 accepted = [r for r in accepted if self._write_state(r)]
@@ -603,7 +597,7 @@ class Outbox:
             if exclude:
                 cur = self._conn.execute(
                     "SELECT seq, kind, priority, payload, clock FROM events INDEXED BY pending "
-                    f"WHERE delivered IS NULL AND parked IS NULL AND seq NOT IN {_SEQS} "
+                    f"WHERE delivered IS NULL AND parked IS NULL AND seq NOT IN {eviction.SEQS} "
                     "ORDER BY priority DESC, seq LIMIT ?",
                     (json.dumps(exclude), limit),
                 )
@@ -618,7 +612,7 @@ class Outbox:
             if unsynced:
                 # Once sent, a stamp is frozen: a re-send must be byte-identical to the first.
                 self._write_relaxed(
-                    (f"UPDATE events SET clock='unsynced-sent' WHERE seq IN {_SEQS}", [json.dumps(unsynced)])
+                    (f"UPDATE events SET clock='unsynced-sent' WHERE seq IN {eviction.SEQS}", [json.dumps(unsynced)])
                 )
         return [Pending(r[0], r[1], Priority(r[2]), r[3]) for r in rows]
 
@@ -659,6 +653,10 @@ class Outbox:
                 self._marks_since = time.monotonic()
             self._marks.update(dict.fromkeys(seqs, now))
 
+    def _marks_held(self, seconds: float) -> bool:
+        """Whether marks have been held at least `seconds` (under _lock)."""
+        return bool(self._marks) and time.monotonic() - self._marks_since >= seconds
+
     def _take_marks(self) -> None:
         """Write the held marks in the transaction under way (under _lock)."""
         for statement in self._mark_statements():
@@ -682,7 +680,7 @@ class Outbox:
         self._marks = {}
         # The last delivery is max(delivered), read through its index: no meta row to rewrite.
         return [
-            (f"UPDATE events SET delivered = ? WHERE seq IN {_SEQS}", (moment, json.dumps(seqs)))
+            (f"UPDATE events SET delivered = ? WHERE seq IN {eviction.SEQS}", (moment, json.dumps(seqs)))
             for moment, seqs in by_time.items()
         ]
 
