@@ -20,7 +20,6 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,6 +45,7 @@ QUEUE_KEYS = ("next", "recall", "skip", "start", "done")
 PRINT_QUEUE = 32  # tickets waiting for the printer beyond this are issued unprinted ("busy")
 CALLS_KEPT = 8  # the latest calls a calling screen shows
 LIMITS_EVERY = timedelta(seconds=1)  # time limits are checked this often between ticks
+VIEW_WAIT_S = 1.0  # a reader of the queue's view waits this long for a request under way
 
 
 def local_now() -> datetime:
@@ -73,12 +73,40 @@ Answer = Outcome | Feedback | None
 _DEFERRED = object()
 
 
+class _Reply:
+    """A request's one answer, handed from the owner thread to the caller waiting for it: a lock
+    released once. Lighter than a Future (no condition, no callbacks), and made for every press."""
+
+    __slots__ = ("_answered", "_error", "_outcome")
+
+    def __init__(self) -> None:
+        self._answered = threading.Lock()
+        self._answered.acquire()
+        self._outcome: Outcome | None = None
+        self._error: BaseException | None = None
+
+    def set_result(self, outcome: Outcome) -> None:
+        self._outcome = outcome
+        self._answered.release()  # a second answer raises RuntimeError: a bug, never a lost one
+
+    def set_exception(self, error: BaseException) -> None:
+        self._error = error
+        self._answered.release()
+
+    def result(self) -> Outcome:
+        self._answered.acquire()
+        if self._error is not None:
+            raise self._error
+        assert self._outcome is not None
+        return self._outcome
+
+
 @dataclass
 class _Request:
     run: Callable[[datetime, Change], Any]
     window: int | None = None  # whose light a None answer means
     tick: bool = False  # the clock's turn: everything due is applied, the time limits too
-    reply: Future[Outcome] = field(default_factory=Future)
+    reply: _Reply = field(default_factory=_Reply)
 
 
 @dataclass(frozen=True)
@@ -130,7 +158,11 @@ class Station:
         self._view_listeners: list[Callable[[], None]] = []
         self._calls: deque[dict[str, Any]] = deque(maxlen=CALLS_KEPT)
         self._called = 0  # calls (and recalls) since start: lets a calling screen tell a new one
-        self._view: dict[str, Any] = self._snapshot(now())
+        # The owner holds this while a request changes the state; a reader of the views takes it.
+        self._state_lock = threading.Lock()
+        self._view_now = now()  # the moment of the last request or tick: what the views are as of
+        self._views = self._make_views(self._view_now)  # (snapshot, hall) as last made
+        self._views_stale = False  # a request or tick came since they were made
         self._stopping = False
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -238,26 +270,40 @@ class Station:
 
     def snapshot(self) -> dict[str, Any]:
         """The queue for telemetry, as of the owner's last request or tick; any thread."""
-        return self._view
+        return self._current_views()[0]
 
     def hall(self) -> dict[str, Any]:
         """What a calling screen shows: the queue snapshot, the latest calls (newest first, each
         with its number `n` since start) and the categories' names; any thread."""
-        return self._hall
+        return self._current_views()[1]
 
-    def _snapshot(self, now: datetime) -> dict[str, Any]:
+    def _current_views(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The views, made on the first read after a request: most requests are never looked at
+        (telemetry reads once a minute; a calling screen, when it has a viewer), and a view walks
+        every ticket of the day. Waits for a request under way, up to VIEW_WAIT_S: past that (a
+        commit stuck on a dying SD card) the last views made, so `yimen status` still answers."""
+        if self._state_lock.acquire(timeout=VIEW_WAIT_S):
+            try:
+                if self._views_stale:
+                    self._views = self._make_views(self._view_now)
+                    self._views_stale = False
+            finally:
+                self._state_lock.release()
+        return self._views
+
+    def _make_views(self, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
         view = self._queue.snapshot(self._state, now)
         view["limits"] = self._limits.snapshot(self._state, now)
-        self._hall = {
+        hall = {
             "queue": view,
             "calls": list(reversed(self._calls)),
             "categories": {c.code: c.name for c in self._settings.categories},
         }
-        return view
+        return view, hall
 
     def status(self) -> dict[str, Any]:
         return {
-            "queue": self._view,
+            "queue": self.snapshot(),
             "printing": self._printing.status(),
             "announce": self._announcer.status() if self._announcer is not None else None,
         }
@@ -282,6 +328,16 @@ class Station:
             self._handle(request)
 
     def _handle(self, request: _Request) -> None:
+        with self._state_lock:
+            outcome = self._apply(request)
+        for listener in self._view_listeners:
+            listener()
+        if outcome is not None:
+            request.reply.set_result(outcome)
+
+    def _apply(self, request: _Request) -> Outcome | None:
+        """Run a request and commit what it changed (under the state lock); its outcome, or None
+        when it is answered already (it failed) or later (its ticket is at the printer)."""
         now = self._now()
         change = Change()
         self._after = []
@@ -305,15 +361,13 @@ class Station:
             # A ticket this request left waiting for the printer was not committed either.
             self._awaiting = {tid: r for tid, r in self._awaiting.items() if r is not request}
             request.reply.set_exception(NotRecorded(f"nothing was recorded: {exc}"))
-            return
+            return None
+        finally:
+            self._view_now, self._views_stale = now, True
         for action in self._after:
             action()
         self._lights(now)
-        self._view = self._snapshot(now)
-        for listener in self._view_listeners:
-            listener()
-        if answer is not _DEFERRED:
-            request.reply.set_result(self._outcome(answer, request.window, now))
+        return None if answer is _DEFERRED else self._outcome(answer, request.window, now)
 
     def _outcome(self, answer: Answer, window: int | None, now: datetime) -> Outcome:
         if isinstance(answer, Outcome):

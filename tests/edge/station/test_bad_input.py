@@ -238,3 +238,29 @@ def test_an_outbox_renamed_aside_with_unreadable_state_says_the_day_starts_again
     assert lost["from"].startswith("outbox.db.corrupt-") and lost["day"] == station.station.snapshot()["day"]
     assert station.station.press(1, "ticket", source="window-unit") == "thanks"
     assert [e["ticket"] for e in station.data("queue")] == ["A001"]
+
+
+def test_the_queue_view_answers_while_a_commit_is_stuck(station: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A view is made when read, under the lock a request holds: a reader sees no half-made
+    change, and a commit stuck on a dying SD card costs `yimen status` a second, not its answer."""
+    st = station.station
+    assert st.snapshot()["waiting"]["A"] == 0
+    st.press(1, "ticket", source="window-unit")  # committed; no view is made of it until read
+    stuck, release = threading.Event(), threading.Event()
+    healthy = station.outbox.append_all
+
+    def slow_disk(*args: object, **kwargs: object) -> object:
+        stuck.set()
+        release.wait(10)
+        return healthy(*args, **kwargs)
+
+    monkeypatch.setattr(station.outbox, "append_all", slow_disk)
+    monkeypatch.setattr("edge.station.service.VIEW_WAIT_S", 0.2)
+    pressing = threading.Thread(target=st.press, args=(1, "ticket"), kwargs={"source": "window-unit"})
+    pressing.start()
+    assert stuck.wait(5)
+    # The last view made, from before the stuck request: never one of its uncommitted ticket.
+    assert st.snapshot()["waiting"]["A"] == 0 and st.status()["queue"]["waiting"]["A"] == 0
+    release.set()
+    pressing.join(5)
+    assert st.snapshot()["waiting"]["A"] == 2 and st.hall()["queue"]["waiting"]["A"] == 2
