@@ -80,6 +80,34 @@ class Pending:
     payload: bytes
 
 
+def send_order(item: Pending) -> tuple[int, int]:
+    """The order the uplink sends in: priority first, then seq (as `pending` reads them)."""
+    return -item.priority, item.seq
+
+
+@dataclass(frozen=True)
+class Committed:
+    """What one commit made sendable, handed to the uplink so it need not read it back.
+
+    `commit` is the outbox's commit count after it. `whole` says that `sendable` is everything the
+    commit changed among undelivered events: false when it evicted some to make room, or when an
+    event's clock is untrusted (its first read freezes its stamp, so it is read, not handed over).
+    """
+
+    commit: int
+    events: list[Event]
+    sendable: list[Pending]
+    whole: bool
+
+
+@dataclass(frozen=True)
+class PendingRead:
+    """Undelivered events as of a commit count: what `Committed` hands over after it continues it."""
+
+    commit: int
+    items: list[Pending]
+
+
 @dataclass(frozen=True)
 class Incident:
     """What went wrong with the database found at start, for the first event to report."""
@@ -222,7 +250,7 @@ class Outbox:
         self._lock = threading.Lock()
         self._committer = threading.Lock()  # held by whichever thread is committing a group
         self._requests: queue.SimpleQueue[_Append | None] = queue.SimpleQueue()
-        self._listeners: list[Callable[[], None]] = []
+        self._listeners: list[Callable[[Committed], None]] = []
         self._marks: dict[int, float] = {}  # delivered seq -> PUBACK time, not yet written (under _lock)
         self._marks_since = 0.0  # monotonic time the oldest of them was held
         self._event_listeners: list[Callable[[list[Event]], None]] = []
@@ -374,9 +402,9 @@ class Outbox:
 
     # ----- appending -----------------------------------------------------------------------
 
-    def subscribe(self, listener: Callable[[], None]) -> None:
-        """`listener` is called (on the committing thread) after each commit; it must only hand
-        over, and never append."""
+    def subscribe(self, listener: Callable[[Committed], None]) -> None:
+        """`listener` gets what each commit made sendable (on the committing thread, after the
+        commit); it must only hand over, and never append."""
         self._listeners.append(listener)
 
     def subscribe_events(self, listener: Callable[[list[Event]], None]) -> None:
@@ -455,7 +483,7 @@ class Outbox:
     def _run_batch(self, batch: list[_Append]) -> None:
         """Commit a group of requests, tell the listeners, and release the producers."""
         work = [r for r in batch if r.news is not None]
-        committed: list[Event] = []
+        committed: Committed | None = None
         try:
             if work:
                 committed = self._commit(work)
@@ -468,15 +496,16 @@ class Outbox:
         # Before the producers return: once append returns, what its event sets off is under way.
         for event_listener in self._event_listeners:
             try:
-                event_listener(committed)
+                event_listener(committed.events if committed is not None else [])
             except Exception:  # a listener's bug must not stop the commit
                 log.exception("outbox event listener failed")
         for request in batch:
             request.done.set()
-        for listener in self._listeners:
-            listener()
+        if committed is not None:
+            for listener in self._listeners:
+                listener(committed)
 
-    def _commit(self, batch: list[_Append]) -> list[Event]:
+    def _commit(self, batch: list[_Append]) -> Committed:
         now = self._now()
         stamp, clock = self._clock.reading()
         if clock == Clock.BEHIND:
@@ -493,7 +522,7 @@ class Outbox:
                 self._reserve(self._last_seq + sum(map(len, groups)))
                 if self._reserved != self._mark_held:  # the mark this commit ran under: see _check_mark
                     self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('hwm', ?)", (str(self._reserved),))
-                rows, made = [], []
+                rows, made, sendable = [], [], []
                 seq = self._last_seq
                 for group in groups:
                     made.append([])
@@ -505,6 +534,7 @@ class Outbox:
                             (seq, new.kind, int(new.priority), payload, len(payload), now, clock, mono, self._boot)
                         )
                         made[-1].append(event)
+                        sendable.append(Pending(seq, new.kind, new.priority, payload))
                 self._conn.executemany(
                     "INSERT INTO events (seq, kind, priority, payload, size, created, clock, mono_ns, boot)"
                     " VALUES (?,?,?,?,?,?,?,?,?)",
@@ -514,9 +544,11 @@ class Outbox:
             self._last_seq = seq
             self._mark_held = self._reserved
             self.commits += 1
+            commit = self.commits
         for request, events in zip(accepted, made[len(made) - len(accepted) :], strict=True):
             request.events = events
-        return [event for events in made for event in events]
+        whole = report is None and clock not in Clock.UNTRUSTED
+        return Committed(commit, [event for events in made for event in events], sendable, whole)
 
     def _write_state(self, request: _Append) -> bool:
         """Run a request's own writes in a savepoint: one that raises is undone and fails alone."""
@@ -592,7 +624,12 @@ class Outbox:
 
     def pending(self, limit: int, exclude: Collection[int] = ()) -> list[Pending]:
         """Undelivered, unparked events in send order: priority first, then seq."""
+        return self.read_pending(limit, exclude).items
+
+    def read_pending(self, limit: int, exclude: Collection[int] = ()) -> PendingRead:
+        """As `pending`, with the commit count it holds as of: each `Committed` after it adds to it."""
         with self._lock:
+            commit = self.commits
             exclude = [*exclude, *self._marks]
             if exclude:
                 cur = self._conn.execute(
@@ -614,7 +651,7 @@ class Outbox:
                 self._write_relaxed(
                     (f"UPDATE events SET clock='unsynced-sent' WHERE seq IN {eviction.SEQS}", [json.dumps(unsynced)])
                 )
-        return [Pending(r[0], r[1], Priority(r[2]), r[3]) for r in rows]
+        return PendingRead(commit, [Pending(r[0], r[1], Priority(r[2]), r[3]) for r in rows])
 
     @contextlib.contextmanager
     def _transaction(self, begin: str = "BEGIN IMMEDIATE") -> Iterator[None]:

@@ -47,7 +47,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge import __version__
 from edge.events import NewEvent, Priority
-from edge.outbox import Outbox, Pending
+from edge.outbox import Committed, Outbox, Pending, send_order
 from mqtt import codec, topics
 from mqtt.aliases import TopicAliases
 from mqtt.batch import groups, pack
@@ -170,16 +170,16 @@ class Uplink:
         self._stopping = False
         self._delivered = 0
         self._parked = 0
-        outbox.subscribe(self.wake)
+        outbox.subscribe(self._committed)
 
     # ----- public, any thread ----------------------------------------------------------------
 
     def start(self) -> None:
         self._thread.start()
 
-    def wake(self) -> None:
-        """New events were committed: look for work. Cheap; safe from any thread."""
-        self._post(("wake",))
+    def _committed(self, committed: Committed) -> None:
+        """On the committing thread: hand over what a commit made sendable (and wake the loop)."""
+        self._post(("committed", committed))
 
     def publish_control(self, topic: str, payload: bytes, properties: Any = None) -> None:
         """Publish a message that is not an outbox event (a command reply) on the current
@@ -331,7 +331,8 @@ class Uplink:
                 if item[1] == self._gen:
                     self._on_ack(item[2], item[3])
                 continue
-            if what == "wake":
+            if what == "committed":
+                self._add_ready(item[1])
                 continue
             if what == "control":
                 self._publish_control(*item[1:])
@@ -549,18 +550,31 @@ class Uplink:
 
         Read ahead from the outbox in blocks: valid only while no append has been committed
         since (a new commit may hold a higher priority, or have evicted what was read), which
-        the outbox's commit counter tells without a query. A read that came back short held all
-        there was: until the next commit, an empty read-ahead means nothing is waiting."""
+        the outbox's commit counter tells without a query, unless the commits since were handed
+        over whole (`_add_ready`). A read that came back short held all there was: until the
+        next commit, an empty read-ahead means nothing is waiting."""
         if self._ready_at != self._outbox.commits or (self._ready_more and not self._ready):
-            at = self._outbox.commits
             exclude = [item.seq for item in self._inflight.values()] + [item.seq for item in self._unmarked]
             if self._batches is not None:
                 exclude += self._batches.holds()
             limit = max(room, READ_AHEAD)
-            self._ready = collections.deque(self._outbox.pending(limit, exclude=exclude))
-            self._ready_at = at
+            read = self._outbox.read_pending(limit, exclude=exclude)
+            self._ready = collections.deque(read.items)
+            self._ready_at = read.commit
             self._ready_more = len(self._ready) == limit  # the outbox may hold more than was read
         return [self._ready.popleft() for _ in range(min(room, len(self._ready)))]
+
+    def _add_ready(self, committed: Committed) -> None:
+        """A commit's events join a read-ahead that holds everything up to the commit before it,
+        sparing a read per event at a steady trickle; otherwise the next fill reads afresh."""
+        if not committed.whole or self._ready_at != committed.commit - 1 or self._ready_more:
+            return
+        new = sorted(committed.sendable, key=send_order)  # seqs above all read: only priority reorders
+        if self._ready and new and new[0].priority > self._ready[-1].priority:
+            self._ready = collections.deque(sorted([*self._ready, *new], key=send_order))
+        else:
+            self._ready.extend(new)
+        self._ready_at = committed.commit
 
     def _forget_ready(self) -> None:
         """Drop the read-ahead: what was taken from it and not sent is read again."""

@@ -277,3 +277,76 @@ def test_a_gateway_stopped_before_its_connack_leaves_no_will(tmp_path, broker, s
     time.sleep(2.0)  # a will would be out by now (the connection is gone)
     assert not [s for s in subscriber.docs("status") if s.get("cause") == "lost"], subscriber.docs("status")
     link.close()
+
+
+def _counting_reads(box: Outbox) -> list[int]:
+    """Count the uplink's reads of pending events (the real method, only counted)."""
+    reads: list[int] = []
+    real = box.read_pending
+
+    def counted(limit, exclude=()):
+        reads.append(limit)
+        return real(limit, exclude)
+
+    box.read_pending = counted  # type: ignore[method-assign]
+    return reads
+
+
+def test_a_trickle_is_sent_from_the_commit_and_priority_still_goes_first(tmp_path) -> None:
+    """At a steady trickle the uplink takes each commit's events as the commit hands them over,
+    rather than reading them back; while the window is full, what waits is still sent by priority."""
+    with Mosquitto(tmp_path / "narrow", extra="max_inflight_messages 1") as narrow:
+        box = Outbox(tmp_path / "outbox.db", STATION, clock=ClockSource(ClockConfig(sync="assume")), max_bytes=64 << 20)
+        watch = Subscriber(narrow.port, tmp_path / "county.jsonl").start()
+        uplink = Uplink(BrokerConfig(port=narrow.port, inflight=20), COUNTY, STATION, box)
+        reads = _counting_reads(box)
+        uplink.start()
+        try:
+            wait_until(
+                lambda: uplink.status()["state"] == "connected" and box.stats()["undelivered"] == 0, 10, "connect"
+            )
+            before = len(reads)
+            for i in range(20):
+                box.append(NewEvent("queue", Priority.NORMAL, {"n": i}))
+                wait_until(lambda: box.stats()["undelivered"] == 0, 10, "the event's PUBACK")
+            assert len(reads) - before <= 2, f"{len(reads) - before} reads for 20 events one by one"
+            # The broker stalls (its process stopped, the connection open) with one event in flight:
+            # the rest of a burst waits in the read-ahead, and a critical event overtakes it.
+            assert narrow.proc is not None
+            narrow.proc.send_signal(signal.SIGSTOP)
+            try:
+                burst = [box.append(NewEvent("queue", Priority.NORMAL, {"burst": i})).seq for i in range(10)]
+                critical = box.append(NewEvent("rating", Priority.CRITICAL, {"burst": "critical"})).seq
+            finally:
+                narrow.proc.send_signal(signal.SIGCONT)
+            wait_until(lambda: box.stats()["undelivered"] == 0, 20, "the burst to drain")
+            wait_until(lambda: critical in arrival_seqs(watch), 10, "the critical event at the county")
+            order = [s for s in arrival_seqs(watch) if s in burst or s == critical]
+            assert order.index(critical) <= 1, f"the critical event waited behind the burst: {order}"
+            assert [s for s in order if s != critical] == burst, "normal events out of seq order"
+        finally:
+            uplink.stop()
+            watch.stop()
+            box.close()
+
+
+def test_an_unsynced_stamp_sent_from_the_commit_is_still_frozen(tmp_path, broker) -> None:
+    """An event stamped on an unsynced clock is read before it is sent, never handed over: the
+    read freezes its stamp, so a clock synced later never re-stamps what the county already has."""
+    marker = tmp_path / "synced"
+    clock = ClockSource(ClockConfig(sync="file", sync_file=marker))
+    box = Outbox(tmp_path / "outbox.db", STATION, clock=clock, max_bytes=64 << 20)
+    uplink = Uplink(BrokerConfig(port=broker.port), COUNTY, STATION, box)
+    uplink.start()
+    try:
+        wait_until(lambda: uplink.status()["state"] == "connected", 10, "connect")
+        sent = [box.append(NewEvent("rating", Priority.CRITICAL, {"n": i})) for i in range(3)]
+        wait_until(lambda: box.stats()["undelivered"] == 0, 10, "the three events delivered")
+        marker.touch()
+        time.sleep(0.01)
+        assert box.correct_unsynced(time.time() + 3600, time.monotonic_ns()) == 0, "a sent stamp was re-stamped"
+        stored = {p.seq: json.loads(p.payload) for p in box.replay(1, sent[-1].seq)}
+        assert all(stored[e.seq]["ts"] == e.ts and stored[e.seq]["clock"] == "unsynced" for e in sent)
+    finally:
+        uplink.stop()
+        box.close()
