@@ -17,6 +17,13 @@ from enum import IntEnum
 from typing import Any
 
 KIND_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+# Compact UTF-8 JSON, as every stored and sent document is written. One encoder for all:
+# `json.dumps` with any argument builds a new JSONEncoder per call, several times an event.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def compact_json(doc: Any) -> str:
+    return _COMPACT.encode(doc)
 
 
 class Priority(IntEnum):
@@ -97,7 +104,7 @@ class Event:
             "priority": self.priority.label,
             "data": self.data,
         }
-        return json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
+        return compact_json(envelope).encode()
 
     @classmethod
     def from_bytes(cls, payload: bytes) -> Event:

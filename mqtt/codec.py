@@ -12,9 +12,11 @@ from typing import Any
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge.events import compact_json
+
 
 def _dump(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+    return compact_json(doc).encode()
 
 
 def online(session: int, **fields: Any) -> bytes:

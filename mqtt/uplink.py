@@ -300,7 +300,7 @@ class Uplink:
         client = self._client
         sock = client.socket() if client is not None else None
         if client is None or sock is None:  # no connection (a lost one's disconnect is queued)
-            select.select([self._wake_r], [], [], timeout)
+            readable, _, _ = select.select([self._wake_r], [], [], timeout)
         else:
             if timeout is None or timeout > NETWORK_TICK_S:
                 timeout = NETWORK_TICK_S
@@ -314,8 +314,9 @@ class Uplink:
                 client.loop_write()
             if client.socket() is not None:
                 client.loop_misc()
-        with contextlib.suppress(BlockingIOError):
-            self._wake_r.recv(4096)
+        if self._wake_r in readable:  # a wake byte left unread only wakes the next select at once
+            with contextlib.suppress(BlockingIOError):
+                self._wake_r.recv(4096)
         items = []
         while True:
             try:

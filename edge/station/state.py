@@ -117,29 +117,40 @@ class Change:
 
 
 R = TypeVar("R", Ticket, Window)
-_FIELDS = {cls: dataclasses.fields(cls) for cls in (Ticket, Window)}
-_DEFAULTS = {
-    cls: {f.name: f.default for f in fields if f.default is not dataclasses.MISSING} for cls, fields in _FIELDS.items()
+_REQUIRED = object()  # no default: never left out
+
+
+def _timed(f: dataclasses.Field) -> bool:
+    return "datetime" in str(f.type)
+
+
+# Per record type, each field as (name, default, whether it holds a datetime), worked out once.
+_LAYOUT = {
+    cls: tuple(
+        (f.name, _REQUIRED if f.default is dataclasses.MISSING else f.default, _timed(f))
+        for f in dataclasses.fields(cls)
+    )
+    for cls in (Ticket, Window)
 }
 
 
 def to_json(record: Ticket | Window) -> dict[str, Any]:
     """A record as JSON-ready values, datetimes as ISO 8601 with their offset, leaving out fields
     at their defaults (`from_json` puts them back): each change rewrites its records, and a
-    smaller row is fewer pages written per commit. Read field by field: `dataclasses.asdict`'s
-    deep copy was a tenth of the station's CPU at 20 events a second (bench/RESULTS-link.md)."""
-    defaults = _DEFAULTS[type(record)]
+    smaller row is fewer pages written per commit. Read field by field from a layout made once:
+    `dataclasses.asdict`'s deep copy was a tenth of the station's CPU at 20 events a second
+    (bench/RESULTS-link.md)."""
     out: dict[str, Any] = {}
-    for f in _FIELDS[type(record)]:
-        value = getattr(record, f.name)
-        if f.name in defaults and value == defaults[f.name]:
+    for name, default, timed in _LAYOUT[type(record)]:
+        value = getattr(record, name)
+        if value is default or value == default:
             continue
-        out[f.name] = value.isoformat() if isinstance(value, datetime) else value
+        out[name] = value.isoformat() if timed and value is not None else value
     return out
 
 
 def from_json(cls: type[R], doc: dict[str, Any]) -> R:
-    times = {f.name for f in dataclasses.fields(cls) if "datetime" in str(f.type)}
+    times = {f.name for f in dataclasses.fields(cls) if _timed(f)}
     values = {k: datetime.fromisoformat(v) if k in times and v is not None else v for k, v in doc.items()}
     if cls is Ticket:
         values["status"] = Status(values["status"])

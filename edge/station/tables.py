@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from edge.events import compact_json
 from edge.station.state import Change, State, Ticket, Window, from_json, to_json
 
 SCHEMA = """
@@ -25,7 +26,6 @@ SCHEMA = """
     CREATE TABLE IF NOT EXISTS station_records (key INTEGER PRIMARY KEY, body TEXT NOT NULL);
 """
 DAY_KEY = 0  # station_records: the day's row; windows are keyed by their number (1 and up)
-_COMPACT = (",", ":")
 
 
 def read_state(conn: sqlite3.Connection) -> tuple[State, int] | None:
@@ -54,15 +54,12 @@ def write(conn: sqlite3.Connection, state: State, change: Change, op: int, *, da
     """The change's records, and the day record (with `op`) when `day` is set."""
     conn.executemany(
         "INSERT INTO station_tickets VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET body = excluded.body",
-        [
-            (t.id, t.day, json.dumps(to_json(t), ensure_ascii=False, separators=_COMPACT))
-            for t in change.tickets.values()
-        ],
+        [(t.id, t.day, compact_json(to_json(t))) for t in change.tickets.values()],
     )
-    records = [(w.number, json.dumps(to_json(w), separators=_COMPACT)) for w in change.windows.values()]
+    records = [(w.number, compact_json(to_json(w))) for w in change.windows.values()]
     if day:
         doc = {"op": op, "day": state.day, "closed": sorted(state.closed), "counts": dict(state.counts)}
-        records.append((DAY_KEY, json.dumps(doc, ensure_ascii=False, separators=_COMPACT)))
+        records.append((DAY_KEY, compact_json(doc)))
     conn.executemany("INSERT OR REPLACE INTO station_records VALUES (?, ?)", records)
     if change.purge_before is not None:
         conn.execute("DELETE FROM station_tickets WHERE day < ?", (change.purge_before,))
