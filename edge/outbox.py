@@ -54,7 +54,10 @@ _BATCH_MAX = 512
 HWM_NAME = "seq.hwm"
 PAGE_SIZE = 1024
 WAL_BYTES = 4 << 20
-_EVENT_BOUND = 16 << 10  # more than any event's row takes: the budget check's quick answer
+_EVENT_BOUND = 16 << 10  # more than an event's row takes: the budget check's quick answer
+# The database's live pages are counted again at least every this many commits; between counts
+# each commit is charged _EVENT_BOUND an event (at least one) instead of being counted.
+_COUNT_EVERY = 64
 # Delivery marks are held back this long, and then ride with the next commit: a second's marks
 # (20 at 20 events a second) in one commit touch the `delivered_at` index's newest leaf once,
 # where a mark a commit wrote a page of it each time. Marks no commit took within twice this
@@ -250,6 +253,9 @@ class Outbox:
         self.station = station
         self._clock = clock
         self._max_bytes = max_bytes
+        # Live page bytes as last counted plus the commits charged since; None: count afresh.
+        self._live_bound: int | None = None
+        self._charges = 0  # commits charged since that count
         self._extra_usage = extra_usage
         # Frees space counted by extra_usage (media files) under pressure, before undelivered events.
         self._reclaim = reclaim
@@ -549,6 +555,8 @@ class Outbox:
                         )
                         made[-1].append(event)
                         sendable.append(Pending(seq, new.kind, new.priority, payload))
+                        if len(payload) > _EVENT_BOUND // 2:
+                            self._live_bound = None  # an event near its bound: count at the next commit
                 self._conn.executemany(
                     "INSERT INTO events (seq, kind, priority, payload, size, created, clock, mono_ns, boot)"
                     " VALUES (?,?,?,?,?,?,?,?,?)",
@@ -584,9 +592,18 @@ class Outbox:
         """Evict to fit the batch in the budget; refuse bulk work that still does not fit."""
         news = [n for r in batch for n in r.news or ()]
         # Most commits are far under the budget: a bound per event tells so without serialising
-        # every event a second time (it is serialised once, for its row, below).
-        if self.used_bytes() + _EVENT_BOUND * len(news) <= self._max_bytes:
+        # every event a second time (it is serialised once, for its row, below), and without
+        # counting pages at every commit. The decision is the one a fresh count would make: a
+        # bound that does not fit is counted afresh first.
+        charge = _EVENT_BOUND * max(1, len(news))
+        live = self._live_bound
+        if live is None or self._charges >= _COUNT_EVERY or not self._fits(live + charge):
+            live, self._charges = self._live_bytes(), 0
+        if self._fits(live + charge):
+            self._live_bound = live + charge
+            self._charges += 1
             return batch, None
+        self._live_bound = None  # what follows evicts
         self._take_marks()  # delivered events go first: eviction must see every held mark
         incoming = sum(len(json.dumps(n.data)) + 300 for n in news)
         result = eviction.make_room(self._conn, self.used_bytes, incoming, self._max_bytes, self._reclaim)
@@ -610,10 +627,16 @@ class Outbox:
             )
         return accepted, result.report()
 
+    def _fits(self, live_bytes: int) -> bool:
+        return live_bytes + self._extra_usage() <= self._max_bytes
+
     def used_bytes(self) -> int:
         """Bytes counted against [storage] max_mb: live database pages plus media."""
+        return self._live_bytes() + self._extra_usage()
+
+    def _live_bytes(self) -> int:
         live = self._conn.execute("SELECT page_count - freelist_count FROM pragma_page_count, pragma_freelist_count")
-        return live.fetchone()[0] * self._page_size + self._extra_usage()
+        return live.fetchone()[0] * self._page_size
 
     def _report_incident(self, incident: Incident) -> None:
         self.append(

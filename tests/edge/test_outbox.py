@@ -470,3 +470,15 @@ def test_a_lone_producer_commits_itself_and_latecomers_group_on_the_commit_threa
     assert box.commits == commits + 2, "the holder's commit, then one for the three that came during it"
     assert box.last_seq == 5
     box.close()
+
+
+def test_the_budget_counts_afresh_after_an_event_larger_than_its_quick_bound(tmp_path: Path) -> None:
+    """Between page counts each commit is charged a bound per event; an event beyond half that
+    bound makes the next commit count again, so big events cannot slip past the budget."""
+    box = make(tmp_path, max_bytes=1 << 20)
+    for i in range(30):
+        box.append(ev("telemetry", Priority.BULK, n=i, blob="x" * (60 << 10)))
+        assert box.used_bytes() <= (1 << 20) + (64 << 10), f"over the budget after event {i + 1}"
+    evicted = [e for e in box.pending(100) if e.kind == "eviction"]
+    assert evicted, "nothing was evicted"
+    box.close()
