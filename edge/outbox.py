@@ -142,6 +142,11 @@ class _Append:
     error: Exception | None = None
 
 
+class _Undone(Exception):
+    """A lone request's own writes raised with nothing else in its transaction: all of it was
+    rolled back, so the request failed alone, as it would in a savepoint."""
+
+
 # Asks the commit thread to write the held marks (MARK_ROWS of them gathered with no commit).
 _WRITE_MARKS = _Append(None)
 
@@ -533,36 +538,42 @@ class Outbox:
         mono = time.monotonic_ns()
         ts = format_ts(datetime.fromtimestamp(now).astimezone())
         with self._lock:
-            with self._transaction():
-                if len(self._marks) >= MARK_ROWS or self._marks_held(MARK_DELAY_S):
-                    self._take_marks()
-                accepted, report = self._make_room(batch)
-                accepted = [r for r in accepted if self._write_state(r)]
-                groups = ([[report]] if report is not None else []) + [list(r.news or ()) for r in accepted]
-                self._reserve(self._last_seq + sum(map(len, groups)))
-                if self._reserved != self._mark_held:  # the mark this commit ran under: see _check_mark
-                    self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('hwm', ?)", (str(self._reserved),))
-                rows, made, sendable = [], [], []
-                seq = self._last_seq
-                for group in groups:
-                    made.append([])
-                    for new in group:
-                        seq += 1
-                        event = Event(self.station, seq, new.kind, ts, clock, new.priority, new.data)
-                        payload = event.to_bytes()
-                        rows.append(
-                            (seq, new.kind, int(new.priority), payload, len(payload), now, clock, mono, self._boot)
-                        )
-                        made[-1].append(event)
-                        sendable.append(Pending(seq, new.kind, new.priority, payload))
-                        if len(payload) > _EVENT_BOUND // 2:
-                            self._live_bound = None  # an event near its bound: count at the next commit
-                self._conn.executemany(
-                    "INSERT INTO events (seq, kind, priority, payload, size, created, clock, mono_ns, boot)"
-                    " VALUES (?,?,?,?,?,?,?,?,?)",
-                    rows,
-                )
-                # No last_seq row per commit: max(seq) says it, and what deletes events writes the row.
+            try:
+                with self._transaction():
+                    begun = self._conn.total_changes
+                    if len(self._marks) >= MARK_ROWS or self._marks_held(MARK_DELAY_S):
+                        self._take_marks()
+                    accepted, report = self._make_room(batch)
+                    # A savepoint only where the transaction holds more than this request's writes.
+                    alone = len(accepted) == 1 and self._conn.total_changes == begun
+                    accepted = [r for r in accepted if self._write_state(r, alone)]
+                    groups = ([[report]] if report is not None else []) + [list(r.news or ()) for r in accepted]
+                    self._reserve(self._last_seq + sum(map(len, groups)))
+                    if self._reserved != self._mark_held:  # the mark this commit ran under: see _check_mark
+                        self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('hwm', ?)", (str(self._reserved),))
+                    rows, made, sendable = [], [], []
+                    seq = self._last_seq
+                    for group in groups:
+                        made.append([])
+                        for new in group:
+                            seq += 1
+                            event = Event(self.station, seq, new.kind, ts, clock, new.priority, new.data)
+                            payload = event.to_bytes()
+                            rows.append(
+                                (seq, new.kind, int(new.priority), payload, len(payload), now, clock, mono, self._boot)
+                            )
+                            made[-1].append(event)
+                            sendable.append(Pending(seq, new.kind, new.priority, payload))
+                            if len(payload) > _EVENT_BOUND // 2:
+                                self._live_bound = None  # an event near its bound: count at the next commit
+                    self._conn.executemany(
+                        "INSERT INTO events (seq, kind, priority, payload, size, created, clock, mono_ns, boot)"
+                        " VALUES (?,?,?,?,?,?,?,?,?)",
+                        rows,
+                    )
+                    # No last_seq row per commit: max(seq) says it, and what deletes events writes the row.
+            except _Undone:
+                return Committed(self.commits, [], [], whole=True)
             self._last_seq = seq
             self._mark_held = self._reserved
             self.commits += 1
@@ -572,9 +583,18 @@ class Outbox:
         whole = report is None and clock not in Clock.UNTRUSTED
         return Committed(commit, [event for events in made for event in events], sendable, whole)
 
-    def _write_state(self, request: _Append) -> bool:
-        """Run a request's own writes in a savepoint: one that raises is undone and fails alone."""
+    def _write_state(self, request: _Append, alone: bool) -> bool:
+        """Run a request's own writes in a savepoint: one that raises is undone and fails alone.
+        Alone in its transaction, it needs none: one that raises undoes the transaction."""
         if request.write is None:
+            return True
+        if alone:
+            try:
+                request.write(self._conn)
+            except Exception as exc:
+                log.exception("outbox: a producer's own writes failed; its events are not committed")
+                request.error = exc
+                raise _Undone from exc
             return True
         self._conn.execute("SAVEPOINT state")
         try:

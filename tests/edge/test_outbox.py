@@ -482,3 +482,24 @@ def test_the_budget_counts_afresh_after_an_event_larger_than_its_quick_bound(tmp
     evicted = [e for e in box.pending(100) if e.kind == "eviction"]
     assert evicted, "nothing was evicted"
     box.close()
+
+
+def test_a_lone_failing_producer_keeps_the_delivery_marks_its_commit_took(tmp_path: Path) -> None:
+    """A lone producer's rows go without a savepoint only when nothing else is in the
+    transaction: held delivery marks taken by the same commit are kept when its rows fail."""
+    box = make(tmp_path)
+    seqs = [box.append(ev()).seq for _ in range(3)]
+    box.mark_delivered(seqs)
+    time.sleep(MARK_DELAY_S + 0.1)  # held long enough: the next commit takes them
+
+    def broken(_conn: sqlite3.Connection) -> None:
+        raise ValueError("the producer's own bug")
+
+    with pytest.raises(ValueError):
+        box.append_all([ev()], broken)
+    conn = sqlite3.connect(f"file:{tmp_path / 'outbox.db'}?mode=ro", uri=True)
+    try:
+        assert conn.execute("SELECT count(*) FROM events WHERE delivered IS NOT NULL").fetchone()[0] == 3
+    finally:
+        conn.close()
+    box.close()
