@@ -20,6 +20,10 @@ Phases (each optional):
 - `quota`: `plain` inside a CPU cgroup limited to a quarter of a core (cgroup v1
   `cpu.cfs_quota_us` = 25,000 per 100,000 us period, or v2 `cpu.max` = "25000 100000", where
   this machine mounts it writable), with the same latency figures.
+- `baseline` (with `--baseline DIR`, a source tree of an earlier revision, e.g. from `git
+  archive`): `plain`'s CPU per event for this code and for that tree's gateway (run with
+  PYTHONPATH=DIR, its config without the `printer` key it may not know), alternating for
+  `--rounds` rounds so that both sides see the same machine; per-round ratios and their median.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import os
 import re
 import signal
 import sqlite3
+import statistics
 import subprocess
 import tempfile
 import time
@@ -114,14 +119,12 @@ class Cgroup:
         self.path.rmdir()
 
 
-def phase(name: str, work: Path, port: int, args: argparse.Namespace) -> dict:
+def phase(name: str, work: Path, port: int, args: argparse.Namespace, tree: Path | None = None) -> dict:
     storage = work / name
-    config = c.write_config(
-        work / f"{name}.toml",
-        port=port,
-        storage=storage,
-        extra=CONFIG_EXTRA.format(rate=args.rate, printer=str(not args.no_printer).lower()),
-    )
+    extra = CONFIG_EXTRA.format(rate=args.rate, printer=str(not args.no_printer).lower())
+    if tree is not None:
+        extra = extra.replace(f"printer = {str(not args.no_printer).lower()}\n", "")
+    config = c.write_config(work / f"{name}.toml", port=port, storage=storage, extra=extra)
     db = storage / "outbox.db"
     cmd = [*m.yimen_cmd(), "run", "--config", str(config)]
     trace = work / f"{name}.strace"
@@ -143,7 +146,8 @@ def phase(name: str, work: Path, port: int, args: argparse.Namespace) -> dict:
                f"inject=fsync,fdatasync:{delay}", *cmd]  # fmt: skip
     group = Cgroup(f"yimen-bench-{os.getpid()}") if name == "quota" else None
     log = open(work / f"{name}.log", "ab")  # noqa: SIM115 - the child's stderr
-    proc = subprocess.Popen(cmd, stderr=log, preexec_fn=group.enter if group else None)
+    env = {**os.environ, "PYTHONPATH": str(tree)} if tree is not None else None
+    proc = subprocess.Popen(cmd, stderr=log, env=env, preexec_fn=group.enter if group else None)
     try:
         m.wait_connected(proc, db, timeout=60)
         time.sleep(args.settle)
@@ -170,7 +174,7 @@ def phase(name: str, work: Path, port: int, args: argparse.Namespace) -> dict:
             group.remove()
     events = seq1 - seq0
     out: dict = {"events": events, "events_per_s": round(events / (t1 - t0), 2), "exit_code": code}
-    if name in ("plain", "quota"):
+    if name in ("plain", "quota") or name.startswith("ab-"):
         out["cpu_pct_of_core"] = round(100 * (ns1 - ns0) / 1e9 / (t1 - t0), 2)
         out["write_bytes_per_event"] = round((io1["write_bytes"] - io0["write_bytes"]) / events)
         out["write_calls_per_event"] = round((io1["syscw"] - io0["syscw"]) / events, 2)
@@ -183,6 +187,24 @@ def phase(name: str, work: Path, port: int, args: argparse.Namespace) -> dict:
         out["cgroup"] = group.kind
         out["throttled"] = {k: throttled1[k] - throttled0[k] for k in throttled1}
     return out
+
+
+def baseline(work: Path, port: int, args: argparse.Namespace) -> dict:
+    """CPU per event of this code and of the tree in --baseline, alternating, --rounds rounds."""
+    ours, theirs = [], []
+    for n in range(args.rounds):
+        for side, tree in (("ours", None), ("baseline", args.baseline)):
+            got = phase(f"ab-{side}-{n}", work, port, args, tree)
+            cpu_us = got["cpu_pct_of_core"] / 100 * 1e6 / got["events_per_s"]
+            (ours if tree is None else theirs).append(round(cpu_us, 1))
+    ratios = [round(a / b, 3) for a, b in zip(ours, theirs, strict=True)]
+    return {
+        "baseline": str(args.baseline),
+        "cpu_us_per_event": {"ours": ours, "baseline": theirs},
+        "ratios": ratios,
+        "median_ratio": round(statistics.median(ratios), 3),
+        "ratio_of_sums": round(sum(ours) / sum(theirs), 3),
+    }
 
 
 def _child(strace_pid: int) -> int:
@@ -212,7 +234,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--settle", type=float, default=5.0)
     ap.add_argument("--fsync-ms", type=float, default=20.0)
-    ap.add_argument("--phases", default="plain,strace,sd,quota")
+    ap.add_argument("--phases", default="plain,strace,sd,quota", help="any of plain,strace,sd,quota,baseline")
+    ap.add_argument("--baseline", type=Path, help="a source tree of an earlier revision, for the baseline phase")
+    ap.add_argument("--rounds", type=int, default=5, help="baseline phase: alternating rounds")
     ap.add_argument(
         "--no-printer",
         action="store_true",
@@ -229,7 +253,12 @@ def main() -> None:
         work = Path(tmp)
         with Mosquitto(work / "broker") as broker:
             for name in args.phases.split(","):
-                result[name] = phase(name, work, broker.port, args)
+                if name == "baseline":
+                    if args.baseline is None:
+                        ap.error("the baseline phase needs --baseline DIR")
+                    result[name] = baseline(work, broker.port, args)
+                else:
+                    result[name] = phase(name, work, broker.port, args)
                 print(f"  {name}: {result[name]}", flush=True)
     human = []
     if "plain" in result:
@@ -243,6 +272,9 @@ def main() -> None:
         human.append(f"{s['fsync_per_event'] + s['fdatasync_per_event']:.2f} fsyncs/event")
     if "sd" in result:
         human.append(f"fsync +{args.fsync_ms:.0f} ms: p99 {result['sd']['press_to_puback']['p99_ms']} ms")
+    if "baseline" in result:
+        b = result["baseline"]
+        human.append(f"CPU per event {b['median_ratio']}x the baseline's (median of {len(b['ratios'])} rounds)")
     if "quota" in result:
         q = result["quota"]
         human.append(f"quarter core: CPU {q['cpu_pct_of_core']} %, p99 {q['press_to_puback']['p99_ms']} ms")

@@ -220,6 +220,8 @@ class MediaUploader:
 
     def take(self, room: int) -> list[MediaMessage]:
         """The messages that may go now: within `room` window slots, MAX_INFLIGHT and the pace."""
+        if not self._jobs:  # the usual case, asked at every fill of the window
+            return []
         out: list[MediaMessage] = []
         while room > len(out) and len(self._inflight) < MAX_INFLIGHT and self._pacer.wait_s() == 0:
             message = self._next()
