@@ -572,8 +572,8 @@ class Outbox:
                         rows,
                     )
                     # No last_seq row per commit: max(seq) says it, and what deletes events writes the row.
-            except _Undone:
-                return Committed(self.commits, [], [], whole=True)
+            except _Undone:  # nothing committed: not whole, so no reader takes it for a commit
+                return Committed(self.commits, [], [], whole=False)
             self._last_seq = seq
             self._mark_held = self._reserved
             self.commits += 1
