@@ -19,10 +19,19 @@ class BrokerError(RuntimeError):
     pass
 
 
+_handed_out: set[int] = set()  # ports free_port has given this process: never given twice
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port nothing listens on now, and not one this process was given before (two
+    asked for in a row, a broker's and its TLS listener's, could otherwise be the same)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 class Mosquitto:
@@ -41,6 +50,7 @@ class Mosquitto:
         if not Path(self.binary).exists():
             raise BrokerError("mosquitto is not installed: run `apt-get install mosquitto` (see README)")
         self.workdir = workdir
+        self._port_chosen = port is None  # ours to change if another process takes it first
         self.port = port or free_port()
         self.persistence = persistence
         self.extra = extra
@@ -69,13 +79,22 @@ class Mosquitto:
         ]
         self.conf_path.write_text("\n".join(lines) + "\n")
 
-    def start(self, timeout: float = 10.0) -> Mosquitto:
+    def start(self, timeout: float = 10.0, tries: int = 3) -> Mosquitto:
+        """Start and wait until it listens. A port we chose that another process bound between
+        the choice and the start ("Address already in use") is chosen again, `tries` times."""
         self.write_config()
-        log = open(self.workdir / "mosquitto.log", "ab")  # noqa: SIM115 - kept open for the process
+        log_path = self.workdir / "mosquitto.log"
+        logged = log_path.stat().st_size if log_path.exists() else 0
+        log = open(log_path, "ab")  # noqa: SIM115 - kept open for the process
         self.proc = subprocess.Popen([self.binary, "-c", str(self.conf_path)], stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                taken = "Address already in use" in log_path.read_text(errors="replace")[logged:]
+                if taken and self._port_chosen and tries > 1:
+                    log.close()
+                    self.port = free_port()
+                    return self.start(timeout, tries - 1)
                 raise BrokerError(f"mosquitto exited with {self.proc.returncode}; see {self.workdir}/mosquitto.log")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
