@@ -530,7 +530,8 @@ class Outbox:
             for listener in self._listeners:
                 listener(committed)
 
-    def _commit(self, batch: list[_Append]) -> Committed:
+    def _commit(self, batch: list[_Append]) -> Committed | None:
+        """Commit the batch; None when a lone request's failing writes undid it all."""
         now = self._now()
         stamp, clock = self._clock.reading()
         if clock == Clock.BEHIND:
@@ -572,8 +573,8 @@ class Outbox:
                         rows,
                     )
                     # No last_seq row per commit: max(seq) says it, and what deletes events writes the row.
-            except _Undone:  # nothing committed: not whole, so no reader takes it for a commit
-                return Committed(self.commits, [], [], whole=False)
+            except _Undone:  # nothing was committed: nothing to hand over, as when a commit fails
+                return None
             self._last_seq = seq
             self._mark_held = self._reserved
             self.commits += 1
@@ -588,24 +589,20 @@ class Outbox:
         Alone in its transaction, it needs none: one that raises undoes the transaction."""
         if request.write is None:
             return True
-        if alone:
-            try:
-                request.write(self._conn)
-            except Exception as exc:
-                log.exception("outbox: a producer's own writes failed; its events are not committed")
-                request.error = exc
-                raise _Undone from exc
-            return True
-        self._conn.execute("SAVEPOINT state")
+        if not alone:
+            self._conn.execute("SAVEPOINT state")
         try:
             request.write(self._conn)
         except Exception as exc:
-            self._conn.execute("ROLLBACK TO state")
-            self._conn.execute("RELEASE state")
             log.exception("outbox: a producer's own writes failed; its events are not committed")
             request.error = exc
+            if alone:
+                raise _Undone from exc
+            self._conn.execute("ROLLBACK TO state")
+            self._conn.execute("RELEASE state")
             return False
-        self._conn.execute("RELEASE state")
+        if not alone:
+            self._conn.execute("RELEASE state")
         return True
 
     def _make_room(self, batch: list[_Append]) -> tuple[list[_Append], NewEvent | None]:
@@ -617,9 +614,11 @@ class Outbox:
         # bound that does not fit is counted afresh first.
         charge = _EVENT_BOUND * max(1, len(news))
         live = self._live_bound
-        if live is None or self._charges >= _COUNT_EVERY or not self._fits(live + charge):
+        fits = live is not None and self._charges < _COUNT_EVERY and self._fits(live + charge)
+        if not fits:
             live, self._charges = self._live_bytes(), 0
-        if self._fits(live + charge):
+            fits = self._fits(live + charge)
+        if fits:
             self._live_bound = live + charge
             self._charges += 1
             return batch, None
