@@ -54,8 +54,7 @@ interval_s = 60
 [simulate]
 events_per_second = {rate}
 seed = 7
-printer = {printer}
-"""
+{printer}"""
 CGROUP_V1 = Path("/sys/fs/cgroup/cpu")
 CGROUP_V2 = Path("/sys/fs/cgroup")
 
@@ -121,9 +120,9 @@ class Cgroup:
 
 def phase(name: str, work: Path, port: int, args: argparse.Namespace, tree: Path | None = None) -> dict:
     storage = work / name
-    extra = CONFIG_EXTRA.format(rate=args.rate, printer=str(not args.no_printer).lower())
-    if tree is not None:
-        extra = extra.replace(f"printer = {str(not args.no_printer).lower()}\n", "")
+    # An earlier tree may not know the `printer` key: its gateway runs on its own default.
+    printer = "" if tree is not None else f"printer = {str(not args.no_printer).lower()}\n"
+    extra = CONFIG_EXTRA.format(rate=args.rate, printer=printer)
     config = c.write_config(work / f"{name}.toml", port=port, storage=storage, extra=extra)
     db = storage / "outbox.db"
     cmd = [*m.yimen_cmd(), "run", "--config", str(config)]
