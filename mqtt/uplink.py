@@ -677,11 +677,8 @@ class Uplink:
             self._fill()
             if not self._inflight and not self._control_mids and not self._batches:
                 break
-            items = self._next_items(max(0.0, deadline - time.monotonic()))
-            if not items:
-                break
-            self._handle(items)
-        self._flush_marks()
+            # An empty return is the network tick or a stray wake, not the end: the deadline is.
+            self._handle(self._next_items(max(0.0, deadline - time.monotonic())))
         client = self._client
         if client is not None and self._state == "connected":
             info = client.publish(
@@ -692,7 +689,8 @@ class Uplink:
             )
             deadline = time.monotonic() + 2.0
             while not info.is_published() and time.monotonic() < deadline and client.socket() is not None:
-                self._next_items(deadline - time.monotonic())
+                self._handle(self._next_items(deadline - time.monotonic()))  # a late PUBACK still counts
+        self._flush_marks()
         if client is not None:
             # Also when the CONNACK is still on its way: a clean DISCONNECT after that CONNECT, or
             # the broker publishes the will and the county reads a clean stop as a lost link.

@@ -350,3 +350,37 @@ def test_an_unsynced_stamp_sent_from_the_commit_is_still_frozen(tmp_path, broker
     finally:
         uplink.stop()
         box.close()
+
+
+def test_a_stop_waits_the_whole_drain_for_a_slow_puback(tmp_path) -> None:
+    """A clean stop waits up to SHUTDOWN_DRAIN_S for what is in flight: an event whose PUBACK
+    comes late (the broker stalled 1.5 s, past the loop's 1 s network tick) is marked delivered,
+    not left for a re-send of what the county already has."""
+    with Mosquitto(tmp_path / "stalled") as stalled:
+        box = Outbox(tmp_path / "outbox.db", STATION, clock=ClockSource(ClockConfig(sync="assume")), max_bytes=64 << 20)
+        uplink = Uplink(BrokerConfig(port=stalled.port), COUNTY, STATION, box)
+        uplink.start()
+        try:
+            wait_until(lambda: uplink.status()["state"] == "connected", 10, "connect")
+            wait_until(lambda: box.stats()["undelivered"] == 0, 10, "the birth's events delivered")
+            assert stalled.proc is not None
+            stalled.proc.send_signal(signal.SIGSTOP)
+            try:
+                box.append(NewEvent("rating", Priority.CRITICAL, {"late": True}))
+                wait_until(lambda: uplink.status()["inflight"] == 1, 5, "the event in flight")
+                stopping = threading.Thread(target=uplink.stop, kwargs={"timeout": 10})
+                stopping.start()
+                time.sleep(1.5)
+            finally:
+                stalled.proc.send_signal(signal.SIGCONT)
+            stopping.join(10)
+            assert uplink.status()["delivered"] >= 1 and uplink.status()["inflight"] == 0
+        finally:
+            box.close()
+        reopened = Outbox(
+            tmp_path / "outbox.db", STATION, clock=ClockSource(ClockConfig(sync="assume")), max_bytes=1 << 20
+        )
+        try:
+            assert reopened.stats()["undelivered"] == 0, "the late PUBACK's mark was not written"
+        finally:
+            reopened.close()
